@@ -1,0 +1,1 @@
+"""The `tasgen` command line (installed as the `tasgen_cli` package)."""

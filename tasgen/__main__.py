@@ -1,0 +1,3 @@
+from tasgen_cli.app import main
+
+main()

@@ -1,0 +1,256 @@
+"""The spec schema: pydantic models of a tasgen YAML file.
+
+This module is the single source of truth for validation, for `tasgen schema`
+(JSON Schema, for editor completion) and for the spec reference in docs/.
+It must not import torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+Mixer = Literal["conv", "attention", "mlp"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------- models
+class StemSpec(_Strict):
+    """The stem of a stage-described backbone."""
+
+    kind: Literal["conv", "patch"] = Field(
+        "conv", description="conv: strided 3x3 convolutions; patch: one patchify convolution."
+    )
+    channels: int = Field(..., ge=1, le=8192, description="Output channels of the stem.")
+    stride: int = Field(2, ge=1, le=32, description="Total downsampling of the stem.")
+
+
+class StageSpec(_Strict):
+    """One stage of a stage-described backbone."""
+
+    mixer: Mixer = Field(..., description="Token mixer of the stage's blocks.")
+    channels: int = Field(..., ge=1, le=8192, description="Output channels of the stage.")
+    depth: int = Field(..., ge=1, le=64, description="Number of blocks.")
+    stride: int = Field(1, ge=1, le=4, description="Downsampling at the start of the stage.")
+    heads: int | None = Field(
+        None, ge=1, le=64, description="Attention heads (attention stages; default channels // 32, at least 1)."
+    )
+    mlp_ratio: float = Field(4.0, gt=0, le=16, description="Hidden width of the block MLPs, relative to channels.")
+
+    @model_validator(mode="after")
+    def _heads_divide_channels(self) -> StageSpec:
+        if self.mixer != "attention" and self.heads is not None:
+            raise ValueError(f"'heads' only applies to attention stages, not to a {self.mixer} stage")
+        if self.heads is not None and self.channels % self.heads:
+            raise ValueError(f"channels ({self.channels}) must be divisible by heads ({self.heads})")
+        return self
+
+
+class _ModelCommon(_Strict):
+    checkpoint: Path | None = Field(
+        None, description="Local weights: .safetensors, or a torch file loadable with weights_only=True."
+    )
+
+
+class TimmModelSpec(_ModelCommon):
+    """A model from timm's registry."""
+
+    timm: str = Field(..., min_length=1, description="timm model name, e.g. resnet18 or deit_tiny_patch16_224.")
+    kwargs: dict[str, int | float | bool | str | list[int]] = Field(
+        default_factory=dict, description="Extra keyword arguments for timm.create_model."
+    )
+    pretrained: bool = Field(False, description="Load timm's pretrained weights (needs network or a local HF cache).")
+
+
+class BackboneSpec(_ModelCommon):
+    """A backbone described stage by stage, built from tasgen's block library."""
+
+    stem: StemSpec
+    stages: list[StageSpec] = Field(..., min_length=1, max_length=8)
+    head_dropout: float = Field(0.0, ge=0, lt=1)
+
+
+def _model_kind(value: object) -> str:
+    if isinstance(value, BaseModel):
+        return "timm-model" if isinstance(value, TimmModelSpec) else "backbone"
+    return "timm-model" if isinstance(value, dict) and "timm" in value else "backbone"
+
+
+# A model is a timm name or a stage list; the `timm` key decides which, so errors
+# speak of one schema instead of both.
+ModelSpec = Annotated[
+    Annotated[TimmModelSpec, Tag("timm-model")] | Annotated[BackboneSpec, Tag("backbone")],
+    Discriminator(_model_kind),
+]
+
+
+# ------------------------------------------------------------------ assistant
+class BridgeSpec(_Strict):
+    """The local-to-global projector (patch embedding + one windowed attention block)."""
+
+    window_size: int = Field(7, ge=1, le=32, description="Window of the Swin-style attention block.")
+    heads: int | Literal["auto"] = Field("auto", description="Heads of the attention block; auto = channels // 32.")
+    mlp_ratio: float = Field(4.0, gt=0, le=16)
+    resample: Literal["auto", "conv", "interpolate"] = Field(
+        "auto", description="How the token grid is resized: strided/patch convolution or interpolation."
+    )
+
+
+class AssistantSpec(_Strict):
+    """How the assistant is assembled from the pair's stages."""
+
+    split: int | Literal["auto"] = Field(
+        "auto", description="Local stages kept before the bridge; auto = the paper's 3 of 4, scaled to the depth."
+    )
+    global_start: int | Literal["auto"] = Field(
+        "auto", description="First stage (1-based) of the global member after the bridge; auto = best scored."
+    )
+    teacher_stages: Literal["frozen", "finetune"] = Field(
+        "frozen", description="Borrowed teacher stages stay frozen, or a copy of them is fine-tuned."
+    )
+    bridge: BridgeSpec = Field(default_factory=BridgeSpec)
+
+    @model_validator(mode="after")
+    def _positive(self) -> AssistantSpec:
+        for key in ("split", "global_start"):
+            value = getattr(self, key)
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"{key} must be 'auto' or an integer >= 1, got {value}")
+        return self
+
+
+# -------------------------------------------------------------------- distill
+class PairSpec(_Strict):
+    """One distillation pair (target -> learner): InfoNCE on features + a logit loss."""
+
+    enabled: bool = True
+    feature_weight: float = Field(1.0, ge=0)
+    logit_weight: float = Field(1.0, ge=0)
+
+
+class PairsSpec(_Strict):
+    teacher_student: PairSpec = Field(default_factory=PairSpec)
+    teacher_assistant: PairSpec = Field(default_factory=PairSpec)
+    assistant_student: PairSpec = Field(default_factory=PairSpec)
+
+
+class FeatureLossSpec(_Strict):
+    loss: Literal["infonce", "none"] = "infonce"
+    dim: int = Field(256, ge=1, le=8192, description="Common width of the per-model projection heads.")
+    temperature: float = Field(0.07, gt=0, le=10, description="Initial InfoNCE temperature.")
+    learnable_temperature: bool = True
+
+
+class LogitLossSpec(_Strict):
+    loss: Literal["ofa", "kd"] = "ofa"
+    eps: float = Field(1.0, ge=1.0, le=4.0, description="OFA exponent (1.0 CIFAR, 1.5 ImageNet).")
+    temperature: float = Field(1.0, gt=0, le=32, description="Softmax temperature of the logit loss.")
+
+
+class CESpec(_Strict):
+    weight: float = Field(1.0, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+
+class DistillSpec(_Strict):
+    """The distillation method and its losses."""
+
+    method: Literal["tas", "ofa", "kd", "none"] = Field(
+        "tas", description="tas (assistant), ofa (OFA-KD baseline), kd (Hinton), none (student alone)."
+    )
+    pairs: PairsSpec = Field(default_factory=PairsSpec)
+    feature: FeatureLossSpec = Field(default_factory=FeatureLossSpec)
+    logits: LogitLossSpec = Field(default_factory=LogitLossSpec)
+    ce: CESpec = Field(default_factory=CESpec)
+
+
+# ----------------------------------------------------------------------- data
+class AugmentSpec(_Strict):
+    hflip: float = Field(0.5, ge=0, le=1)
+    randaugment: str | None = Field(None, description="timm auto-augment string, e.g. rand-m9-mstd0.5-inc1.")
+    mixup: float = Field(0.0, ge=0)
+    cutmix: float = Field(0.0, ge=0)
+    random_erasing: float = Field(0.0, ge=0, le=1)
+
+
+class DataSpec(_Strict):
+    """Where images come from and how they are batched."""
+
+    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "imagefolder"] = "digits"
+    root: Path | None = Field(None, description="Dataset folder (cifar*, imagefolder).")
+    download: bool = Field(False, description="Allow torchvision to download cifar10/cifar100 into root.")
+    image_size: int = Field(32, ge=8, le=1024)
+    batch_size: int = Field(64, ge=1, le=65536)
+    eval_batch_size: int | None = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0, le=256)
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share (digits, synthetic).")
+    num_samples: int = Field(512, ge=2, description="Images of the synthetic dataset.")
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> DataSpec:
+        if self.dataset in ("cifar10", "cifar100", "imagefolder") and self.root is None:
+            raise ValueError(f"dataset '{self.dataset}' needs 'root' (the folder holding it)")
+        return self
+
+
+# ---------------------------------------------------------------------- train
+class OptimizerSpec(_Strict):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0, le=10)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class ScheduleSpec(_Strict):
+    name: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    warmup_lr: float = Field(1e-5, ge=0)
+    min_lr: float = Field(1e-6, ge=0)
+    decay_epochs: int = Field(30, ge=1, description="Step schedule: epochs between decays.")
+    decay_rate: float = Field(0.1, gt=0, le=1)
+
+
+class EmaSpec(_Strict):
+    enabled: bool = False
+    decay: float = Field(0.9998, gt=0, lt=1)
+
+
+class TrainSpec(_Strict):
+    """The schedule and the engine settings."""
+
+    epochs: int = Field(10, ge=1, le=100000)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 autocast on CUDA, fp32 on CPU."
+    )
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
+    channels_last: bool | Literal["auto"] = "auto"
+    grad_clip: float | None = Field(None, gt=0)
+    accumulate: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
+    ema: EmaSpec = Field(default_factory=EmaSpec)
+    teacher_epochs: int | None = Field(None, ge=1, description="Epochs of `--role teacher` (default: epochs).")
+    log_interval: int = Field(20, ge=1)
+    output_dir: Path = Field(Path("runs"), description="Runs are written to <output_dir>/<name>.")
+
+
+# ----------------------------------------------------------------------- spec
+class Spec(_Strict):
+    """A tasgen experiment: one spec file, one distillation run."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)
+    extends: Path | None = Field(None, description="A base spec whose values this file overrides.")
+    num_classes: int | None = Field(None, ge=2, description="Default: the dataset's class count.")
+    seed: int = Field(0, ge=0)
+    teacher: ModelSpec
+    student: ModelSpec
+    assistant: AssistantSpec = Field(default_factory=AssistantSpec)
+    distill: DistillSpec = Field(default_factory=DistillSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
