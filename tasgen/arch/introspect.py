@@ -1,0 +1,333 @@
+"""Read any model as a stage table, on the meta device (no weights, no compute).
+
+The reading is generic, not a hand-written table per architecture:
+
+1. timm's ``feature_info`` names the module that ends each stage. Entries at
+   reduction <= 2 belong to the stem; isotropic models (ViT, Mixer, ResMLP: every
+   entry at the same reduction) are grouped into 4 equal-depth stages.
+2. The model's submodules are expanded down to those stage ends ("atoms"), and a
+   trace of ``forward_features`` on meta tensors records which atoms it calls, in
+   which order. Atoms before the first stage form the stem, atoms after the last
+   form the final part (norms, 1x1 head convs).
+3. The parts are run one after another on meta tensors and checked against
+   ``forward_features`` and ``forward_intermediates``. A model whose forward does
+   work between its modules that tasgen does not know stays plannable (its table
+   comes from ``forward_intermediates``) but is marked ``staged=False``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from tasgen.arch.table import Head, Layout, Mixer, Part, Stage, StageTable
+
+ISOTROPIC_GROUPS = 4
+# timm's ViT family adds class/register tokens and position embeddings in this
+# method, which also calls `pos_drop`; tasgen calls it in place of that module.
+POS_EMBED_METHOD = "_pos_embed"
+
+
+class ModelReadError(Exception):
+    """tasgen cannot read this model as stem + stages + head."""
+
+
+# ----------------------------------------------------------------- utilities
+def submodule(model: nn.Module, path: str) -> nn.Module:
+    return model.get_submodule(path)
+
+
+def count_params(modules: Iterable[nn.Module]) -> int:
+    seen: set[int] = set()
+    total = 0
+    for module in modules:
+        for p in module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return total
+
+
+def _is_ancestor(parent: str, child: str) -> bool:
+    return child.startswith(parent + ".")
+
+
+def _stage_ends(model: nn.Module) -> list[str]:
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        raise ModelReadError(f"{type(model).__name__} has no feature_info")
+    entries = [dict(e) for e in (info.info if hasattr(info, "info") else info)]
+    if not entries:
+        raise ModelReadError(f"{type(model).__name__} has an empty feature_info")
+    while len(entries) > 2 and entries[0]["reduction"] <= 2:
+        entries.pop(0)
+    reductions = {e["reduction"] for e in entries}
+    if len(reductions) == 1 and len(entries) > ISOTROPIC_GROUPS:
+        n = len(entries)
+        ends = [round((g + 1) * n / ISOTROPIC_GROUPS) - 1 for g in range(ISOTROPIC_GROUPS)]
+        entries = [entries[i] for i in ends]
+    return [e["module"] for e in entries]
+
+
+def _atoms(model: nn.Module, ends: Sequence[str]) -> list[str]:
+    """Submodule paths, expanded just deep enough that every stage end is one."""
+
+    def expand(module: nn.Module, prefix: str) -> list[str]:
+        out = []
+        for name, child in module.named_children():
+            path = f"{prefix}{name}"
+            if any(_is_ancestor(path, end) for end in ends):
+                out.extend(expand(child, path + "."))
+            else:
+                out.append(path)
+        return out
+
+    return expand(model, "")
+
+
+def _trace_calls(model: nn.Module, atoms: Sequence[str], x: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+    called: list[str] = []
+    handles = []
+    for path in atoms:
+        def hook(_module, _args, path=path):
+            if path not in called:
+                called.append(path)
+        handles.append(submodule(model, path).register_forward_pre_hook(hook))
+    try:
+        out = model.forward_features(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return called, out
+
+
+def _segment(model: nn.Module, called: list[str], ends: Sequence[str]) -> tuple[list[str], list[list[str]], list[str]]:
+    positions = []
+    for end in ends:
+        hits = [i for i, a in enumerate(called) if a == end or _is_ancestor(a, end)]
+        if not hits:
+            raise ModelReadError(f"forward_features never calls stage module '{end}'")
+        positions.append(hits[-1])
+    if positions != sorted(positions) or len(set(positions)) != len(positions):
+        raise ModelReadError("stage modules are not called in order")
+    # The first stage also takes the blocks in its end module's container that run
+    # before it (ViT's blocks.0-2 for an end at blocks.2; MobileNet's blocks.0).
+    first = positions[0]
+    parent = called[first].rpartition(".")[0]
+    while parent and first > 0 and called[first - 1].rpartition(".")[0] == parent:
+        first -= 1
+    stem = called[:first]
+    stages, start = [], first
+    for pos in positions:
+        stages.append(called[start : pos + 1])
+        start = pos + 1
+    final = called[start:]
+    if hasattr(model, POS_EMBED_METHOD) and "pos_drop" in stem:
+        stem = [POS_EMBED_METHOD if a == "pos_drop" else a for a in stem]
+    return stem, stages, final
+
+
+def run_modules(model: nn.Module, modules: Sequence[str], x: torch.Tensor) -> torch.Tensor:
+    for path in modules:
+        x = getattr(model, path)(x) if path.startswith("_") else submodule(model, path)(x)
+    return x
+
+
+def _layout(shape: Sequence[int], channels: int | None, size: tuple[int, int]) -> tuple[Layout, int, int, int]:
+    """Return (layout, channels, reduction, prefix_tokens) of an output shape."""
+    h, w = size
+    if len(shape) == 4:
+        _, a, b, c = shape
+        if channels is not None and c == channels and a != channels:
+            layout, ch, gh = "NHWC", c, a
+        elif channels is not None and a == channels:
+            layout, ch, gh = "NCHW", a, b
+        elif b == c and a != b:
+            layout, ch, gh = "NCHW", a, b
+        else:
+            layout, ch, gh = "NHWC", c, a
+        return layout, ch, max(1, round(h / gh)), 0
+    if len(shape) == 3:
+        _, n, ch = shape
+        for red in (1, 2, 4, 8, 14, 16, 28, 32, 64):
+            grid = math.ceil(h / red) * math.ceil(w / red)
+            if grid <= n and n - grid <= 16:
+                return "NLC", ch, red, n - grid
+        raise ModelReadError(f"cannot tell the token grid of an output of shape {tuple(shape)}")
+    raise ModelReadError(f"unexpected output rank {len(shape)} (shape {tuple(shape)})")
+
+
+def _nchw(shape: Sequence[int], layout: Layout, prefix: int, grid: tuple[int, int]) -> tuple[int, ...]:
+    if layout == "NCHW":
+        return tuple(shape)
+    if layout == "NHWC":
+        b, h, w, c = shape
+        return (b, c, h, w)
+    b, n, c = shape
+    return (b, c, *grid)
+
+
+# --------------------------------------------------------------- mixer kinds
+_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("to_qkv",))
+_TOKEN_MLP_ATTRS = ("mlp_tokens", "linear_tokens", "token_mixing")
+
+
+def detect_mixer(modules: Iterable[nn.Module]) -> Mixer:
+    """The token mixer of a stage, read from the module types inside it.
+
+    Attention: a module holding query/key/value projections, or torch's
+    MultiheadAttention. Token MLP: a module with a token-mixing MLP (Mixer,
+    ResMLP) or a spatial gating unit (gMLP). Anything else mixes locally (conv).
+    Channel-attention modules (squeeze-excite and friends) have no q/k/v and stay conv.
+    """
+    found: set[str] = set()
+    for root in modules:
+        for m in root.modules():
+            if isinstance(m, nn.MultiheadAttention) or any(
+                all(isinstance(getattr(m, a, None), nn.Module) for a in attrs) for attrs in _ATTENTION_ATTRS
+            ):
+                found.add("attention")
+            elif any(isinstance(getattr(m, a, None), nn.Module) for a in _TOKEN_MLP_ATTRS) or (
+                "SpatialGating" in type(m).__name__
+            ):
+                found.add("mlp")
+    if "attention" in found:
+        return "attention"
+    if "mlp" in found:
+        return "mlp"
+    return "conv"
+
+
+def _depth(model: nn.Module, atoms: Sequence[str]) -> int:
+    depth = 0
+    for path in atoms:
+        m = submodule(model, path)
+        if isinstance(m, (nn.Sequential, nn.ModuleList)) and len(m) > 0:
+            depth += len(m)
+        elif isinstance(getattr(m, "blocks", None), (nn.Sequential, nn.ModuleList)):
+            depth += len(m.blocks)
+        else:
+            depth += 1
+    return max(depth, 1)
+
+
+# ------------------------------------------------------------------- reading
+def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: int) -> StageTable:
+    """Read a model (ideally built on the meta device) as a stage table.
+
+    Args:
+        model: a timm model or a tasgen Backbone.
+        name: the name recorded in the table.
+        source: "timm" or "spec".
+        image_size: side of the square input the table is computed for.
+
+    Returns:
+        The stage table. Raises ModelReadError when the model has no stage
+        structure tasgen can find.
+    """
+    device = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else torch.device("meta")
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    in_chans = int(cfg.get("input_size", (3,))[0])
+    size = (image_size, image_size)
+    x = torch.empty(1, in_chans, *size, device=device)
+    model.eval()
+    ends = _stage_ends(model)
+    atoms = _atoms(model, ends)
+    with torch.no_grad():
+        called, features = _trace_calls(model, atoms, x)
+        stem_m, stage_m, final_m = _segment(model, called, ends)
+        try:
+            reference = model.forward_intermediates(x, indices=_indices(model, ends), intermediates_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot read"
+            raise ModelReadError(f"forward_intermediates failed: {exc}") from exc
+        if len(reference) != len(ends):
+            raise ModelReadError(f"forward_intermediates gave {len(reference)} outputs for {len(ends)} stages")
+        staged_error = None
+        try:
+            parts, final_out = _run_parts(model, x, stem_m, stage_m, final_m)
+            if tuple(final_out.shape) != tuple(features.shape):
+                raise ModelReadError(
+                    f"running the parts in turn gives {tuple(final_out.shape)}, forward_features {tuple(features.shape)}"
+                )
+        except Exception as exc:  # noqa: BLE001
+            staged_error = f"cannot run {name} stage by stage: {exc}"
+            parts = None
+        pooled = model.forward_head(features, pre_logits=True)
+        logits = model.forward_head(features)
+
+    infos = _feature_channels(model, ends)
+    stages: list[Stage] = []
+    if parts is not None:
+        stem_shape, stage_shapes = parts
+        layout, ch, red, prefix = _layout(stem_shape, None, size)
+        stem = Part(modules=stem_m, channels=ch, reduction=red, layout=layout, prefix_tokens=prefix,
+                    params=count_params(_mods(model, stem_m)))
+        for i, (shape, mods, ref) in enumerate(zip(stage_shapes, stage_m, reference, strict=True)):
+            layout, ch, red, prefix = _layout(shape, infos[i], size)
+            grid = (math.ceil(size[0] / red), math.ceil(size[1] / red))
+            if _nchw(shape, layout, prefix, grid)[1:] != tuple(ref.shape[1:]):
+                staged_error = (f"cannot run {name} stage by stage: stage {i + 1} gives {tuple(shape)} "
+                                f"({layout}), forward_intermediates {tuple(ref.shape)}")
+            stages.append(_stage(model, i, mods, ch, red, layout, prefix))
+    else:
+        first = reference[0].shape
+        stem = Part(modules=stem_m, channels=int(first[1]), reduction=max(1, round(size[0] / first[2])),
+                    layout="NCHW", params=count_params(_mods(model, stem_m)))
+        for i, (mods, ref) in enumerate(zip(stage_m, reference, strict=True)):
+            _, ch, gh, _ = ref.shape
+            stages.append(_stage(model, i, mods, ch, max(1, round(size[0] / gh)), "NCHW", 0))
+
+    head_params = count_params(model.modules()) - count_params(_mods(model, [*stem_m, *[m for s in stage_m for m in s]]))
+    mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+    return StageTable(
+        model=name,
+        source=source,
+        family=type(model).__name__,
+        input_size=(in_chans, *size),
+        mean=mean,
+        std=std,
+        stem=stem,
+        stages=stages,
+        head=Head(final_modules=final_m, num_features=int(pooled.shape[-1]), num_classes=int(logits.shape[-1]),
+                  params=head_params),
+        params=count_params([model]),
+        staged=staged_error is None,
+        staged_error=staged_error,
+    )
+
+
+def _mods(model: nn.Module, paths: Iterable[str]) -> list[nn.Module]:
+    return [submodule(model, p) for p in paths if not p.startswith("_")]
+
+
+def _stage(model: nn.Module, i: int, mods: list[str], ch: int, red: int, layout: Layout, prefix: int) -> Stage:
+    modules = _mods(model, mods)
+    return Stage(index=i + 1, modules=mods, channels=ch, reduction=red, layout=layout, prefix_tokens=prefix,
+                 params=count_params(modules), mixer=detect_mixer(modules), depth=_depth(model, mods))
+
+
+def _feature_channels(model: nn.Module, ends: Sequence[str]) -> list[int]:
+    info = model.feature_info
+    entries = {dict(e)["module"]: dict(e)["num_chs"] for e in (info.info if hasattr(info, "info") else info)}
+    return [int(entries[e]) for e in ends]
+
+
+def _indices(model: nn.Module, ends: Sequence[str]) -> list[int]:
+    info = model.feature_info
+    names = [dict(e)["module"] for e in (info.info if hasattr(info, "info") else info)]
+    return [names.index(e) for e in ends]
+
+
+def _run_parts(model, x, stem_m, stage_m, final_m):
+    x = run_modules(model, stem_m, x)
+    stem_shape = tuple(x.shape)
+    shapes = []
+    for mods in stage_m:
+        x = run_modules(model, mods, x)
+        shapes.append(tuple(x.shape))
+    x = run_modules(model, final_m, x)
+    return (stem_shape, shapes), x

@@ -1,0 +1,76 @@
+"""Build the models a spec names, and read their stage tables (cached)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tasgen.arch import cache
+from tasgen.arch.table import StageTable
+from tasgen.spec.schema import BackboneSpec, TimmModelSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+ModelSpec = TimmModelSpec | BackboneSpec
+
+
+def model_label(model: ModelSpec, role: str) -> str:
+    """A short name: the timm name, or ``spec:<role>`` for a stage-described backbone."""
+    return model.timm if isinstance(model, TimmModelSpec) else f"spec:{role}"
+
+
+def create_model(
+    model: ModelSpec, *, num_classes: int, image_size: int, device: torch.device | str | None = None
+) -> nn.Module:
+    """Instantiate a model of the spec (random weights; checkpoints load elsewhere).
+
+    Args:
+        model: a timm model spec or a stage-described backbone.
+        num_classes: classifier width.
+        image_size: input side; passed to timm models that take ``img_size``.
+        device: where parameters are allocated ("meta" allocates nothing).
+
+    Returns:
+        The model, in train mode.
+    """
+    import torch
+
+    with torch.device(device or "cpu"):
+        if isinstance(model, BackboneSpec):
+            from tasgen.backbone import Backbone
+
+            return Backbone.from_spec(model, num_classes=num_classes, img_size=image_size)
+        import timm
+
+        kwargs = dict(model.kwargs)
+        kwargs.setdefault("num_classes", num_classes)
+        if "img_size" not in kwargs:
+            try:
+                return timm.create_model(model.timm, pretrained=False, img_size=image_size, **kwargs)
+            except TypeError as exc:
+                if "img_size" not in str(exc):
+                    raise
+        return timm.create_model(model.timm, pretrained=False, **kwargs)
+
+
+def stage_table(
+    model: ModelSpec, *, role: str, num_classes: int, image_size: int, use_cache: bool = True
+) -> StageTable:
+    """The stage table of a spec's model, from the cache when it is there.
+
+    A cache hit imports neither torch nor timm. Raises
+    tasgen.arch.introspect.ModelReadError (or the model constructor's error) when
+    the model cannot be built or read.
+    """
+    key = cache.table_key(model.model_dump(mode="json", exclude={"checkpoint", "pretrained"}), num_classes, image_size)
+    if use_cache and (hit := cache.load_table(key)) is not None:
+        return hit.model_copy(update={"model": model_label(model, role)})
+    from tasgen.arch.introspect import read_stage_table
+
+    net = create_model(model, num_classes=num_classes, image_size=image_size, device="meta")
+    source = "timm" if isinstance(model, TimmModelSpec) else "spec"
+    table = read_stage_table(net, name=model_label(model, role), source=source, image_size=image_size)
+    if use_cache:
+        cache.store_table(key, table)
+    return table

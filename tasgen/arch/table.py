@@ -1,0 +1,115 @@
+"""Stage tables: what tasgen knows about a model, as plain JSON-serialisable data.
+
+Every model, timm or spec-described, reads as stem + stages + final + head. A
+stage table records, for each part, the submodules that form it (so the part can
+be run alone) and the shape of what it emits. This module must not import torch:
+cached tables let `tasgen plan` run without it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mixer = Literal["conv", "attention", "mlp"]
+Layout = Literal["NCHW", "NHWC", "NLC"]
+Kind = Literal["cnn", "vit", "mlp", "hybrid"]
+
+GLOBAL_MIXERS: frozenset[str] = frozenset({"attention", "mlp"})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Part(_Frozen):
+    """A run of consecutive submodules and the tensor it emits.
+
+    Attributes:
+        modules: dotted submodule paths, called in order on the previous output.
+            A name starting with ``_`` is a method of the model (timm's ViTs add
+            class tokens and position embeddings in ``_pos_embed``, not a module).
+        channels: channels (width) of the output.
+        reduction: input side length divided by the output grid's side length.
+        layout: memory layout of the output.
+        prefix_tokens: class/register tokens in front of the grid tokens (NLC only).
+        params: parameter count of the part's own modules.
+    """
+
+    modules: list[str]
+    channels: int
+    reduction: int
+    layout: Layout
+    prefix_tokens: int = 0
+    params: int = 0
+
+
+class Stage(Part):
+    """One stage: blocks that share a token mixer kind."""
+
+    index: int = Field(..., description="1-based stage number")
+    mixer: Mixer
+    depth: int = Field(..., ge=1, description="number of blocks")
+
+
+class Head(_Frozen):
+    """What follows the stages: the pooled feature and the classifier."""
+
+    final_modules: list[str] = Field(description="post-stage modules of forward_features (norms, 1x1 convs)")
+    num_features: int = Field(description="width of the pooled feature (forward_head(pre_logits=True))")
+    num_classes: int
+    params: int = Field(description="parameters of the final modules and the head")
+
+
+class StageTable(_Frozen):
+    """A model read as stem + stages + head.
+
+    Attributes:
+        model: timm name, or ``spec:<role>`` for a stage-described backbone.
+        source: where the model comes from.
+        family: the model's class name (e.g. ``ResNet``, ``VisionTransformer``).
+        input_size: (channels, height, width) the table was computed for.
+        mean, std: the normalisation the model expects.
+        staged: whether tasgen can run the model part by part (needed to emit an
+            assistant from it); ``staged_error`` says why not.
+    """
+
+    version: int = 1
+    model: str
+    source: Literal["timm", "spec"]
+    family: str
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    stem: Part
+    stages: list[Stage]
+    head: Head
+    params: int
+    staged: bool = True
+    staged_error: str | None = None
+
+    @property
+    def kind(self) -> Kind:
+        mixers = {s.mixer for s in self.stages}
+        if mixers == {"conv"}:
+            return "cnn"
+        if mixers == {"attention"}:
+            return "vit"
+        if mixers == {"mlp"}:
+            return "mlp"
+        return "hybrid"
+
+    @property
+    def local_stages(self) -> int:
+        """Leading conv stages (the local part)."""
+        count = 0
+        for stage in self.stages:
+            if stage.mixer != "conv":
+                break
+            count += 1
+        return count
+
+    def stage_input(self, index: int) -> Part:
+        """What stage `index` (1-based) receives: the stem's or the previous stage's output."""
+        return self.stem if index == 1 else self.stages[index - 2]

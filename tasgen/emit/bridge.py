@@ -1,0 +1,95 @@
+"""The local-to-global bridge (the assistant's only new module)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tasgen.blocks import WindowAttentionBlock
+from tasgen.emit.staged import StagedModel
+from tasgen.plan import BridgeGeometry
+
+
+class BridgeError(ValueError):
+    """The bridge cannot produce what the global member's next stage expects."""
+
+
+class Bridge(nn.Module):
+    """Local stage output -> exactly what the global member's next stage expects.
+
+    1. Bring the input to an NCHW grid (grid tokens only; prefix tokens dropped).
+    2. Resize the grid and change channels: a 1x1 conv (same resolution), a patch
+       conv with kernel = stride = the reduction ratio, or interpolation + 1x1 conv.
+    3. One Swin-style windowed attention block (local -> global receptive field).
+    4. Emit the global member's layout. When that member's tokens carry class or
+       register tokens and position embeddings, its own ``_pos_embed`` adds them,
+       so the learned prefix tokens and positions are the model's, not new ones.
+
+    Args:
+        geometry: the plan's bridge record.
+        image_size: input side the plan was made for (fixes the token grids).
+        global_model: the global member, for prefix tokens and positions.
+    """
+
+    def __init__(self, geometry: BridgeGeometry, image_size: int, global_model: StagedModel) -> None:
+        super().__init__()
+        g = geometry
+        self.geometry = g
+        self.in_grid = math.ceil(image_size / g.in_reduction)
+        self.out_grid = math.ceil(image_size / g.out_reduction)
+        kernel = round(g.out_reduction / g.in_reduction) if g.resample == "conv" else 1
+        self.proj = nn.Conv2d(g.in_channels, g.out_channels, kernel_size=kernel, stride=kernel)
+        self.block = WindowAttentionBlock(g.out_channels, g.heads, g.window_size, g.mlp_ratio)
+        self._global = global_model  # a plain reference: the bridge owns none of its parameters
+        self._pos_embed = None
+        if g.out_prefix_tokens or g.out_layout == "NLC":
+            self._pos_embed = getattr(global_model.model, "_pos_embed", None)
+        if g.out_prefix_tokens and self._pos_embed is None:
+            raise BridgeError(
+                f"{global_model.table.model} expects {g.out_prefix_tokens} prefix tokens but has no _pos_embed "
+                "to create them"
+            )
+        if self._pos_embed is not None and getattr(global_model.model, "dynamic_img_size", False):
+            self._grid_tokens = "NHWC"  # _pos_embed then takes (B, H, W, C)
+        else:
+            self._grid_tokens = "NLC"
+
+    def _to_nchw(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.geometry
+        if g.in_layout == "NCHW":
+            return x
+        if g.in_layout == "NHWC":
+            return x.permute(0, 3, 1, 2)
+        x = x[:, g.in_prefix_tokens :]
+        return x.transpose(1, 2).reshape(x.shape[0], g.in_channels, self.in_grid, self.in_grid)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.geometry
+        x = self._to_nchw(x)
+        if g.resample == "interpolate":
+            x = F.interpolate(x, size=(self.out_grid, self.out_grid), mode="bilinear", align_corners=False)
+        x = self.proj(x)
+        x = self.block(x.permute(0, 2, 3, 1))  # NHWC
+        if g.out_layout == "NHWC":
+            return x
+        if g.out_layout == "NCHW":
+            return x.permute(0, 3, 1, 2)
+        if self._pos_embed is not None:
+            return self._pos_embed(x if self._grid_tokens == "NHWC" else x.flatten(1, 2))
+        return x.flatten(1, 2)
+
+    def check(self, x: torch.Tensor) -> None:
+        """Raise BridgeError unless this bridge maps a sample of its input correctly."""
+        g = self.geometry
+        y = self(x)
+        if g.out_layout == "NLC":
+            want = (x.shape[0], self.out_grid * self.out_grid + g.out_prefix_tokens, g.out_channels)
+        elif g.out_layout == "NHWC":
+            want = (x.shape[0], self.out_grid, self.out_grid, g.out_channels)
+        else:
+            want = (x.shape[0], g.out_channels, self.out_grid, self.out_grid)
+        if tuple(y.shape) != want:
+            raise BridgeError(f"bridge emits {tuple(y.shape)} but the plan expects {want}")

@@ -1,0 +1,70 @@
+"""Run any model part by part, as its stage table describes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from tasgen.arch.table import StageTable
+
+
+def _resolve(model: nn.Module, path: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    # Names starting with "_" are methods of the model (timm ViTs' `_pos_embed`).
+    return getattr(model, path) if path.startswith("_") else model.get_submodule(path)
+
+
+class StagedModel:
+    """A view of a model as stem -> stages -> final -> head.
+
+    Holds the model by reference (it is not an nn.Module, so nothing is registered
+    twice): every call runs the model's own submodules.
+
+    Args:
+        model: a timm model or a tasgen Backbone.
+        table: its stage table (must be ``staged``).
+    """
+
+    def __init__(self, model: nn.Module, table: StageTable) -> None:
+        if not table.staged:
+            raise ValueError(table.staged_error or f"{table.model} cannot be run stage by stage")
+        self.model = model
+        self.table = table
+        self._stem = [_resolve(model, p) for p in table.stem.modules]
+        self._stages = [[_resolve(model, p) for p in s.modules] for s in table.stages]
+        self._final = [_resolve(model, p) for p in table.head.final_modules]
+
+    @property
+    def num_stages(self) -> int:
+        return len(self._stages)
+
+    @staticmethod
+    def _run(fns: list[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+        for fn in fns:
+            x = fn(x)
+        return x
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(self._stem, x)
+
+    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Run stage `index` (1-based)."""
+        return self._run(self._stages[index - 1], x)
+
+    def stage_modules(self, index: int) -> list[nn.Module]:
+        return [m for m in self._stages[index - 1] if isinstance(m, nn.Module)]
+
+    def stem_modules(self) -> list[nn.Module]:
+        return [m for m in self._stem if isinstance(m, nn.Module)]
+
+    def head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final part and head: returns (logits, pooled feature)."""
+        x = self._run(self._final, x)
+        return self.model.forward_head(x), self.model.forward_head(x, pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.stem(x)
+        for i in range(1, self.num_stages + 1):
+            x = self.stage(i, x)
+        return self.head(x)

@@ -1,0 +1,267 @@
+"""The graph planner: derive the assistant from two stage tables.
+
+Both models' parts become nodes of a networkx DiGraph (input -> stem -> stages ->
+head -> logits, once per model). Every (local stage i -> global stage j) pair is a
+candidate bridge edge, so every input -> logits path that changes model is a
+candidate assistant; it changes model exactly once because bridges only run from
+the local member to the global one. Each candidate is checked against the
+local-to-global rule (convolution first, global mixing after, never the reverse),
+scored, and the best one becomes the Plan.
+"""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+
+from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable
+from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, LossPair, Plan, Role
+from tasgen.spec.schema import Spec
+
+PAPER_SPLIT = 0.75  # the paper keeps 3 of 4 stages local
+WEIGHTS = {"split": 4.0, "alignment": 2.0, "resolution": 0.5, "width": 0.25, "added_params": 1.0}
+
+
+class PlanError(Exception):
+    """No assistant can be built for this pair; the message says why."""
+
+
+# ------------------------------------------------------------------- members
+def pair_roles(teacher: StageTable, student: StageTable) -> tuple[str, Role, Role]:
+    """Return (pair kind, local role, global role).
+
+    Homogeneous pairs (both CNN, or both ViT/MLP) take the student's early stages.
+    Otherwise the member whose stages stay convolutional longer is the local one
+    (ties: the student).
+    """
+    kinds = {teacher.kind, student.kind}
+    if kinds == {"cnn"} or kinds <= {"vit", "mlp"}:
+        return "homogeneous", "student", "teacher"
+
+    def locality(t: StageTable) -> float:
+        return t.local_stages / len(t.stages)
+
+    if locality(teacher) > locality(student):
+        return "heterogeneous", "teacher", "student"
+    return "heterogeneous", "student", "teacher"
+
+
+# --------------------------------------------------------------------- graph
+def stage_graph(teacher: StageTable, student: StageTable, local: Role) -> nx.DiGraph:
+    """Both models' parts as a DiGraph, plus every candidate bridge edge."""
+    g = nx.DiGraph()
+    g.add_node("input")
+    g.add_node("logits")
+    for role, table in (("teacher", teacher), ("student", student)):
+        prev = "input"
+        g.add_node((role, 0), role=role, stage=0, part=table.stem, mixer="stem")
+        g.add_edge(prev, (role, 0), kind="flow")
+        prev = (role, 0)
+        for stage in table.stages:
+            node = (role, stage.index)
+            g.add_node(node, role=role, stage=stage.index, part=stage, mixer=stage.mixer)
+            g.add_edge(prev, node, kind="flow")
+            prev = node
+        g.add_node((role, "head"), role=role, stage=None, mixer="head")
+        g.add_edge(prev, (role, "head"), kind="flow")
+        g.add_edge((role, "head"), "logits", kind="flow")
+    glob: Role = "teacher" if local == "student" else "student"
+    for i in range(1, len(_table(teacher, student, local).stages) + 1):
+        for j in range(1, len(_table(teacher, student, glob).stages) + 1):
+            g.add_edge((local, i), (glob, j), kind="bridge")
+    return g
+
+
+def _table(teacher: StageTable, student: StageTable, role: Role) -> StageTable:
+    return teacher if role == "teacher" else student
+
+
+def candidate_paths(g: nx.DiGraph) -> list[list]:
+    """Every input -> logits path that crosses exactly one bridge."""
+    paths = []
+    for path in nx.all_simple_paths(g, "input", "logits"):
+        bridges = [(u, v) for u, v in zip(path, path[1:]) if g.edges[u, v]["kind"] == "bridge"]
+        if len(bridges) == 1:
+            paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------ geometry
+def auto_heads(channels: int) -> int:
+    """channels // 32 (at least 1), lowered until it divides channels."""
+    heads = max(1, channels // 32)
+    while channels % heads:
+        heads -= 1
+    return heads
+
+
+def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[BridgeGeometry | None, str]:
+    """The bridge between two parts, or (None, reason) when none can be built."""
+    opts = spec.assistant.bridge
+    ratio = dst.reduction / src.reduction
+    if dst.reduction == src.reduction:
+        resample, kernel = "identity", 1
+    elif ratio > 1 and float(ratio).is_integer() and opts.resample != "interpolate":
+        resample, kernel = "conv", int(ratio)
+    elif opts.resample == "conv":
+        return None, f"resample: conv cannot map reduction {src.reduction} to {dst.reduction}"
+    else:
+        resample, kernel = "interpolate", 1
+    grid = math.ceil(image_size / dst.reduction)
+    window = max(1, min(opts.window_size, grid))
+    heads = auto_heads(dst.channels) if opts.heads == "auto" else opts.heads
+    if dst.channels % heads:
+        return None, f"bridge heads ({heads}) must divide {dst.channels} channels"
+    c_in, c = src.channels, dst.channels
+    hidden = int(c * opts.mlp_ratio)
+    params = (
+        c_in * c * kernel * kernel + c  # resampling conv
+        + 2 * c + 3 * c * c + 3 * c + c * c + c  # norm, qkv, proj
+        + (2 * window - 1) ** 2 * heads  # relative position bias
+        + 2 * c + c * hidden + hidden + hidden * c + c  # norm, mlp
+    )
+    return BridgeGeometry(
+        in_channels=c_in, in_reduction=src.reduction, in_layout=src.layout, in_prefix_tokens=src.prefix_tokens,
+        out_channels=c, out_reduction=dst.reduction, out_layout=dst.layout, out_prefix_tokens=dst.prefix_tokens,
+        resample=resample, window_size=window, heads=heads, mlp_ratio=opts.mlp_ratio, params=params,
+    ), ""
+
+
+# ------------------------------------------------------------------- scoring
+def _check(split: int, start: int, local: StageTable, glob: StageTable, pair: str, spec: Spec) -> str:
+    """Why the candidate breaks a rule, or "" when it does not."""
+    mixers = [s.mixer for s in local.stages[:split]] + [s.mixer for s in glob.stages[start - 1 :]]
+    first_global = next((k for k, m in enumerate(mixers) if m in GLOBAL_MIXERS), len(mixers))
+    if any(m == "conv" for m in mixers[first_global:]):
+        where = [f"{m}" for m in mixers]
+        return f"global stage before a local one ({' -> '.join(where)})"
+    if pair == "heterogeneous" and first_global == len(mixers):
+        return "no global stage after the bridge (the assistant would be a CNN)"
+    if pair == "heterogeneous" and first_global == 0:
+        return "no convolution stage before the bridge"
+    if isinstance(spec.assistant.split, int) and split != spec.assistant.split:
+        return f"spec fixes split = {spec.assistant.split}"
+    if isinstance(spec.assistant.global_start, int) and start != spec.assistant.global_start:
+        return f"spec fixes global_start = {spec.assistant.global_start}"
+    return ""
+
+
+def _score(split: int, start: int, local: StageTable, glob: StageTable, bridge: BridgeGeometry) -> dict[str, float]:
+    n_l, n_g = len(local.stages), len(glob.stages)
+    src, dst = local.stages[split - 1], glob.stage_input(start)
+    body = local.stem.params + sum(s.params for s in local.stages[:split])
+    body += sum(s.params for s in glob.stages[start - 1 :]) + glob.head.params
+    return {
+        "split": abs(split / n_l - PAPER_SPLIT),
+        "alignment": abs((start - 1) / n_g - split / n_l),
+        "resolution": abs(math.log2(src.reduction / dst.reduction)),
+        "width": abs(math.log2(src.channels / dst.channels)),
+        "added_params": bridge.params / max(1, body + bridge.params),
+    }
+
+
+# ---------------------------------------------------------------------- plan
+def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_classes: int, image_size: int) -> Plan:
+    """Derive the Plan for a spec from its two stage tables.
+
+    Raises:
+        PlanError: when no candidate satisfies the rules (the message lists them).
+    """
+    for role, table in (("teacher", teacher), ("student", student)):
+        if not table.staged:
+            raise PlanError(f"{role} {table.model}: {table.staged_error}")
+    pair, local_role, global_role = pair_roles(teacher, student)
+    local, glob = _table(teacher, student, local_role), _table(teacher, student, global_role)
+    g = stage_graph(teacher, student, local_role)
+
+    candidates: list[Candidate] = []
+    best: tuple[float, int, int, BridgeGeometry] | None = None
+    for path in candidate_paths(g):
+        u, v = next((a, b) for a, b in zip(path, path[1:]) if g.edges[a, b]["kind"] == "bridge")
+        split, start = u[1], v[1]
+        reason = _check(split, start, local, glob, pair, spec)
+        bridge, why = bridge_geometry(local.stages[split - 1], glob.stage_input(start), spec, image_size)
+        reason = reason or why
+        if reason or bridge is None:
+            candidates.append(Candidate(split=split, global_start=start, valid=False, reason=reason))
+            continue
+        parts = _score(split, start, local, glob, bridge)
+        score = round(sum(WEIGHTS[k] * val for k, val in parts.items()), 6)
+        candidates.append(Candidate(split=split, global_start=start, valid=True, score=score,
+                                    components={k: round(val, 6) for k, val in parts.items()}))
+        if best is None or (score, split, start) < best[:3]:
+            best = (score, split, start, bridge)
+    candidates.sort(key=lambda c: (not c.valid, c.score if c.score is not None else 0.0, c.split, c.global_start))
+    if best is None:
+        lines = "; ".join(f"{local_role} stage {c.split} -> {global_role} stage {c.global_start}: {c.reason}"
+                          for c in candidates)
+        raise PlanError(f"no valid assistant for {teacher.model} -> {student.model}: {lines}")
+    score, split, start, bridge = best
+
+    parts = _assistant_parts(local_role, global_role, local, glob, split, start, bridge, spec)
+    reason = (
+        f"{pair} pair: {local_role} {local.model} ({local.kind}) gives the local stages, "
+        f"{global_role} {glob.model} ({glob.kind}) the global ones; keeps {split} of {len(local.stages)} local "
+        f"stages (the paper keeps 3 of 4), resumes at {global_role} stage {start} of {len(glob.stages)}; "
+        f"lowest score {score} of {sum(c.valid for c in candidates)} valid candidates"
+    )
+    d = spec.distill
+    return Plan(
+        name=spec.name, method=d.method, num_classes=num_classes, image_size=image_size,
+        teacher=teacher, student=student, pair=pair, local_role=local_role, global_role=global_role,
+        split=split, global_start=start, assistant=parts, bridge=bridge,
+        teacher_stages=spec.assistant.teacher_stages, loss_pairs=loss_pairs(spec),
+        ce_weight=d.ce.weight, label_smoothing=d.ce.label_smoothing,
+        feature={"loss": d.feature.loss, "dim": d.feature.dim, "temperature": d.feature.temperature,
+                 "learnable_temperature": d.feature.learnable_temperature},
+        logits={"loss": d.logits.loss, "eps": d.logits.eps, "temperature": d.logits.temperature},
+        candidates=candidates, reason=reason,
+    )
+
+
+def _ownership(role: Role, spec: Spec) -> str:
+    if role == "student":
+        return "shared"
+    return "frozen" if spec.assistant.teacher_stages == "frozen" else "finetune"
+
+
+def _assistant_parts(local_role: Role, global_role: Role, local: StageTable, glob: StageTable,
+                     split: int, start: int, bridge: BridgeGeometry, spec: Spec) -> list[AssistantPart]:
+    def part(name: str, role: Role, index: int, p: Part, mixer: str) -> AssistantPart:
+        return AssistantPart(name=name, source=role, source_stage=index, modules=p.modules, mixer=mixer,
+                             layout=p.layout, channels=p.channels, reduction=p.reduction,
+                             prefix_tokens=p.prefix_tokens, params=p.params, ownership=_ownership(role, spec))
+
+    out = [part("stem", local_role, 0, local.stem, "conv")]
+    out += [part(f"stage{s.index}", local_role, s.index, s, s.mixer) for s in local.stages[:split]]
+    out.append(AssistantPart(name="bridge", source="new", mixer="bridge", layout=bridge.out_layout,
+                             channels=bridge.out_channels, reduction=bridge.out_reduction,
+                             prefix_tokens=bridge.out_prefix_tokens, params=bridge.params, ownership="new"))
+    out += [part(f"stage{s.index}", global_role, s.index, s, s.mixer) for s in glob.stages[start - 1 :]]
+    last = glob.stages[-1]
+    out.append(AssistantPart(name="head", source=global_role, modules=[*glob.head.final_modules, "forward_head"],
+                             mixer="head", layout=last.layout, channels=glob.head.num_features, reduction=last.reduction,
+                             params=glob.head.params, ownership=_ownership(global_role, spec)))
+    return out
+
+
+def loss_pairs(spec: Spec) -> list[LossPair]:
+    """The distillation pairs the method uses, with their weights."""
+    d = spec.distill
+    if d.method == "none":
+        return []
+    if d.method in ("kd", "ofa"):
+        p = d.pairs.teacher_student
+        return [LossPair(name="teacher_student", target="teacher", learner="student",
+                         feature_weight=0.0, logit_weight=p.logit_weight)]
+    feature_on = d.feature.loss != "none"
+    out = []
+    for name, target, learner in (("teacher_student", "teacher", "student"),
+                                  ("teacher_assistant", "teacher", "assistant"),
+                                  ("assistant_student", "assistant", "student")):
+        p = getattr(d.pairs, name)
+        if p.enabled:
+            out.append(LossPair(name=name, target=target, learner=learner,
+                                feature_weight=p.feature_weight if feature_on else 0.0, logit_weight=p.logit_weight))
+    return out
