@@ -1,0 +1,24 @@
+"""Data of tasgen: datasets, un-normalised transforms, mixup and seeded loaders."""
+
+from .datasets import DatasetInfo, build_datasets
+from .errors import DataError
+from .loader import EvalShardSampler, build_loaders
+from .mixup import build_mixup
+from .split import stratified_split
+from .tensor_datasets import TensorImageDataset
+from .transforms import Normalize, RandomErasing, TensorImageTransform, build_pil_transforms
+
+__all__ = [
+    "DataError",
+    "DatasetInfo",
+    "EvalShardSampler",
+    "Normalize",
+    "RandomErasing",
+    "TensorImageDataset",
+    "TensorImageTransform",
+    "build_datasets",
+    "build_loaders",
+    "build_mixup",
+    "build_pil_transforms",
+    "stratified_split",
+]

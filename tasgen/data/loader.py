@@ -1,0 +1,109 @@
+"""`build_loaders`: seeded DataLoaders, single-process or one shard per DDP rank."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sized
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from tasgen.spec.schema import DataSpec
+
+from .errors import DataError
+
+__all__ = ["EvalShardSampler", "build_loaders"]
+
+
+class EvalShardSampler(Sampler[int]):
+    """Indices rank, rank + world_size, ... in order: disjoint, unpadded eval shards.
+
+    DistributedSampler pads with repeated images so that ranks get equal counts,
+    which biases metrics; summing correct/total over ranks here counts each image once.
+
+    Args:
+        dataset: The eval dataset.
+        rank: This process's rank.
+        world_size: Number of processes.
+    """
+
+    def __init__(self, dataset: Sized, rank: int, world_size: int) -> None:
+        self.indices = range(rank, len(dataset), world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def build_loaders(
+    train_ds: Dataset,
+    eval_ds: Dataset,
+    data: DataSpec,
+    seed: int,
+    distributed: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[DataLoader, DataLoader]:
+    """Train and eval loaders. `data.batch_size` is per process, as in timm.
+
+    The train loader shuffles with a generator seeded by `seed` (so two builds give the
+    same order, and each epoch a new one) and drops the last partial batch. Under
+    `distributed`, a DistributedSampler shards it; call `loader.sampler.set_epoch(epoch)`
+    each epoch. Worker RNGs derive from the loader's generator, so augmentation is
+    reproducible too.
+
+    Args:
+        train_ds: Training dataset.
+        eval_ds: Evaluation dataset.
+        data: The data section of a spec (batch sizes, num_workers).
+        seed: Seed of the shuffle and of the worker RNGs.
+        distributed: Shard both datasets over `world_size` processes.
+        rank: This process's rank.
+        world_size: Number of processes.
+
+    Returns:
+        `(train_loader, eval_loader)`.
+
+    Raises:
+        DataError: The training set is smaller than one batch per process.
+    """
+    per_rank = len(train_ds) // world_size if distributed else len(train_ds)  # type: ignore[arg-type]
+    if per_rank < data.batch_size:
+        raise DataError(
+            f"the training set has {len(train_ds)} images ({per_rank} per process), fewer than "  # type: ignore[arg-type]
+            f"data.batch_size = {data.batch_size}; with drop_last no batch would remain. "
+            "Lower data.batch_size or use more data."
+        )
+    common: dict = {"num_workers": data.num_workers, "pin_memory": torch.cuda.is_available()}
+    if data.num_workers > 0:
+        common |= {"persistent_workers": True, "prefetch_factor": 4}
+
+    if distributed:
+        train_sampler = DistributedSampler(
+            train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        eval_sampler: Sampler[int] | None = EvalShardSampler(eval_ds, rank, world_size)  # type: ignore[arg-type]
+    else:
+        train_sampler, eval_sampler = None, None
+
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=data.batch_size,
+        shuffle=train_sampler is None,
+        sampler=train_sampler,
+        drop_last=True,
+        # Ranks get different worker seeds; the shuffle itself is seeded by the sampler.
+        generator=torch.Generator().manual_seed(seed + rank),
+        **common,
+    )
+    eval_loader = DataLoader(
+        eval_ds,
+        batch_size=data.eval_batch_size or data.batch_size,
+        shuffle=False,
+        sampler=eval_sampler,
+        drop_last=False,
+        generator=torch.Generator().manual_seed(seed + rank),
+        **common,
+    )
+    return train_loader, eval_loader

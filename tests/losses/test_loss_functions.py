@@ -1,0 +1,169 @@
+"""The pure losses against values worked out by hand (numbers in the comments)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tasgen.losses import (
+    FeatureProjector,
+    LearnableTemperature,
+    cross_entropy,
+    info_nce,
+    kd_loss,
+    ofa_loss,
+)
+
+LN2 = math.log(2.0)
+LN3 = math.log(3.0)
+
+# Two rows, three classes. Row 0: log-softmax = [1, 2, 3] - 3.40760596 (= log(e + e^2 + e^3))
+# = [-2.40760596, -1.40760596, -0.40760596]; row 1 is uniform: log(1/3) each.
+LOGITS = torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+
+
+def test_cross_entropy_hard_labels() -> None:
+    # (0.40760596 + log 3) / 2
+    got = cross_entropy(LOGITS, torch.tensor([2, 0]))
+    assert got.item() == pytest.approx(0.7531091265562448, abs=1e-7)
+
+
+def test_cross_entropy_label_smoothing() -> None:
+    # Row 0 target [0.1/3, 0.1/3, 0.9 + 0.1/3]: 0.1/3 * (2.4076 + 1.4076 + 0.4076) + 0.9 * 0.4076
+    # = 0.50760596; row 1 stays log 3 = 1.09861229. Mean 0.80310913.
+    got = cross_entropy(LOGITS, torch.tensor([2, 0]), label_smoothing=0.1)
+    assert got.item() == pytest.approx(0.8031091265562449, abs=1e-7)
+
+
+def test_cross_entropy_soft_targets() -> None:
+    # Row 0 target [0.5, 0, 0.5]: 0.5 * (2.40760596 + 0.40760596) = 1.40760596;
+    # row 1 (any target on uniform logits): log 3. Mean 1.25310913.
+    soft = torch.tensor([[0.5, 0.0, 0.5], [0.2, 0.3, 0.5]], dtype=torch.float32)
+    got = cross_entropy(LOGITS, soft)
+    assert got.item() == pytest.approx(1.2531091265562448, abs=1e-7)
+
+
+def test_kd_loss_at_temperature_one() -> None:
+    # p_t = softmax([ln 3, 0]) = [3/4, 1/4]; p_s = [1/2, 1/2].
+    # KL = 3/4 ln(3/2) + 1/4 ln(1/2) = 0.13081204.
+    student = torch.zeros(1, 2, dtype=torch.float64)
+    teacher = torch.tensor([[LN3, 0.0]], dtype=torch.float64)
+    assert kd_loss(student, teacher, 1.0).item() == pytest.approx(0.13081203594113697, abs=1e-9)
+
+
+def test_kd_loss_at_temperature_two_scales_by_t_squared() -> None:
+    # At T = 2, teacher logits [2 ln 3, 0] soften to the same [3/4, 1/4]: KL * T^2 = 4 * 0.13081204.
+    student = torch.zeros(1, 2, dtype=torch.float64)
+    teacher = torch.tensor([[2 * LN3, 0.0]], dtype=torch.float64)
+    assert kd_loss(student, teacher, 2.0).item() == pytest.approx(4 * 0.13081203594113697, abs=1e-9)
+
+
+def test_kd_loss_is_zero_for_equal_logits_and_batch_mean() -> None:
+    x = torch.randn(5, 7)
+    assert kd_loss(x, x, 4.0).item() == pytest.approx(0.0, abs=1e-6)
+    # Batch mean: a row with KL 0 halves the value of the worked example.
+    student = torch.zeros(2, 2, dtype=torch.float64)
+    teacher = torch.tensor([[LN3, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    assert kd_loss(student, teacher, 1.0).item() == pytest.approx(0.13081203594113697 / 2, abs=1e-9)
+
+
+def test_ofa_loss_worked_examples() -> None:
+    teacher = torch.tensor([[LN3, 0.0]], dtype=torch.float64)  # p_t = [3/4, 1/4]
+    target = torch.tensor([1])  # y = [0, 1]
+    uniform = torch.zeros(1, 2, dtype=torch.float64)  # log p_s = [-ln 2, -ln 2]
+    # eps 1: weights = p_t, sum 1 -> ln 2.
+    assert ofa_loss(uniform, teacher, target, eps=1.0).item() == pytest.approx(LN2, abs=1e-9)
+    # eps 2: (p_t + y)^2 - y = [9/16, 25/16 - 1] = [0.5625, 0.5625] -> 1.125 ln 2.
+    got = ofa_loss(uniform, teacher, target, eps=2.0)
+    assert got.item() == pytest.approx(0.7797905781299385, abs=1e-9)
+    # eps 2 with p_s = [1/4, 3/4]: 0.5625 * (ln 4 + ln 4/3) = 0.94161174.
+    skewed = torch.tensor([[0.0, LN3]], dtype=torch.float64)
+    got = ofa_loss(skewed, teacher, target, eps=2.0)
+    assert got.item() == pytest.approx(0.9416117438840651, abs=1e-9)
+
+
+def test_ofa_eps_one_is_cross_entropy_against_teacher_probabilities() -> None:
+    torch.manual_seed(0)
+    student = torch.randn(8, 10, dtype=torch.float64)
+    teacher = torch.randn(8, 10, dtype=torch.float64)
+    target = torch.randint(0, 10, (8,))
+    for temperature in (1.0, 3.0):
+        p_teacher = F.softmax(teacher / temperature, dim=-1)
+        reference = -(p_teacher * F.log_softmax(student / temperature, dim=-1)).sum(-1).mean()
+        got = ofa_loss(student, teacher, target, eps=1.0, temperature=temperature)
+        torch.testing.assert_close(got, reference)
+        # ...and it does not depend on the label at eps 1.
+        torch.testing.assert_close(
+            got, ofa_loss(student, teacher, (target + 1) % 10, eps=1.0, temperature=temperature)
+        )
+
+
+def test_ofa_soft_target_equals_one_hot() -> None:
+    torch.manual_seed(1)
+    student, teacher = torch.randn(4, 5), torch.randn(4, 5)
+    target = torch.tensor([0, 3, 1, 4])
+    soft = F.one_hot(target, 5).float()
+    torch.testing.assert_close(
+        ofa_loss(student, teacher, target, eps=1.5), ofa_loss(student, teacher, soft, eps=1.5)
+    )
+
+
+def test_info_nce_worked_examples() -> None:
+    eye = torch.eye(2, dtype=torch.float64)
+    # Orthonormal pairs, T = 0.5: logits [[2, 0], [0, 2]] -> log(1 + e^-2) per row.
+    assert info_nce(eye, eye, 0.5).item() == pytest.approx(0.1269280110429726, abs=1e-9)
+    # Scale does not matter (both sides are L2-normalised).
+    assert info_nce(3 * eye, 2 * eye, 0.5).item() == pytest.approx(0.1269280110429726, abs=1e-9)
+    # Keys [1, 0] and [1, 1]/sqrt 2, T = 1: rows [1, a] and [0, a] with a = 1/sqrt 2:
+    # ((log(e + e^a) - 1) + (log(1 + e^a) - a)) / 2 = 0.47910965.
+    key = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    assert info_nce(eye, key, 1.0).item() == pytest.approx(0.4791096451834476, abs=1e-9)
+
+
+def test_info_nce_aligned_low_random_high() -> None:
+    torch.manual_seed(0)
+    b, d = 32, 64
+    feats = torch.randn(b, d)
+    aligned = info_nce(feats, feats, 0.07).item()
+    random = info_nce(feats, torch.randn(b, d), 0.07).item()
+    assert aligned < 0.05
+    assert random > math.log(b) * 0.5  # chance level is log(B) = 3.47
+    assert aligned < random
+
+
+def test_info_nce_accepts_tensor_temperature_and_gradients_flow() -> None:
+    q = torch.randn(4, 3, requires_grad=True)
+    tau = LearnableTemperature(0.1)
+    info_nce(q, torch.randn(4, 3), tau()).backward()
+    assert q.grad is not None and tau.log_inv_temperature.grad is not None
+
+
+def test_feature_projector_shapes() -> None:
+    proj = FeatureProjector({"teacher": 12, "student": 5}, dim=8)
+    assert proj("teacher", torch.randn(3, 12)).shape == (3, 8)
+    assert proj("student", torch.randn(3, 5)).shape == (3, 8)
+    assert all(m.bias is None for m in proj.heads.values())
+
+
+def test_learnable_temperature() -> None:
+    tau = LearnableTemperature(0.07)
+    assert tau().item() == pytest.approx(0.07, rel=1e-6)
+    assert [n for n, _ in tau.named_parameters()] == ["log_inv_temperature"]
+    with torch.no_grad():
+        tau.log_inv_temperature.fill_(20.0)  # T = e^-20, below the floor
+    assert tau().item() == pytest.approx(0.01, rel=1e-5)
+    with torch.no_grad():
+        tau.log_inv_temperature.fill_(-5.0)  # T = e^5, above the ceiling
+    assert tau().item() == pytest.approx(1.0, rel=1e-5)
+
+    fixed = LearnableTemperature(0.2, learnable=False)
+    assert list(fixed.parameters()) == []
+    assert "log_inv_temperature" in dict(fixed.named_buffers())
+    assert fixed().item() == pytest.approx(0.2, rel=1e-6)
+    # An initial value outside the default range widens it instead of being clamped.
+    assert LearnableTemperature(2.0)().item() == pytest.approx(2.0, rel=1e-6)
+    with pytest.raises(ValueError):
+        LearnableTemperature(0.0)

@@ -1,0 +1,204 @@
+"""TASObjective: which terms exist, where gradients go, and that it compiles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tasgen.losses import TASObjective, cross_entropy, info_nce, kd_loss, ofa_loss
+from tasgen.spec.schema import DistillSpec
+
+NUM_CLASSES = 5
+DIMS = {"teacher": 12, "assistant": 10, "student": 8}
+ALL_TERMS = [
+    "ce",
+    "teacher_student.feature",
+    "teacher_student.logit",
+    "teacher_assistant.feature",
+    "teacher_assistant.logit",
+    "assistant_student.feature",
+    "assistant_student.logit",
+]
+
+
+def _spec(**overrides: object) -> DistillSpec:
+    return DistillSpec.model_validate(overrides)
+
+
+def _outputs(batch: int = 6, seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        role: (
+            torch.randn(batch, NUM_CLASSES, generator=g).requires_grad_(),
+            torch.randn(batch, width, generator=g).requires_grad_(),
+        )
+        for role, width in DIMS.items()
+    }
+
+
+TARGET = torch.tensor([0, 1, 2, 3, 4, 0])
+
+
+def test_tas_builds_all_terms_and_sums_them() -> None:
+    objective = TASObjective(_spec(), DIMS, NUM_CLASSES)
+    total, terms = objective(_outputs(), TARGET)
+    assert list(terms) == ALL_TERMS == objective.term_names
+    assert objective.models == ("teacher", "assistant", "student")
+    torch.testing.assert_close(total, sum(terms.values()))
+    assert all(t.ndim == 0 and torch.isfinite(t) for t in terms.values())
+
+
+def test_terms_are_the_weighted_pure_losses() -> None:
+    spec = _spec(
+        ce={"weight": 0.5, "label_smoothing": 0.1},
+        logits={"loss": "ofa", "eps": 1.5, "temperature": 2.0},
+        pairs={"teacher_student": {"feature_weight": 3.0, "logit_weight": 2.0}},
+    )
+    objective = TASObjective(spec, DIMS, NUM_CLASSES)
+    outs = _outputs()
+    _, terms = objective(outs, TARGET)
+    (s_logits, s_feats), (t_logits, t_feats) = outs["student"], outs["teacher"]
+    torch.testing.assert_close(terms["ce"], 0.5 * cross_entropy(s_logits, TARGET, 0.1))
+    torch.testing.assert_close(
+        terms["teacher_student.logit"], 2.0 * ofa_loss(s_logits, t_logits, TARGET, 1.5, 2.0)
+    )
+    proj, tau = objective.projector, objective.temperatures["teacher_student"]()
+    expected = 3.0 * info_nce(proj("student", s_feats), proj("teacher", t_feats), tau)
+    torch.testing.assert_close(terms["teacher_student.feature"], expected)
+
+
+def test_disabled_pair_and_zero_weights_build_nothing() -> None:
+    spec = _spec(
+        pairs={
+            "teacher_assistant": {"enabled": False},
+            "assistant_student": {"logit_weight": 0.0},
+            "teacher_student": {"feature_weight": 0.0},
+        }
+    )
+    objective = TASObjective(spec, DIMS, NUM_CLASSES)
+    _, terms = objective(_outputs(), TARGET)
+    assert list(terms) == ["ce", "teacher_student.logit", "assistant_student.feature"]
+    assert set(objective.temperatures) == {"assistant_student"}
+    assert set(objective.projector.heads) == {"assistant", "student"}
+
+
+def test_feature_loss_none_drops_feature_terms_and_heads() -> None:
+    objective = TASObjective(_spec(feature={"loss": "none"}), {}, NUM_CLASSES)
+    _, terms = objective(_outputs(), TARGET)
+    assert list(terms) == [
+        "ce",
+        "teacher_student.logit",
+        "teacher_assistant.logit",
+        "assistant_student.logit",
+    ]
+    assert len(objective.projector.heads) == 0 and len(objective.temperatures) == 0
+
+
+def test_missing_feature_dims_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="assistant"):
+        TASObjective(_spec(), {"teacher": 12, "student": 8}, NUM_CLASSES)
+
+
+def _grads(loss: torch.Tensor, outs: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    leaves = [t for role in DIMS for t in outs[role]]
+    grads = torch.autograd.grad(loss, leaves, retain_graph=True, allow_unused=True)
+    zero = [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads, strict=True)]
+    return {role: (zero[2 * i], zero[2 * i + 1]) for i, role in enumerate(DIMS)}
+
+
+def test_targets_are_detached_learners_are_not() -> None:
+    objective = TASObjective(_spec(), DIMS, NUM_CLASSES)
+    outs = _outputs()
+    total, terms = objective(outs, TARGET)
+    grads = _grads(total, outs)
+    # The teacher is a target in every pair.
+    assert all(g.abs().sum() == 0 for g in grads["teacher"])
+    # The assistant learns from the teacher...
+    assert all(g.abs().sum() > 0 for g in grads["assistant"])
+    # ...and is only a (detached) target of the student: its gradient comes from T->A alone.
+    from_teacher = _grads(
+        terms["teacher_assistant.feature"] + terms["teacher_assistant.logit"], outs
+    )
+    for got, expected in zip(grads["assistant"], from_teacher["assistant"], strict=True):
+        torch.testing.assert_close(got, expected)
+    assert all(g.abs().sum() > 0 for g in grads["student"])
+    # The target's projection head still learns (only the backbone side is detached).
+    heads = objective.projector.heads
+    head_grads = torch.autograd.grad(total, [heads["teacher"].weight], retain_graph=True)
+    assert head_grads[0].abs().sum() > 0
+
+
+def test_assistant_student_pair_alone_leaves_assistant_untouched() -> None:
+    spec = _spec(
+        pairs={"teacher_student": {"enabled": False}, "teacher_assistant": {"enabled": False}}
+    )
+    objective = TASObjective(spec, DIMS, NUM_CLASSES)
+    assert objective.models == ("assistant", "student")
+    outs = _outputs()
+    total, _ = objective(outs, TARGET)
+    grads = _grads(total, outs)
+    assert all(g.abs().sum() == 0 for g in grads["assistant"])
+    assert all(g.abs().sum() > 0 for g in grads["student"])
+
+
+def test_kd_method_is_ce_plus_hinton_kd() -> None:
+    spec = _spec(
+        method="kd",
+        ce={"weight": 0.1, "label_smoothing": 0.0},
+        logits={"loss": "ofa", "temperature": 4.0},  # kd ignores the logit loss kind
+        pairs={"teacher_student": {"logit_weight": 0.9}},
+    )
+    objective = TASObjective(spec, {}, NUM_CLASSES)
+    assert objective.models == ("teacher", "student")
+    outs = _outputs()
+    total, terms = objective(outs, TARGET)
+    assert list(terms) == ["ce", "teacher_student.logit"]
+    s_logits, t_logits = outs["student"][0], outs["teacher"][0]
+    expected = 0.1 * cross_entropy(s_logits, TARGET) + 0.9 * kd_loss(s_logits, t_logits, 4.0)
+    torch.testing.assert_close(total, expected)
+
+
+def test_none_method_is_ce_only() -> None:
+    objective = TASObjective(_spec(method="none"), {}, NUM_CLASSES)
+    assert objective.models == ("student",)
+    student = {"student": _outputs()["student"]}
+    total, terms = objective(student, TARGET)
+    assert list(terms) == ["ce"]
+    torch.testing.assert_close(total, cross_entropy(student["student"][0], TARGET, 0.1))
+
+
+def test_no_terms_and_unknown_method_are_errors() -> None:
+    with pytest.raises(ValueError, match="no terms"):
+        TASObjective(_spec(method="none", ce={"weight": 0.0}), {}, NUM_CLASSES)
+    with pytest.raises(NotImplementedError, match="ofa"):
+        TASObjective(_spec(method="ofa"), DIMS, NUM_CLASSES)
+
+
+def test_soft_targets_are_not_smoothed_twice() -> None:
+    objective = TASObjective(_spec(method="none"), {}, NUM_CLASSES)
+    soft = torch.softmax(torch.randn(6, NUM_CLASSES), dim=-1)
+    logits = torch.randn(6, NUM_CLASSES)
+    _, terms = objective({"student": (logits, torch.randn(6, 8))}, soft)
+    torch.testing.assert_close(terms["ce"], cross_entropy(logits, soft))
+
+
+def test_unpooled_features_are_rejected() -> None:
+    objective = TASObjective(_spec(), DIMS, NUM_CLASSES)
+    outs = _outputs()
+    outs["student"] = (outs["student"][0], torch.randn(6, 8, 2, 2))
+    with pytest.raises(ValueError, match="pooled"):
+        objective(outs, TARGET)
+
+
+def test_compiles_fullgraph() -> None:
+    torch._dynamo.reset()
+    objective = TASObjective(_spec(), DIMS, NUM_CLASSES)
+    compiled = torch.compile(objective, backend="aot_eager", fullgraph=True)
+    outs = _outputs()
+    total, terms = compiled(outs, TARGET)
+    eager_total, eager_terms = objective(outs, TARGET)
+    torch.testing.assert_close(total, eager_total)
+    assert list(terms) == list(eager_terms)
+    total.backward()
+    assert outs["student"][1].grad is not None
+    assert objective.temperatures["teacher_student"].log_inv_temperature.grad is not None
