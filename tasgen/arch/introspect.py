@@ -2,8 +2,8 @@
 
 The reading is generic, not a hand-written table per architecture:
 
-1. timm's ``feature_info`` names the module that ends each stage. Entries at
-   reduction <= 2 belong to the stem; isotropic models (ViT, Mixer, ResMLP: every
+1. timm's ``feature_info`` names the module that ends each stage. Leading
+   entries at reduction <= 2 of a model with more than 4 belong to the stem; isotropic models (ViT, Mixer, ResMLP: every
    entry at the same reduction) are grouped into 4 equal-depth stages.
 2. The model's submodules are expanded down to those stage ends ("atoms"), and a
    trace of ``forward_features`` on meta tensors records which atoms it calls, in
@@ -62,7 +62,9 @@ def _stage_ends(model: nn.Module) -> list[str]:
     entries = [dict(e) for e in (info.info if hasattr(info, "info") else info)]
     if not entries:
         raise ModelReadError(f"{type(model).__name__} has an empty feature_info")
-    while len(entries) > 2 and entries[0]["reduction"] <= 2:
+    # timm lists the stem's output first when it has 5 entries (ResNet's act1,
+    # RegNet's stem): a stem, not a stage. A 4-stage model keeps all its entries.
+    while len(entries) > ISOTROPIC_GROUPS and entries[0]["reduction"] <= 2:
         entries.pop(0)
     reductions = {e["reduction"] for e in entries}
     if len(reductions) == 1 and len(entries) > ISOTROPIC_GROUPS:
@@ -201,14 +203,23 @@ def detect_mixer(modules: Iterable[nn.Module]) -> Mixer:
     return "conv"
 
 
+_NOT_BLOCKS = ("downsample", "embed", "merging", "stem")
+
+
+def _blocks(container: nn.Module) -> int:
+    # Resampling layers at a stage's start are not blocks.
+    return sum(not any(w in type(m).__name__.lower() for w in _NOT_BLOCKS) for m in container)
+
+
 def _depth(model: nn.Module, atoms: Sequence[str]) -> int:
+    """Blocks in a stage (a reading for people; nothing depends on it)."""
     depth = 0
     for path in atoms:
         m = submodule(model, path)
         if isinstance(m, (nn.Sequential, nn.ModuleList)) and len(m) > 0:
-            depth += len(m)
+            depth += _blocks(m)
         elif isinstance(getattr(m, "blocks", None), (nn.Sequential, nn.ModuleList)):
-            depth += len(m.blocks)
+            depth += _blocks(m.blocks)
         else:
             depth += 1
     return max(depth, 1)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tasgen.arch.introspect import POS_EMBED_METHOD as POS_EMBED
 from tasgen.blocks import WindowAttentionBlock
 from tasgen.emit.staged import StagedModel
 from tasgen.plan import BridgeGeometry
@@ -45,8 +46,8 @@ class Bridge(nn.Module):
         self.block = WindowAttentionBlock(g.out_channels, g.heads, g.window_size, g.mlp_ratio)
         self._global = global_model  # a plain reference: the bridge owns none of its parameters
         self._pos_embed = None
-        if g.out_prefix_tokens or g.out_layout == "NLC":
-            self._pos_embed = getattr(global_model.model, "_pos_embed", None)
+        if g.out_layout == "NLC" and POS_EMBED in global_model.table.stem.modules:
+            self._pos_embed = getattr(global_model.model, POS_EMBED)
         if g.out_prefix_tokens and self._pos_embed is None:
             raise BridgeError(
                 f"{global_model.table.model} expects {g.out_prefix_tokens} prefix tokens but has no _pos_embed "

@@ -1,0 +1,152 @@
+"""`tasgen plan` and `tasgen emit`: show the assistant a spec compiles to."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+
+class PlanFormat(str, Enum):
+    table = "table"
+    json = "json"
+    dot = "dot"
+    mermaid = "mermaid"
+
+
+class EmitFormat(str, Enum):
+    source = "source"
+    summary = "summary"
+
+
+SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a spec value: a.b.c=value (repeatable).")]
+
+
+def _load_plan(spec: Path, overrides: list[str] | None, *, use_cache: bool = True):
+    from tasgen.compiler import plan_spec
+    from tasgen.spec import SpecError, load_spec
+    from tasgen_cli._render import print_problems
+
+    try:
+        loaded = load_spec(spec, overrides or [])
+        return loaded, plan_spec(loaded, use_cache=use_cache)
+    except SpecError as err:
+        print_problems(err)
+        raise typer.Exit(code=2) from None
+
+
+def _fmt(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
+
+
+def render_plan_table(plan, *, show_all: bool, exact: dict[str, int] | None = None) -> None:
+    from rich.table import Table
+
+    from tasgen_cli._render import console
+
+    from tasgen.plan_views import describe_source, output_shape
+
+    console.print(f"[bold]{plan.name}[/]  plan {plan.hash}  method {plan.method}")
+    console.print(plan.reason)
+    table = Table(title="assistant", title_justify="left")
+    for col in ("#", "part", "from", "mixer", "layout", "output", "params", "role"):
+        table.add_column(col, justify="right" if col in ("#", "params") else "left")
+    colours = {"shared": "cyan", "frozen": "white", "finetune": "yellow", "new": "bold magenta"}
+    for i, part in enumerate(plan.assistant):
+        params = exact.get(part.name, part.params) if exact else part.params
+        table.add_row(str(i), part.name, describe_source(plan, part), part.mixer, part.layout,
+                      "x".join(map(str, output_shape(part, plan.image_size))), _fmt(params),
+                      f"[{colours[part.ownership]}]{part.ownership}[/]")
+    console.print(table)
+    b = plan.bridge
+    console.print(f"bridge: {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> {b.out_channels}ch /{b.out_reduction} "
+                  f"{b.out_layout}" + (f" +{b.out_prefix_tokens} prefix" if b.out_prefix_tokens else "")
+                  + f", resample {b.resample}, window {b.window_size}, {b.heads} heads")
+    losses = Table(title="losses", title_justify="left")
+    for col in ("pair", "target -> learner", "feature (InfoNCE)", "logits"):
+        losses.add_column(col)
+    losses.add_row("ce", "labels -> student", "-", f"{plan.ce_weight} (smoothing {plan.label_smoothing})")
+    for pair in plan.loss_pairs:
+        losses.add_row(pair.name, f"{pair.target} -> {pair.learner}", str(pair.feature_weight),
+                       f"{pair.logit_weight} ({plan.logits['loss']})")
+    console.print(losses)
+    if show_all:
+        cands = Table(title=f"candidates ({plan.local_role} stage -> {plan.global_role} stage)", title_justify="left")
+        for col in ("split", "global start", "score", "components", "verdict"):
+            cands.add_column(col)
+        for c in plan.candidates:
+            chosen = c.split == plan.split and c.global_start == plan.global_start
+            verdict = "[bold green]chosen[/]" if chosen else ("valid" if c.valid else f"[red]{c.reason}[/]")
+            comps = " ".join(f"{k}={v:.3g}" for k, v in c.components.items())
+            cands.add_row(str(c.split), str(c.global_start), "" if c.score is None else f"{c.score:.3f}", comps, verdict)
+        console.print(cands)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `plan` and `emit` to the app."""
+
+    @app.command()
+    def plan(
+        spec: SpecArg,
+        set_: SetOpt = None,
+        format: Annotated[PlanFormat, typer.Option("--format", "-f", help="Output format.")] = PlanFormat.table,
+        all_: Annotated[bool, typer.Option("--all", help="List every candidate with its score.")] = False,
+        exact: Annotated[bool, typer.Option("--exact", help="Count parameters on the built modules.")] = False,
+        no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-read the models' stage tables.")] = False,
+    ) -> None:
+        """Derive the assistant for SPEC and show it."""
+        loaded, result = _load_plan(spec, set_, use_cache=not no_cache)
+        if format is PlanFormat.json:
+            typer.echo(result.to_json())
+        elif format is PlanFormat.dot:
+            from tasgen.plan_views import to_dot
+
+            typer.echo(to_dot(result), nl=False)
+        elif format is PlanFormat.mermaid:
+            from tasgen.plan_views import to_mermaid
+
+            typer.echo(to_mermaid(result), nl=False)
+        else:
+            counts = None
+            if exact:
+                from tasgen.emit.summary import part_params
+
+                counts = part_params(loaded.spec, result)
+            render_plan_table(result, show_all=all_, exact=counts)
+
+    @app.command()
+    def emit(
+        spec: SpecArg,
+        set_: SetOpt = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the assistant's source here.")] = None,
+        format: Annotated[EmitFormat, typer.Option("--format", "-f", help="source or summary.")] = EmitFormat.source,
+    ) -> None:
+        """Emit the assistant as a standalone Python file, or summarise the modules."""
+        loaded, result = _load_plan(spec, set_)
+        if format is EmitFormat.summary:
+            from rich.table import Table
+
+            from tasgen_cli._render import console
+
+            from tasgen.emit.summary import summarise
+
+            rows = summarise(loaded.spec, result)
+            table = Table(title=f"{result.name} at {result.image_size}px, batch 1", title_justify="left")
+            for col in ("part", "params", "trainable", "GFLOPs (fwd)"):
+                table.add_column(col, justify="left" if col == "part" else "right")
+            for row in rows:
+                table.add_row(row.name, _fmt(row.params), _fmt(row.trainable), f"{row.flops / 1e9:.3f}")
+            console.print(table)
+            return
+        from tasgen.emit.source import assistant_source
+
+        text = assistant_source(loaded.spec, result)
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            output.write_text(text)
+            typer.echo(f"wrote {output} (plan {result.hash})", err=True)

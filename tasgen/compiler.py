@@ -1,0 +1,117 @@
+"""The compiler's passes, as library functions: spec -> stage tables -> plan -> system.
+
+Each pass is a pure function of what it receives. Failures of a later pass are
+reported as spec errors located at the spec node that caused them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tasgen.arch.table import StageTable
+from tasgen.plan import Plan
+from tasgen.spec.schema import Spec, TimmModelSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tasgen.emit.system import DistillationSystem
+    from tasgen.spec.load import LoadedSpec
+
+DATASET_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
+
+
+def num_classes(spec: Spec) -> int:
+    """The class count: the spec's, else the dataset's (imagefolder: its train folders)."""
+    if spec.num_classes is not None:
+        return spec.num_classes
+    if spec.data.dataset in DATASET_CLASSES:
+        return DATASET_CLASSES[spec.data.dataset]
+    root = Path(spec.data.root or ".").expanduser() / "train"
+    classes = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if len(classes) < 2:
+        raise ValueError(f"cannot count classes under {root}: set num_classes in the spec")
+    return len(classes)
+
+
+def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, StageTable]:
+    """Read the teacher's and the student's stage tables.
+
+    Raises:
+        SpecError: located at the model that cannot be built or read.
+    """
+    from tasgen.arch.models import stage_table
+
+    spec = loaded.spec
+    try:
+        classes = num_classes(spec)
+    except ValueError as exc:
+        raise loaded.error(("num_classes",), str(exc)) from None
+    tables = {}
+    for role in ("teacher", "student"):
+        model = getattr(spec, role)
+        where = (role, "timm") if isinstance(model, TimmModelSpec) else (role, "stages")
+        try:
+            tables[role] = stage_table(model, role=role, num_classes=classes, image_size=spec.data.image_size)
+        except Exception as exc:  # noqa: BLE001 - whatever timm raises, the user needs one located line
+            name = model.timm if isinstance(model, TimmModelSpec) else "stage-described backbone"
+            raise loaded.error(where, f"tasgen cannot read {name}: {_one_line(exc)}") from None
+    return tables
+
+
+def plan_spec(loaded: LoadedSpec, *, use_cache: bool = True) -> Plan:
+    """Spec -> Plan. Raises SpecError, located, when no assistant can be built."""
+    from tasgen.planner import PlanError, build_plan
+
+    tables = stage_tables(loaded, use_cache=use_cache)
+    spec = loaded.spec
+    try:
+        return build_plan(spec, tables["teacher"], tables["student"], num_classes=num_classes(spec),
+                          image_size=spec.data.image_size)
+    except PlanError as exc:
+        raise loaded.error(("assistant",), str(exc)) from None
+
+
+def build_models(spec: Spec, plan: Plan, device: str | None = None) -> tuple[nn.Module, nn.Module]:
+    """Freshly initialised (teacher, student) for a plan (weights load elsewhere)."""
+    from tasgen.arch.models import create_model
+
+    return tuple(  # type: ignore[return-value]
+        create_model(getattr(spec, role), num_classes=plan.num_classes, image_size=plan.image_size, device=device)
+        for role in ("teacher", "student")
+    )
+
+
+def build_system(plan: Plan, teacher: nn.Module, student: nn.Module) -> DistillationSystem:
+    """Plan + models -> the DistillationSystem (the bridge checked against the plan's shapes)."""
+    import torch
+
+    from tasgen.emit.system import DistillationSystem
+
+    system = DistillationSystem(plan, teacher, student)
+    if system.assistant is not None:
+        a = system.assistant
+        local = plan.table(plan.local_role).stages[plan.split - 1]
+        sample = _sample(local.layout, local.channels, plan.image_size, local.reduction, local.prefix_tokens)
+        with torch.no_grad():
+            a.bridge.check(sample.to(next(a.bridge.parameters()).device))
+    return system
+
+
+def _sample(layout: str, channels: int, image_size: int, reduction: int, prefix: int):
+    import math
+
+    import torch
+
+    grid = math.ceil(image_size / reduction)
+    if layout == "NCHW":
+        return torch.zeros(1, channels, grid, grid)
+    if layout == "NHWC":
+        return torch.zeros(1, grid, grid, channels)
+    return torch.zeros(1, grid * grid + prefix, channels)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,185 @@
+"""`tasgen emit`: the assistant as a standalone, readable Python file.
+
+The file imports only torch and timm. It rebuilds the two source models (timm, or
+the stage-described backbone whose code it carries), names every part of the
+assistant's forward pass with where it comes from, and converts a
+DistillationSystem state_dict so that the file reproduces the in-memory assistant.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import textwrap
+from types import ModuleType
+
+from tasgen.plan import Plan
+from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
+
+
+def _definitions(module: ModuleType) -> str:
+    """A module's top-level definitions, without its docstring and imports."""
+    text = inspect.getsource(module)
+    tree = ast.parse(text)
+    lines = text.splitlines()
+    chunks = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            continue
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        chunks.append("\n".join(lines[start - 1 : node.end_lineno]))
+    return "\n\n\n".join(chunks)
+
+
+def _library_source(with_backbone: bool) -> str:
+    from tasgen import backbone
+    from tasgen.blocks import attention, conv, head, mixer, mlp, norm, patch, tokens, window
+
+    modules = [mlp, attention, window]
+    if with_backbone:
+        modules = [mlp, norm, conv, attention, patch, tokens, mixer, head, window, backbone]
+    return "\n\n\n".join(f"# ---- from tasgen.{m.__name__.split('tasgen.', 1)[1]}\n" + _definitions(m)
+                         for m in modules)
+
+
+def _model_factory(role: str, model: TimmModelSpec | BackboneSpec, plan: Plan) -> str:
+    if isinstance(model, TimmModelSpec):
+        kwargs = dict(model.kwargs)
+        kwargs.setdefault("num_classes", plan.num_classes)
+        return (f"def build_{role}() -> nn.Module:\n"
+                f'    """The {role}: timm {model.timm}."""\n'
+                f"    kwargs = {kwargs!r}\n"
+                f"    try:\n"
+                f"        return timm.create_model({model.timm!r}, img_size={plan.image_size}, **kwargs)\n"
+                f"    except TypeError:\n"
+                f"        return timm.create_model({model.timm!r}, **kwargs)\n")
+    spec = json.dumps(model.model_dump(mode="json", exclude={"checkpoint"}))
+    return (f"def build_{role}() -> nn.Module:\n"
+            f'    """The {role}: a stage-described backbone."""\n'
+            f"    spec = _namespace(json.loads({spec!r}))\n"
+            f"    return Backbone(spec, num_classes={plan.num_classes}, img_size={plan.image_size})\n")
+
+
+def _calls(owner: str, modules: list[str]) -> list[str]:
+    out = []
+    for path in modules:
+        if path.startswith("_"):
+            out.append(f"x = self.{owner}.{path}(x)")
+        else:
+            out.append(f"x = self.{owner}.get_submodule({path!r})(x)")
+    return out
+
+
+def assistant_source(spec: Spec, plan: Plan) -> str:
+    """The standalone source of the assistant a spec compiles to."""
+    b = plan.bridge
+    local = plan.table(plan.local_role)
+    glob = plan.table(plan.global_role)
+    header = [f'"""The TAS assistant of spec {plan.name!r}, emitted by tasgen from plan {plan.hash}.', ""]
+    header.append("Parts, in order:")
+    for part in plan.assistant:
+        src = "new" if part.source == "new" else f"{part.source} {plan.table(part.source).model}"
+        header.append(f"  {part.name:8s} {src:40s} {part.mixer:9s} {part.ownership}")
+    header += ["", "Input: images normalised as the local member expects",
+               f"(mean {local.mean}, std {local.std}), {plan.image_size} px.",
+               "Weights: Assistant.load_system_state_dict(<DistillationSystem state_dict>).", '"""']
+    uses_backbone = any(isinstance(getattr(spec, r), BackboneSpec) for r in ("teacher", "student"))
+
+    forward_local = ["x = images"]
+    forward_local += [f"# stem: {plan.local_role} {local.model}"] + _calls("local", local.stem.modules)
+    for s in local.stages[: plan.split]:
+        forward_local.append(f"# stage {s.index}: {plan.local_role} {local.model} ({s.mixer})")
+        forward_local += _calls("local", s.modules)
+    forward_local.append("return x")
+    forward_global = [f"# bridge (new): {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> "
+                      f"{b.out_channels}ch /{b.out_reduction} {b.out_layout}", "x = self.bridge(h)"]
+    pos_embed = b.out_layout == "NLC" and "_pos_embed" in glob.stem.modules
+    if pos_embed:
+        forward_global.append(f"x = self.glob._pos_embed(x)  # {plan.global_role}'s own prefix tokens and positions")
+    for s in glob.stages[plan.global_start - 1 :]:
+        forward_global.append(f"# stage {s.index}: {plan.global_role} {glob.model} ({s.mixer})")
+        forward_global += _calls("glob", s.modules)
+    forward_global.append(f"# final and head: {plan.global_role} {glob.model}")
+    forward_global += _calls("glob", glob.head.final_modules)
+    forward_global.append("return self.glob.forward_head(x), self.glob.forward_head(x, pre_logits=True)")
+
+    def method(name: str, args: str, ret: str, doc: str, lines: list[str]) -> str:
+        inner = "\n".join(lines)
+        return (f"    def {name}(self, {args}) -> {ret}:\n        \"\"\"{doc}\"\"\"\n"
+                + textwrap.indent(inner, " " * 8) + "\n")
+
+    prefix = {"teacher": "teacher.", "student": "student."}
+    assistant_cls = (
+        "class Assistant(nn.Module):\n"
+        f'    """{plan.local_role} {local.model} stages 1-{plan.split} -> bridge -> '
+        f'{plan.global_role} {glob.model} stages {plan.global_start}-{len(glob.stages)} -> head."""\n\n'
+        "    def __init__(self) -> None:\n"
+        "        super().__init__()\n"
+        f"        self.local = build_{plan.local_role}()  # parts used: stem, stages 1-{plan.split}\n"
+        f"        self.glob = build_{plan.global_role}()  # parts used: stages {plan.global_start}-, final, head\n"
+        f"        self.bridge = Bridge()\n\n"
+        + method("local_features", "images: torch.Tensor", "torch.Tensor", "Local stem and stages.", forward_local)
+        + "\n"
+        + method("global_head", "h: torch.Tensor", "tuple[torch.Tensor, torch.Tensor]",
+                 "Bridge, global stages and head: (logits, pooled feature).", forward_global)
+        + "\n"
+        "    def forward(self, images: torch.Tensor) -> torch.Tensor:\n"
+        "        return self.global_head(self.local_features(images))[0]\n\n"
+        "    def load_system_state_dict(self, state: dict[str, torch.Tensor]) -> None:\n"
+        '        """Load the weights of a tasgen DistillationSystem (student, teacher, bridge)."""\n'
+        f"        local, glob = {prefix[plan.local_role]!r}, {prefix[plan.global_role]!r}\n"
+        + ("        if any(k.startswith('assistant.teacher_copy.') for k in state):\n"
+           f"            {'glob' if plan.global_role == 'teacher' else 'local'} = 'assistant.teacher_copy.'\n")
+        + "        mapped = {}\n"
+        "        for key, value in state.items():\n"
+        "            for src, dst in ((local, 'local.'), (glob, 'glob.'), ('assistant.bridge.', 'bridge.')):\n"
+        "                if key.startswith(src):\n"
+        "                    mapped[dst + key[len(src):]] = value\n"
+        "        self.load_state_dict(mapped, strict=True)\n"
+    )
+    grid_in = f"math.ceil({plan.image_size} / {b.in_reduction})"
+    to_nchw = {"NCHW": "x", "NHWC": "x.permute(0, 3, 1, 2)",
+               "NLC": f"x[:, {b.in_prefix_tokens}:].transpose(1, 2).reshape(x.shape[0], {b.in_channels}, "
+                      f"{grid_in}, {grid_in})"}[b.in_layout]
+    kernel = round(b.out_reduction / b.in_reduction) if b.resample == "conv" else 1
+    out_grid = f"math.ceil({plan.image_size} / {b.out_reduction})"
+    resample = (f"        x = F.interpolate(x, size=({out_grid}, {out_grid}), mode='bilinear', align_corners=False)\n"
+                if b.resample == "interpolate" else "")
+    emit_out = {"NHWC": "x", "NCHW": "x.permute(0, 3, 1, 2)", "NLC": "x.flatten(1, 2)"}[b.out_layout]
+    if pos_embed and glob_dynamic(spec, plan):
+        emit_out = "x"  # a ViT with dynamic_img_size takes (B, H, W, C) in _pos_embed
+    bridge_cls = (
+        "class Bridge(nn.Module):\n"
+        f'    """Local-to-global projector: {b.resample} resampling, then one windowed attention block."""\n\n'
+        "    def __init__(self) -> None:\n"
+        "        super().__init__()\n"
+        f"        self.proj = nn.Conv2d({b.in_channels}, {b.out_channels}, kernel_size={kernel}, stride={kernel})\n"
+        f"        self.block = WindowAttentionBlock({b.out_channels}, {b.heads}, {b.window_size}, {b.mlp_ratio})\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+        ("" if b.in_layout == "NCHW" else f"        x = {to_nchw}\n") + resample +
+        "        x = self.proj(x)\n"
+        "        x = self.block(x.permute(0, 2, 3, 1))\n"
+        f"        return {emit_out}\n"
+    )
+    helpers = (
+        "def _namespace(value):\n"
+        "    if isinstance(value, dict):\n"
+        "        return types.SimpleNamespace(**{k: _namespace(v) for k, v in value.items()})\n"
+        "    if isinstance(value, list):\n"
+        "        return [_namespace(v) for v in value]\n"
+        "    return value\n"
+    )
+    imports = ("from __future__ import annotations\n\nimport json\nimport math\nimport types\nfrom typing import Any\n\n"
+               "import timm\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n")
+    sections = ["\n".join(header), imports, _library_source(uses_backbone), helpers,
+                _model_factory("teacher", spec.teacher, plan), _model_factory("student", spec.student, plan),
+                bridge_cls, assistant_cls]
+    return "\n\n".join(s.rstrip() + "\n" for s in sections)
+
+
+def glob_dynamic(spec: Spec, plan: Plan) -> bool:
+    model = getattr(spec, plan.global_role)
+    return isinstance(model, TimmModelSpec) and bool(model.kwargs.get("dynamic_img_size", False))

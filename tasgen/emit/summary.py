@@ -1,0 +1,99 @@
+"""Parameters and FLOPs of each part of a compiled system (torch.utils.flop_counter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from tasgen.plan import Plan
+from tasgen.spec.schema import Spec
+
+
+@dataclass(frozen=True)
+class PartSummary:
+    name: str
+    params: int
+    trainable: int
+    flops: int
+
+
+def _count(params) -> tuple[int, int]:
+    params = list({id(p): p for p in params}.values())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+def _flops(fn, *args) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
+def build_meta_system(spec: Spec, plan: Plan):
+    """The system on the meta device: exact shapes and counts, no memory."""
+    from tasgen.compiler import build_models
+    from tasgen.emit.system import DistillationSystem
+
+    teacher, student = build_models(spec, plan, device="meta")
+    with torch.device("meta"):
+        return DistillationSystem(plan, teacher, student).eval()
+
+
+def part_params(spec: Spec, plan: Plan) -> dict[str, int]:
+    """Exact parameter count of each assistant part, read off the built modules."""
+    system = build_meta_system(spec, plan)
+    a = system.assistant
+    out: dict[str, int] = {}
+    for part in plan.assistant:
+        if part.name == "bridge":
+            out[part.name] = _count(a.bridge.parameters())[0]
+            continue
+        view = a.local if part.source == plan.local_role else a.glob
+        if part.name == "stem":
+            mods = view.stem_modules()
+        elif part.name == "head":
+            body = view.stem_modules() + [m for i in range(1, view.num_stages + 1) for m in view.stage_modules(i)]
+            body_ids = {id(p) for m in body for p in m.parameters()}
+            out[part.name] = sum(p.numel() for p in view.model.parameters() if id(p) not in body_ids)
+            continue
+        else:
+            mods = view.stage_modules(part.source_stage)
+        out[part.name] = _count(p for m in mods for p in m.parameters())[0]
+    return out
+
+
+def summarise(spec: Spec, plan: Plan) -> list[PartSummary]:
+    """Parameters and forward FLOPs (batch 1) of teacher, student, assistant parts and the system."""
+    system = build_meta_system(spec, plan)
+    x = torch.empty(1, plan.table("student").input_size[0], plan.image_size, plan.image_size, device="meta")
+    rows = []
+    for role in ("teacher", "student"):
+        view = system.teacher_view if role == "teacher" else system.student_view
+        total, trainable = _count(view.model.parameters())
+        rows.append(PartSummary(f"{role} ({plan.table(role).model})", total, trainable, _flops(view.forward, x)))
+    a = system.assistant
+    if a is not None:
+        h = torch.no_grad()(a.forward_local)(x)
+        local = a.local.stem_modules() + [m for i in range(1, plan.split + 1) for m in a.local.stage_modules(i)]
+        total, trainable = _count(p for m in local for p in m.parameters())
+        rows.append(PartSummary(f"assistant: {plan.local_role} stem + stages 1-{plan.split} (shared)",
+                                total, trainable, _flops(a.forward_local, x)))
+        total, trainable = _count(a.bridge.parameters())
+        rows.append(PartSummary("assistant: bridge (new)", total, trainable, _flops(a.bridge, h)))
+        g = a.glob
+        hb = torch.no_grad()(a.bridge)(h)
+        mods = [m for i in range(plan.global_start, g.num_stages + 1) for m in g.stage_modules(i)]
+        total, trainable = _count(p for m in mods for p in m.parameters())
+
+        def rest(t):
+            for i in range(plan.global_start, g.num_stages + 1):
+                t = g.stage(i, t)
+            return g.head(t)
+
+        span = str(g.num_stages) if plan.global_start == g.num_stages else f"{plan.global_start}-{g.num_stages}"
+        rows.append(PartSummary(f"assistant: {plan.global_role} stages {span} + head",
+                                total, trainable, _flops(rest, hb)))
+    total, trainable = _count(system.parameters())
+    rows.append(PartSummary("system (one step forward)", total, trainable, _flops(system, x)))
+    return rows

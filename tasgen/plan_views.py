@@ -1,0 +1,71 @@
+"""Text views of a Plan: output shapes, Graphviz DOT and Mermaid (no torch)."""
+
+from __future__ import annotations
+
+import math
+
+from tasgen.plan import AssistantPart, Plan
+
+
+def output_shape(part: AssistantPart, image_size: int) -> tuple[int, ...]:
+    """Shape of one sample's output of a part, in the part's own layout."""
+    grid = math.ceil(image_size / part.reduction)
+    if part.mixer == "head":
+        return (part.channels,)
+    if part.layout == "NCHW":
+        return (part.channels, grid, grid)
+    if part.layout == "NHWC":
+        return (grid, grid, part.channels)
+    return (grid * grid + part.prefix_tokens, part.channels)
+
+
+def describe_source(plan: Plan, part: AssistantPart) -> str:
+    if part.source == "new":
+        return "new"
+    model = plan.table(part.source).model
+    where = "stem" if part.source_stage == 0 else ("head" if part.source_stage is None else f"stage {part.source_stage}")
+    return f"{part.source} {model} {where}"
+
+
+def _node(part: AssistantPart) -> str:
+    return f"a_{part.name}"
+
+
+def to_dot(plan: Plan) -> str:
+    """The assistant as a Graphviz digraph, next to both models' stage chains."""
+    colours = {"shared": "lightblue", "frozen": "lightgrey", "finetune": "khaki", "new": "orange"}
+    lines = [f'digraph "{plan.name}" {{', "  rankdir=LR;", "  node [shape=box, style=filled];"]
+    for role in ("student", "teacher"):
+        table = plan.table(role)
+        lines.append(f'  subgraph "cluster_{role}" {{ label="{role}: {table.model}"; color=grey;')
+        names = [f"{role}_stem"] + [f"{role}_s{s.index}" for s in table.stages]
+        labels = ["stem"] + [f"stage {s.index}\\n{s.mixer} {s.channels}ch /{s.reduction}" for s in table.stages]
+        for n, label in zip(names, labels):
+            lines.append(f'    {n} [label="{label}", fillcolor=white];')
+        lines.append("    " + " -> ".join(names) + ";")
+        lines.append("  }")
+    lines.append('  subgraph "cluster_assistant" { label="assistant"; color=black;')
+    for part in plan.assistant:
+        label = f"{part.name}\\n{describe_source(plan, part)}\\n{part.ownership}"
+        lines.append(f'    {_node(part)} [label="{label}", fillcolor={colours[part.ownership]}];')
+    lines.append("    " + " -> ".join(_node(p) for p in plan.assistant) + ";")
+    lines.append("  }")
+    for part in plan.assistant:
+        if part.source != "new" and part.source_stage is not None:
+            target = f"{part.source}_stem" if part.source_stage == 0 else f"{part.source}_s{part.source_stage}"
+            lines.append(f"  {target} -> {_node(part)} [style=dashed, arrowhead=none];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(plan: Plan) -> str:
+    """The assistant as a Mermaid flowchart (renders on GitHub and in many editors)."""
+    lines = ["flowchart LR"]
+    for part in plan.assistant:
+        lines.append(f'  {_node(part)}["{part.name}<br/>{describe_source(plan, part)}<br/>{part.ownership}"]')
+    lines.append("  " + " --> ".join(_node(p) for p in plan.assistant))
+    lines += [f"  classDef {k} fill:{v}" for k, v in
+              (("shared", "#cde"), ("frozen", "#ddd"), ("finetune", "#eed"), ("new", "#fc9"))]
+    for part in plan.assistant:
+        lines.append(f"  class {_node(part)} {part.ownership}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""Stage tables agree with real forwards, across every timm family."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+
+from tasgen.arch.introspect import detect_mixer, read_stage_table
+from tasgen.arch.models import create_model, stage_table
+from tasgen.emit.staged import StagedModel
+from tasgen.spec.schema import BackboneSpec, TimmModelSpec
+from tests.models import TIMM_MODELS
+
+SIZE = 64
+
+
+def _real(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(TimmModelSpec(timm=name), num_classes=7, image_size=SIZE).eval()
+
+
+@pytest.mark.parametrize(("name", "kind"), TIMM_MODELS, ids=[n for n, _ in TIMM_MODELS])
+def test_table_matches_real_forward(name: str, kind: str) -> None:
+    table = stage_table(TimmModelSpec(timm=name), role="student", num_classes=7, image_size=SIZE, use_cache=False)
+    assert table.kind == kind
+    assert table.staged, table.staged_error
+    model = _real(name)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        idx = list(range(len(model.feature_info)))
+        inter = model.forward_intermediates(x, indices=idx, intermediates_only=True)
+        by_module = {info["module"]: out for info, out in zip(model.feature_info, inter)}
+        view = StagedModel(model, table)
+        h = view.stem(x)
+        for stage in table.stages:
+            h = view.stage(stage.index, h)
+            end = stage.modules[-1]
+            ref = by_module.get(end)
+            if ref is not None:  # channels and reduction agree with timm's own intermediates
+                assert ref.shape[1] == stage.channels
+                assert SIZE / ref.shape[-1] == pytest.approx(stage.reduction, rel=0.15)
+            if stage.layout == "NCHW":
+                assert h.shape[1] == stage.channels
+            elif stage.layout == "NHWC":
+                assert h.shape[-1] == stage.channels
+            else:
+                assert h.shape[-1] == stage.channels and h.dim() == 3
+        logits, feat = view.head(h)
+        # Running the parts in turn is the model's own forward.
+        torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-4)
+        assert feat.shape == (2, table.head.num_features)
+    assert table.head.num_classes == 7
+    assert table.params == sum(p.numel() for p in model.parameters())
+    mixers = [s.mixer for s in table.stages]
+    assert (kind == "cnn") == (set(mixers) == {"conv"})
+    assert torch.isfinite(logits).all()
+
+
+def test_isotropic_models_read_as_four_equal_groups() -> None:
+    table = stage_table(TimmModelSpec(timm="deit_tiny_patch16_224"), role="s", num_classes=10, image_size=SIZE)
+    assert [s.depth for s in table.stages] == [3, 3, 3, 3]
+    assert table.stem.modules == ["patch_embed", "_pos_embed", "patch_drop", "norm_pre"]
+    assert table.stem.prefix_tokens == 1 and table.stem.layout == "NLC"
+
+
+def test_prefix_tokens_are_counted() -> None:
+    distilled = stage_table(TimmModelSpec(timm="deit_tiny_distilled_patch16_224"), role="s", num_classes=10,
+                            image_size=SIZE)
+    registers = stage_table(TimmModelSpec(timm="vit_tiny_patch16_224", kwargs={"reg_tokens": 4}), role="s",
+                            num_classes=10, image_size=SIZE)
+    assert distilled.stages[0].prefix_tokens == 2
+    assert registers.stages[0].prefix_tokens == 5
+
+
+def test_hybrid_is_read_stage_by_stage() -> None:
+    table = stage_table(TimmModelSpec(timm="coatnet_nano_rw_224"), role="s", num_classes=10, image_size=SIZE)
+    assert [s.mixer for s in table.stages] == ["conv", "conv", "attention", "attention"]
+    assert table.local_stages == 2
+
+
+def test_model_with_work_between_modules_is_marked_unstaged() -> None:
+    # LeViT reshapes between its stem and stages: plannable tables, but not runnable by parts.
+    table = stage_table(TimmModelSpec(timm="levit_128s"), role="s", num_classes=10, image_size=224)
+    assert not table.staged
+    assert "stage by stage" in table.staged_error
+    assert [s.channels for s in table.stages] == [128, 256, 384]
+
+
+def test_stage_described_backbone_is_read_the_same_way() -> None:
+    spec = BackboneSpec.model_validate({
+        "stem": {"channels": 16, "stride": 2},
+        "stages": [{"mixer": "conv", "channels": 16, "depth": 2},
+                   {"mixer": "conv", "channels": 32, "depth": 1, "stride": 2},
+                   {"mixer": "mlp", "channels": 48, "depth": 1, "stride": 2},
+                   {"mixer": "attention", "channels": 64, "depth": 2, "stride": 2}],
+    })
+    table = stage_table(spec, role="student", num_classes=5, image_size=32, use_cache=False)
+    assert table.source == "spec" and table.model == "spec:student"
+    assert [s.mixer for s in table.stages] == ["conv", "conv", "mlp", "attention"]
+    assert [s.channels for s in table.stages] == [16, 32, 48, 64]
+    assert [s.reduction for s in table.stages] == [2, 4, 8, 16]
+    assert [s.depth for s in table.stages] == [2, 1, 1, 2]
+
+
+def test_mixer_detection_ignores_channel_attention() -> None:
+    se = timm.create_model("seresnet18", num_classes=10)  # squeeze-excite: no q/k/v
+    assert detect_mixer([se]) == "conv"
+    assert detect_mixer([torch.nn.MultiheadAttention(8, 2)]) == "attention"
+
+
+def test_tables_are_read_on_the_meta_device() -> None:
+    with torch.device("meta"):
+        model = timm.create_model("vit_base_patch16_224", num_classes=10)
+    table = read_stage_table(model, name="vit_base_patch16_224", source="timm", image_size=224)
+    assert table.params > 80_000_000  # counted, never allocated
+    assert all(p.is_meta for p in model.parameters())
+
+
+def test_cached_table_needs_no_torch(tmp_path) -> None:
+    env_dir = tmp_path / "cache"
+    code = (
+        "import os, sys; os.environ['TASGEN_CACHE_DIR'] = sys.argv[1]\n"
+        "from tasgen.arch.models import stage_table\n"
+        "from tasgen.spec.schema import TimmModelSpec\n"
+        "t = stage_table(TimmModelSpec(timm='resnet18'), role='s', num_classes=10, image_size=64)\n"
+        "print('torch' in sys.modules, len(t.stages))\n"
+    )
+    first = subprocess.run([sys.executable, "-c", code, str(env_dir)], capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code, str(env_dir)], capture_output=True, text=True, check=True)
+    assert first.stdout.split() == ["True", "4"]
+    assert second.stdout.split() == ["False", "4"]
