@@ -1,9 +1,84 @@
-"""Typer application. Thin: parse arguments, call the library, render with rich."""
+"""tasgen: compile a TAS distillation assistant from a YAML spec."""
+
+# Commands import the library inside their bodies, so that `tasgen --help` and the
+# commands that need no model (validate, schema) never import torch. A new command:
+# parse its arguments, call the library, render with ._render, and send SpecError
+# to _fail.
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+if TYPE_CHECKING:
+    from tasgen.spec import LoadedSpec, SpecError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
+
+from tasgen_cli._args import SetOpt, SpecArg  # noqa: E402
+
+
+def _fail(err: SpecError) -> NoReturn:
+    """Print every problem of a spec, one per line on stderr, and exit with code 2."""
+    from ._render import print_problems
+
+    print_problems(err)
+    raise typer.Exit(code=2)
+
+
+def _load(spec: Path, overrides: list[str] | None) -> LoadedSpec:
+    """Load and validate a spec, or exit 2 with its problems."""
+    from tasgen.spec import SpecError, load_spec
+
+    try:
+        return load_spec(spec, overrides or ())
+    except SpecError as err:
+        _fail(err)
+
+
+# ------------------------------------------------------------------ commands
+@app.command()
+def validate(spec: SpecArg, overrides: SetOpt = None) -> None:
+    """Check a spec without building any model."""
+    from ._render import print_valid
+
+    print_valid(spec, _load(spec, overrides))
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file instead of stdout.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of a spec (for editor completion)."""
+    from tasgen.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text)
+    typer.echo(
+        f"wrote {output}; add `# yaml-language-server: $schema={output}` atop a spec", err=True
+    )
 
 
 def main() -> None:
+    """Entry point of the `tasgen` console script."""
     app()
+
+
+def _register_commands() -> None:
+    from tasgen_cli import plan_cmds
+
+    plan_cmds.register(app)
+
+
+_register_commands()

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from tasgen_cli._args import SetOpt, SpecArg
+
 
 
 class PlanFormat(str, Enum):
@@ -22,8 +24,6 @@ class EmitFormat(str, Enum):
     summary = "summary"
 
 
-SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a spec value: a.b.c=value (repeatable).")]
 
 
 def _load_plan(spec: Path, overrides: list[str] | None, *, use_cache: bool = True):

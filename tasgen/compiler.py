@@ -70,7 +70,7 @@ def plan_spec(loaded: LoadedSpec, *, use_cache: bool = True) -> Plan:
         return build_plan(spec, tables["teacher"], tables["student"], num_classes=num_classes(spec),
                           image_size=spec.data.image_size)
     except PlanError as exc:
-        raise loaded.error(("assistant",), str(exc)) from None
+        raise loaded.error(exc.loc, str(exc)) from None
 
 
 def build_models(spec: Spec, plan: Plan, device: str | None = None) -> tuple[nn.Module, nn.Module]:

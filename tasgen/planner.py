@@ -24,7 +24,15 @@ WEIGHTS = {"split": 4.0, "alignment": 2.0, "resolution": 0.5, "width": 0.25, "ad
 
 
 class PlanError(Exception):
-    """No assistant can be built for this pair; the message says why."""
+    """No assistant can be built for this pair; the message says why.
+
+    Attributes:
+        loc: the spec path at fault (e.g. ("student",) or ("assistant", "split")).
+    """
+
+    def __init__(self, message: str, loc: tuple[str, ...] = ("assistant",)) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 # ------------------------------------------------------------------- members
@@ -170,9 +178,15 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
     """
     for role, table in (("teacher", teacher), ("student", student)):
         if not table.staged:
-            raise PlanError(f"{role} {table.model}: {table.staged_error}")
+            raise PlanError(f"{role} {table.model}: {table.staged_error}", loc=(role,))
     pair, local_role, global_role = pair_roles(teacher, student)
     local, glob = _table(teacher, student, local_role), _table(teacher, student, global_role)
+    for key, member, role in (("split", local, local_role), ("global_start", glob, global_role)):
+        value = getattr(spec.assistant, key)
+        if isinstance(value, int) and value > len(member.stages):
+            raise PlanError(f"{key} is {value} but the {role} ({member.model}, the "
+                            f"{'local' if member is local else 'global'} member) has {len(member.stages)} stages",
+                            loc=("assistant", key))
     g = stage_graph(teacher, student, local_role)
 
     candidates: list[Candidate] = []

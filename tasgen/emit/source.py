@@ -41,7 +41,7 @@ def _library_source(with_backbone: bool) -> str:
     modules = [mlp, attention, window]
     if with_backbone:
         modules = [mlp, norm, conv, attention, patch, tokens, mixer, head, window, backbone]
-    return "\n\n\n".join(f"# ---- from tasgen.{m.__name__.split('tasgen.', 1)[1]}\n" + _definitions(m)
+    return "\n\n\n".join(f"# ---- the definitions of {m.__name__}\n" + _definitions(m)
                          for m in modules)
 
 
@@ -159,7 +159,7 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         f"        self.proj = nn.Conv2d({b.in_channels}, {b.out_channels}, kernel_size={kernel}, stride={kernel})\n"
         f"        self.block = WindowAttentionBlock({b.out_channels}, {b.heads}, {b.window_size}, {b.mlp_ratio})\n\n"
         "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
-        ("" if b.in_layout == "NCHW" else f"        x = {to_nchw}\n") + resample +
+        + ("" if b.in_layout == "NCHW" else f"        x = {to_nchw}\n") + resample +
         "        x = self.proj(x)\n"
         "        x = self.block(x.permute(0, 2, 3, 1))\n"
         f"        return {emit_out}\n"

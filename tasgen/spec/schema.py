@@ -70,9 +70,9 @@ class TimmModelSpec(_ModelCommon):
 class BackboneSpec(_ModelCommon):
     """A backbone described stage by stage, built from tasgen's block library."""
 
-    stem: StemSpec
-    stages: list[StageSpec] = Field(..., min_length=1, max_length=8)
-    head_dropout: float = Field(0.0, ge=0, lt=1)
+    stem: StemSpec = Field(..., description="The layers before the first stage.")
+    stages: list[StageSpec] = Field(..., min_length=1, max_length=8, description="The stages, input to output.")
+    head_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
 
 
 def _model_kind(value: object) -> str:
@@ -181,13 +181,15 @@ class AugmentSpec(_Strict):
 class DataSpec(_Strict):
     """Where images come from and how they are batched."""
 
-    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "imagefolder"] = "digits"
+    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "imagefolder"] = Field(
+        "digits", description="digits (scikit-learn's bundled digits) and synthetic need no files."
+    )
     root: Path | None = Field(None, description="Dataset folder (cifar*, imagefolder).")
     download: bool = Field(False, description="Allow torchvision to download cifar10/cifar100 into root.")
-    image_size: int = Field(32, ge=8, le=1024)
-    batch_size: int = Field(64, ge=1, le=65536)
-    eval_batch_size: int | None = Field(None, ge=1)
-    num_workers: int = Field(0, ge=0, le=256)
+    image_size: int = Field(32, ge=8, le=1024, description="Side of the square training images.")
+    batch_size: int = Field(64, ge=1, le=65536, description="Images per micro-batch (per process).")
+    eval_batch_size: int | None = Field(None, ge=1, description="Default: batch_size.")
+    num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes.")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share (digits, synthetic).")
     num_samples: int = Field(512, ge=2, description="Images of the synthetic dataset.")
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
@@ -244,13 +246,18 @@ class TrainSpec(_Strict):
 class Spec(_Strict):
     """A tasgen experiment: one spec file, one distillation run."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)
+    name: str = Field(
+        ...,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=128,
+        description="Run name; the loader defaults it to the spec's file name (it is not inherited).",
+    )
     extends: Path | None = Field(None, description="A base spec whose values this file overrides.")
     num_classes: int | None = Field(None, ge=2, description="Default: the dataset's class count.")
-    seed: int = Field(0, ge=0)
-    teacher: ModelSpec
-    student: ModelSpec
-    assistant: AssistantSpec = Field(default_factory=AssistantSpec)
+    seed: int = Field(0, ge=0, description="Seed of initialisation, data order and augmentation.")
+    teacher: ModelSpec = Field(..., description="The larger, trained model: a timm name or a stage list.")
+    student: ModelSpec = Field(..., description="The model being distilled: a timm name or a stage list.")
+    assistant: AssistantSpec = Field(default_factory=AssistantSpec, description="Only used by method tas.")
     distill: DistillSpec = Field(default_factory=DistillSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)

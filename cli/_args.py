@@ -1,0 +1,23 @@
+"""Arguments shared by every command that reads a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SpecArg = Annotated[
+    Path, typer.Argument(metavar="SPEC", help="The YAML spec file.", show_default=False)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a spec value, e.g. --set train.epochs=5 (repeatable; VALUE is YAML).",
+        show_default=False,
+    ),
+]
+
+

@@ -1,0 +1,62 @@
+"""Console rendering shared by the commands: problems, spec summaries."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from tasgen.spec import LoadedSpec, SpecError
+    from tasgen.spec.schema import BackboneSpec, TimmModelSpec
+
+console = Console()
+
+
+def print_problems(err: SpecError) -> None:
+    """Write one ``file:line:col: path: message`` line per problem to stderr.
+
+    Plain writes, not rich: a wrapped or styled line would break editors and grep
+    that jump to ``file:line:col``.
+    """
+    for problem in err.problems:
+        sys.stderr.write(f"{problem}\n")
+    sys.stderr.flush()
+
+
+def model_text(model: TimmModelSpec | BackboneSpec) -> str:
+    """One line naming a model: its timm name, or its stages."""
+    timm_name = getattr(model, "timm", None)
+    if timm_name is not None:
+        text = f"{timm_name} (timm{', pretrained' if model.pretrained else ''})"
+    else:
+        stages = ", ".join(f"{s.mixer} {s.channels}x{s.depth}" for s in model.stages)
+        text = f"backbone: {model.stem.kind} stem {model.stem.channels}, stages {stages}"
+    if model.checkpoint is not None:
+        text += f" <- {model.checkpoint}"
+    return text
+
+
+def print_valid(path: object, loaded: LoadedSpec) -> None:
+    """Say that the spec at ``path`` is valid, then summarise it."""
+    console.print(Text.assemble(("valid ", "green"), str(path)))  # Text: no markup in paths
+    console.print(spec_summary(loaded))
+
+
+def spec_summary(loaded: LoadedSpec) -> Table:
+    """The few lines that identify an experiment: name, models, method, data."""
+    spec = loaded.spec
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("name", spec.name)
+    table.add_row("teacher", model_text(spec.teacher))
+    table.add_row("student", model_text(spec.student))
+    table.add_row("method", spec.distill.method)
+    table.add_row(
+        "dataset", f"{spec.data.dataset}, {spec.data.image_size}px, batch {spec.data.batch_size}"
+    )
+    return table

@@ -1,0 +1,134 @@
+"""`tasgen plan` and `tasgen emit` on the example specs and on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tasgen.plan import Plan
+from tasgen_cli.app import app
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml"))  # specs/base/ holds fragments for `extends`
+runner = CliRunner()
+
+
+def test_there_are_examples_of_every_pairing() -> None:
+    names = {p.stem for p in SPECS}
+    assert {"quickstart", "vit_s-to-resnet18", "convnext_t-to-deit_t", "mixer_b16-to-mobilenetv2",
+            "convnext_t-to-resmlp_s12", "resnet50-to-resnet18", "vit_s-to-deit_t",
+            "coatnet-to-staged-student"} <= names
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_every_example_spec_validates_and_plans(spec: Path) -> None:
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["plan", str(spec), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    plan = Plan.from_json(result.stdout)
+    assert plan.name == spec.stem
+    table = runner.invoke(app, ["plan", str(spec), "--all"])
+    assert table.exit_code == 0 and "chosen" in table.stdout and "bridge" in table.stdout
+
+
+def test_same_spec_same_hash_across_processes() -> None:
+    spec = str(ROOT / "specs" / "quickstart.yaml")
+    cmd = [sys.executable, "-m", "tasgen", "plan", spec, "--format", "json", "--no-cache"]
+    first, second = (subprocess.run(cmd, capture_output=True, text=True, check=True) for _ in range(2))
+    assert Plan.from_json(first.stdout).hash == Plan.from_json(second.stdout).hash
+
+
+def test_graph_formats() -> None:
+    spec = str(ROOT / "specs" / "vit_s-to-resnet18.yaml")
+    dot = runner.invoke(app, ["plan", spec, "-f", "dot"])
+    assert dot.exit_code == 0 and dot.stdout.startswith('digraph "vit_s-to-resnet18"')
+    assert "a_bridge" in dot.stdout and "cluster_teacher" in dot.stdout
+    mermaid = runner.invoke(app, ["plan", spec, "-f", "mermaid"])
+    assert mermaid.exit_code == 0 and mermaid.stdout.startswith("flowchart LR")
+
+
+def test_exact_counts_match_the_plan() -> None:
+    spec = str(ROOT / "specs" / "quickstart.yaml")
+    plan = Plan.from_json(runner.invoke(app, ["plan", spec, "-f", "json"]).stdout)
+    from tasgen.emit.summary import part_params
+    from tasgen.spec import load_spec
+
+    counts = part_params(load_spec(spec).spec, plan)
+    assert counts == {p.name: p.params for p in plan.assistant}
+    assert runner.invoke(app, ["plan", spec, "--exact"]).exit_code == 0
+
+
+def test_emit_writes_an_importable_file_and_a_summary(tmp_path: Path) -> None:
+    spec = str(ROOT / "specs" / "quickstart.yaml")
+    out = tmp_path / "assistant.py"
+    result = runner.invoke(app, ["emit", spec, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    check = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                            "import assistant; m = assistant.Assistant(); print(type(m).__name__)", str(tmp_path)],
+                           capture_output=True, text=True)
+    assert check.stdout.strip() == "Assistant", check.stderr
+    summary = runner.invoke(app, ["emit", spec, "--format", "summary"])
+    assert summary.exit_code == 0 and "bridge (new)" in summary.stdout and "GFLOPs" in summary.stdout
+
+
+def _located(result, text: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert text in result.stderr, result.stderr
+
+
+def _tasgen(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tasgen", *args], capture_output=True, text=True)
+
+
+def test_model_tasgen_cannot_read_is_located(write_spec) -> None:
+    path = write_spec(
+        "name: bad\n"
+        "teacher:\n"
+        "  timm: vit_tiny_patch16_224\n"
+        "  kwargs: {embed_dim: 100, num_heads: 3}\n"
+        "student: {timm: resnet18}\n"
+    )
+    _located(_tasgen("plan", str(path)), f"{path}:3:9: teacher.timm: tasgen cannot read vit_tiny_patch16_224")
+
+
+def test_unstaged_model_is_located_at_its_role(write_spec) -> None:
+    path = write_spec("name: bad\nteacher: {timm: resnet18}\nstudent: {timm: levit_128s}\ndata: {image_size: 224}\n")
+    _located(_tasgen("plan", str(path)), f"{path}:3:10: student: student levit_128s: cannot run levit_128s stage")
+
+
+def test_pair_without_valid_path_is_located(write_spec) -> None:
+    path = write_spec(
+        "name: bad\n"
+        "teacher: {timm: resnet18}\n"
+        "student: {timm: deit_tiny_patch16_224}\n"
+        "assistant:\n"
+        "  split: 4\n"
+        "  global_start: 5\n"
+        "data: {image_size: 224}\n"
+    )
+    result = _tasgen("plan", str(path))
+    _located(result, f"{path}:6:17: assistant.global_start: global_start is 5 but the student")
+    path.write_text(path.read_text().replace("global_start: 5", "global_start: 1"))
+    assert _tasgen("plan", str(path)).returncode == 0
+
+
+def test_no_valid_candidate_lists_them_all(write_spec) -> None:
+    path = write_spec(
+        "name: bad\n"
+        "teacher:\n"
+        "  stem: {channels: 16, stride: 4}\n"
+        "  stages:\n"
+        "    - {mixer: attention, channels: 32, depth: 1, stride: 2}\n"
+        "    - {mixer: conv, channels: 64, depth: 1, stride: 2}\n"
+        "student: {timm: resnet18}\n"
+        "data: {image_size: 64}\n"
+    )
+    result = _tasgen("plan", str(path))
+    _located(result, f"{path}:1:1: assistant: no valid assistant for spec:teacher -> resnet18: "
+                     "student stage 1 -> teacher stage 1: global stage before a local one")

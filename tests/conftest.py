@@ -1,0 +1,47 @@
+"""Fixtures shared across the test folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+MINIMAL_SPEC = """\
+name: demo
+teacher: {timm: resnet18}
+student:
+  stem: {kind: conv, channels: 16, stride: 2}
+  stages:
+    - {mixer: conv, channels: 16, depth: 1}
+    - {mixer: attention, channels: 32, depth: 1, stride: 2, heads: 2}
+data: {dataset: digits, image_size: 32, batch_size: 32}
+"""
+
+
+@pytest.fixture
+def minimal_spec() -> str:
+    """The text of a small valid spec (timm teacher, stage-described student)."""
+    return MINIMAL_SPEC
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[..., Path]:
+    """Write ``text`` to ``tmp_path / name`` (folders created) and return the path."""
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tasgen_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep tasgen's caches (timm's model names) out of the user's home."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TASGEN_CACHE_DIR", str(tmp_path_factory.mktemp("tasgen-cache")))
+    yield
+    mp.undo()

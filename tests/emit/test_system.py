@@ -1,0 +1,165 @@
+"""The emitted modules: shapes, gradients, sharing, compile, standalone source."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tasgen.arch.models import create_model, stage_table
+from tasgen.compiler import build_system
+from tasgen.emit.source import assistant_source
+from tasgen.planner import build_plan
+from tasgen.spec.schema import Spec
+
+SIZE = 64
+TINY_VIT = {"timm": "vit_tiny_patch16_224", "kwargs": {"depth": 4, "embed_dim": 64, "num_heads": 2}}
+STAGED = {"stem": {"channels": 16, "stride": 2},
+          "stages": [{"mixer": "conv", "channels": 16, "depth": 1},
+                     {"mixer": "conv", "channels": 32, "depth": 1, "stride": 2},
+                     {"mixer": "attention", "channels": 64, "depth": 1, "stride": 2},
+                     {"mixer": "mlp", "channels": 64, "depth": 1, "stride": 2}]}
+
+PAIRS = {
+    "vit->cnn": ({"timm": "deit_tiny_patch16_224"}, {"timm": "resnet18"}),
+    "cnn->vit": ({"timm": "resnet18"}, TINY_VIT),
+    "swin->mobilenet": ({"timm": "swin_tiny_patch4_window7_224"}, {"timm": "mobilenetv2_100"}),
+    "cnn->mlp": ({"timm": "convnext_atto"}, {"timm": "resmlp_12_224"}),
+    "mlp->cnn": ({"timm": "mixer_s16_224"}, {"timm": "resnet10t"}),
+    "cnn->cnn": ({"timm": "resnet50"}, {"timm": "resnet18"}),
+    "vit->vit": ({"timm": "deit_small_patch16_224"}, {"timm": "deit_tiny_patch16_224"}),
+    "hybrid->cnn": ({"timm": "coatnet_nano_rw_224"}, {"timm": "resnet18"}),
+    "cnn->distilled-vit": ({"timm": "resnet18"}, {"timm": "deit_tiny_distilled_patch16_224"}),
+    "cnn->registers-vit": ({"timm": "resnet10t"}, {**TINY_VIT, "kwargs": {**TINY_VIT["kwargs"], "reg_tokens": 4}}),
+    "cnn->staged": ({"timm": "resnet18"}, STAGED),
+}
+
+
+def make(teacher: dict, student: dict, **extra):
+    spec = Spec.model_validate({"name": "t", "teacher": teacher, "student": student,
+                                "data": {"image_size": SIZE}, **extra})
+    tables = {r: stage_table(getattr(spec, r), role=r, num_classes=10, image_size=SIZE) for r in ("teacher", "student")}
+    plan = build_plan(spec, tables["teacher"], tables["student"], num_classes=10, image_size=SIZE)
+    torch.manual_seed(0)
+    t = create_model(spec.teacher, num_classes=10, image_size=SIZE)
+    s = create_model(spec.student, num_classes=10, image_size=SIZE)
+    return spec, plan, build_system(plan, t, s)
+
+
+@pytest.mark.parametrize("pair", list(PAIRS), ids=list(PAIRS))
+def test_system_forward_backward(pair: str) -> None:
+    spec, plan, system = make(*PAIRS[pair])
+    system.train()
+    assert not system.teacher.training  # kept in eval mode
+    out = system(torch.rand(2, 3, SIZE, SIZE))
+    assert set(out) == {"teacher", "student", "assistant"}
+    for name, (logits, feat) in out.items():
+        assert logits.shape == (2, 10), name
+        assert feat.shape == (2, plan.table(plan.global_role if name == "assistant" else name).head.num_features)
+    sum(o[0].square().mean() + o[1].square().mean() for k, o in out.items() if k != "teacher").backward()
+
+    a = system.assistant
+    assert all(p.grad is not None for p in a.bridge.parameters())
+    assert all(p.grad is None for p in system.teacher.parameters())
+    if plan.local_role == "student":
+        shared = [p for m in a.local.stage_modules(plan.split) for p in m.parameters()]
+        assert shared and all(p.grad is not None for p in shared)
+    # The assistant's own parameters are exactly the bridge's, as the plan counted.
+    own = {id(p) for p in a.parameters()}
+    assert own == {id(p) for p in a.bridge.parameters()}
+    assert sum(p.numel() for p in a.parameters()) == plan.bridge.params
+    # Borrowed stages are the very modules of the student and the teacher.
+    models = {"teacher": system.teacher, "student": system.student}
+    assert a.local.model is models[plan.local_role] and a.glob.model is models[plan.global_role]
+
+
+def test_every_shared_stage_runs_once_per_step() -> None:
+    _, plan, system = make({"timm": "deit_tiny_patch16_224"}, {"timm": "resnet18"})
+    calls: Counter[str] = Counter()
+    for role, model in (("teacher", system.teacher), ("student", system.student)):
+        for stage in plan.table(role).stages:
+            for path in stage.modules:
+                model.get_submodule(path).register_forward_hook(
+                    lambda *_, key=f"{role}:{path}": calls.update([key]))
+    system(torch.rand(2, 3, SIZE, SIZE))
+    student_calls = {k: v for k, v in calls.items() if k.startswith("student")}
+    assert student_calls and set(student_calls.values()) == {1}  # stages 1-3 shared, not recomputed
+    # The teacher's last stage runs twice: once for the teacher (no grad), once in the assistant.
+    last = plan.table("teacher").stages[-1].modules
+    assert all(calls[f"teacher:{p}"] == 2 for p in last)
+    assert all(calls[f"teacher:{p}"] == 1 for s in plan.table("teacher").stages[:-1] for p in s.modules)
+
+
+def test_teacher_is_renormalised_when_it_expects_other_statistics() -> None:
+    # vit_tiny expects mean/std 0.5; resnet18 ImageNet statistics.
+    _, plan, system = make(TINY_VIT, {"timm": "resnet18"})
+    assert not system.same_norm
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        t_logits = system(x)["teacher"][0]
+        direct = system.teacher(system.norm_teacher(x))
+    torch.testing.assert_close(t_logits, direct)
+    torch.testing.assert_close(system.norm_teacher(x), (x - 0.5) / 0.5)
+
+
+def test_finetuned_teacher_copy_trains_and_the_teacher_does_not() -> None:
+    _, plan, system = make({"timm": "deit_tiny_patch16_224"}, {"timm": "resnet18"},
+                           assistant={"teacher_stages": "finetune"})
+    out = system(torch.rand(2, 3, SIZE, SIZE))
+    out["assistant"][0].square().mean().backward()
+    copy = system.assistant.teacher_copy
+    assert any(p.grad is not None for p in copy.parameters())
+    assert all(p.grad is None for p in system.teacher.parameters())
+    assert copy.blocks[0].attn.qkv.weight is not system.teacher.blocks[0].attn.qkv.weight
+
+
+@pytest.mark.parametrize("pair", ["cnn->vit", "vit->cnn"])
+def test_compiles_whole_without_graph_breaks(pair: str) -> None:
+    _, _, system = make(*PAIRS[pair])
+    system.eval()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        eager = system(x)
+    torch._dynamo.reset()
+    compiled = torch.compile(system, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        out = compiled(x)
+    for name in eager:
+        torch.testing.assert_close(out[name][0], eager[name][0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pair", ["cnn->vit", "vit->cnn", "cnn->staged"])
+def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(pair: str, tmp_path) -> None:
+    spec, plan, system = make(*PAIRS[pair])
+    system.eval()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    local_norm = system.norm_student if plan.local_role == "student" else system.norm_teacher
+    with torch.no_grad():
+        expected = system.assistant(local_norm(x))
+    source = assistant_source(spec, plan)
+    assert "import tasgen" not in source and "from tasgen" not in source
+    assert plan.hash in source.splitlines()[0]
+    (tmp_path / "assistant.py").write_text(source)
+    save_file({k: v.contiguous() for k, v in system.state_dict().items()}, tmp_path / "system.safetensors")
+    save_file({"x": local_norm(x), "expected": expected}, tmp_path / "io.safetensors")
+    code = (
+        "import sys, torch\n"
+        "from safetensors.torch import load_file\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from assistant import Assistant\n"
+        "a = Assistant().eval()\n"
+        "a.load_system_state_dict(load_file(sys.argv[1] + '/system.safetensors'))\n"
+        "io = load_file(sys.argv[1] + '/io.safetensors')\n"
+        "with torch.no_grad():\n"
+        "    out = a(io['x'])\n"
+        "assert 'tasgen' not in sys.modules\n"
+        "torch.testing.assert_close(out, io['expected'], rtol=1e-5, atol=1e-5)\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok"
