@@ -11,7 +11,6 @@ import typer
 from tasgen_cli._args import SetOpt, SpecArg
 
 
-
 class PlanFormat(str, Enum):
     table = "table"
     json = "json"
@@ -46,9 +45,8 @@ def _fmt(n: int) -> str:
 def render_plan_table(plan, *, show_all: bool, exact: dict[str, int] | None = None) -> None:
     from rich.table import Table
 
-    from tasgen_cli._render import console
-
     from tasgen.plan_views import describe_source, output_shape
+    from tasgen_cli._render import console
 
     console.print(f"[bold]{plan.name}[/]  plan {plan.hash}  method {plan.method}")
     console.print(plan.reason)
@@ -130,9 +128,8 @@ def register(app: typer.Typer) -> None:
         if format is EmitFormat.summary:
             from rich.table import Table
 
-            from tasgen_cli._render import console
-
             from tasgen.emit.summary import summarise
+            from tasgen_cli._render import console
 
             rows = summarise(loaded.spec, result)
             table = Table(title=f"{result.name} at {result.image_size}px, batch 1", title_justify="left")

@@ -40,7 +40,7 @@ def to_dot(plan: Plan) -> str:
         lines.append(f'  subgraph "cluster_{role}" {{ label="{role}: {table.model}"; color=grey;')
         names = [f"{role}_stem"] + [f"{role}_s{s.index}" for s in table.stages]
         labels = ["stem"] + [f"stage {s.index}\\n{s.mixer} {s.channels}ch /{s.reduction}" for s in table.stages]
-        for n, label in zip(names, labels):
+        for n, label in zip(names, labels, strict=True):
             lines.append(f'    {n} [label="{label}", fillcolor=white];')
         lines.append("    " + " -> ".join(names) + ";")
         lines.append("  }")

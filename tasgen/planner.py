@@ -89,7 +89,7 @@ def candidate_paths(g: nx.DiGraph) -> list[list]:
     """Every input -> logits path that crosses exactly one bridge."""
     paths = []
     for path in nx.all_simple_paths(g, "input", "logits"):
-        bridges = [(u, v) for u, v in zip(path, path[1:]) if g.edges[u, v]["kind"] == "bridge"]
+        bridges = [(u, v) for u, v in zip(path, path[1:], strict=False) if g.edges[u, v]["kind"] == "bridge"]
         if len(bridges) == 1:
             paths.append(path)
     return paths
@@ -192,7 +192,7 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
     candidates: list[Candidate] = []
     best: tuple[float, int, int, BridgeGeometry] | None = None
     for path in candidate_paths(g):
-        u, v = next((a, b) for a, b in zip(path, path[1:]) if g.edges[a, b]["kind"] == "bridge")
+        u, v = next((a, b) for a, b in zip(path, path[1:], strict=False) if g.edges[a, b]["kind"] == "bridge")
         split, start = u[1], v[1]
         reason = _check(split, start, local, glob, pair, spec)
         bridge, why = bridge_geometry(local.stages[split - 1], glob.stage_input(start), spec, image_size)

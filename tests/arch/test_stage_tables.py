@@ -33,7 +33,7 @@ def test_table_matches_real_forward(name: str, kind: str) -> None:
     with torch.no_grad():
         idx = list(range(len(model.feature_info)))
         inter = model.forward_intermediates(x, indices=idx, intermediates_only=True)
-        by_module = {info["module"]: out for info, out in zip(model.feature_info, inter)}
+        by_module = {info["module"]: out for info, out in zip(model.feature_info, inter, strict=True)}
         view = StagedModel(model, table)
         h = view.stem(x)
         for stage in table.stages:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tasgen_cli.app import app
 from typer.testing import CliRunner
+
+from tasgen_cli.app import app
 
 WriteSpec = Callable[..., Path]
 runner = CliRunner()
