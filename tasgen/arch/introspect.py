@@ -138,8 +138,18 @@ def run_modules(model: nn.Module, modules: Sequence[str], x: torch.Tensor) -> to
     return x
 
 
-def _layout(shape: Sequence[int], channels: int | None, size: tuple[int, int]) -> tuple[Layout, int, int, int]:
-    """Return (layout, channels, reduction, prefix_tokens) of an output shape."""
+def _layout(
+    shape: Sequence[int], channels: int | None, reduction: int | None, size: tuple[int, int]
+) -> tuple[Layout, int, int, int]:
+    """Return (layout, channels, reduction, prefix_tokens) of an output shape.
+
+    Args:
+        shape: the output's shape (batch first).
+        channels: the width timm's feature_info gives, when known.
+        reduction: the reduction feature_info gives; token outputs need it to tell
+            grid tokens from prefix tokens.
+        size: the input's (height, width).
+    """
     h, w = size
     if len(shape) == 4:
         _, a, b, c = shape
@@ -148,17 +158,18 @@ def _layout(shape: Sequence[int], channels: int | None, size: tuple[int, int]) -
         elif channels is not None and a == channels:
             layout, ch, gh = "NCHW", a, b
         elif b == c and a != b:
-            layout, ch, gh = "NCHW", a, b
-        else:
             layout, ch, gh = "NHWC", c, a
+        else:
+            layout, ch, gh = "NCHW", a, b
         return layout, ch, max(1, round(h / gh)), 0
     if len(shape) == 3:
         _, n, ch = shape
-        for red in (1, 2, 4, 8, 14, 16, 28, 32, 64):
-            grid = math.ceil(h / red) * math.ceil(w / red)
-            if grid <= n and n - grid <= 16:
-                return "NLC", ch, red, n - grid
-        raise ModelReadError(f"cannot tell the token grid of an output of shape {tuple(shape)}")
+        if reduction is None:
+            raise ModelReadError(f"cannot tell the token grid of an output of shape {tuple(shape)}")
+        grid = math.ceil(h / reduction) * math.ceil(w / reduction)
+        if grid > n:
+            raise ModelReadError(f"{n} tokens cannot hold a {grid}-token grid at reduction {reduction}")
+        return "NLC", ch, reduction, n - grid
     raise ModelReadError(f"unexpected output rank {len(shape)} (shape {tuple(shape)})")
 
 
@@ -269,15 +280,17 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         pooled = model.forward_head(features, pre_logits=True)
         logits = model.forward_head(features)
 
-    infos = _feature_channels(model, ends)
+    infos = _feature_info(model, ends, "num_chs")
+    reductions = _feature_info(model, ends, "reduction")
     stages: list[Stage] = []
     if parts is not None:
         stem_shape, stage_shapes = parts
-        layout, ch, red, prefix = _layout(stem_shape, None, size)
+        # A token stem (ViT, Mixer) emits the grid its first stage keeps.
+        layout, ch, red, prefix = _layout(stem_shape, None, reductions[0], size)
         stem = Part(modules=stem_m, channels=ch, reduction=red, layout=layout, prefix_tokens=prefix,
                     params=count_params(_mods(model, stem_m)))
         for i, (shape, mods, ref) in enumerate(zip(stage_shapes, stage_m, reference, strict=True)):
-            layout, ch, red, prefix = _layout(shape, infos[i], size)
+            layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size)
             grid = (math.ceil(size[0] / red), math.ceil(size[1] / red))
             if _nchw(shape, layout, prefix, grid)[1:] != tuple(ref.shape[1:]):
                 staged_error = (f"cannot run {name} stage by stage: stage {i + 1} gives {tuple(shape)} "
@@ -321,9 +334,9 @@ def _stage(model: nn.Module, i: int, mods: list[str], ch: int, red: int, layout:
                  params=count_params(modules), mixer=detect_mixer(modules), depth=_depth(model, mods))
 
 
-def _feature_channels(model: nn.Module, ends: Sequence[str]) -> list[int]:
+def _feature_info(model: nn.Module, ends: Sequence[str], key: str) -> list[int]:
     info = model.feature_info
-    entries = {dict(e)["module"]: dict(e)["num_chs"] for e in (info.info if hasattr(info, "info") else info)}
+    entries = {dict(e)["module"]: dict(e)[key] for e in (info.info if hasattr(info, "info") else info)}
     return [int(entries[e]) for e in ends]
 
 
