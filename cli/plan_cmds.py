@@ -42,7 +42,7 @@ def _fmt(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
 
 
-def render_plan_table(plan, *, show_all: bool, exact: dict[str, int] | None = None) -> None:
+def render_plan_table(plan, *, show_all: bool, exact: dict[str, tuple[int, int]] | None = None) -> None:
     from rich.table import Table
 
     from tasgen.plan_views import describe_source, output_shape
@@ -51,14 +51,16 @@ def render_plan_table(plan, *, show_all: bool, exact: dict[str, int] | None = No
     console.print(f"[bold]{plan.name}[/]  plan {plan.hash}  method {plan.method}")
     console.print(plan.reason)
     table = Table(title="assistant", title_justify="left")
-    for col in ("#", "part", "from", "mixer", "layout", "output", "params", "role"):
-        table.add_column(col, justify="right" if col in ("#", "params") else "left")
+    columns = ["#", "part", "from", "mixer", "layout", "output", "params", "role"] + (["GFLOPs"] if exact else [])
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("#", "params", "GFLOPs") else "left")
     colours = {"shared": "cyan", "frozen": "white", "finetune": "yellow", "new": "bold magenta"}
     for i, part in enumerate(plan.assistant):
-        params = exact.get(part.name, part.params) if exact else part.params
-        table.add_row(str(i), part.name, describe_source(plan, part), part.mixer, part.layout,
-                      "x".join(map(str, output_shape(part, plan.image_size))), _fmt(params),
-                      f"[{colours[part.ownership]}]{part.ownership}[/]")
+        params, flops = exact[part.name] if exact else (part.params, None)
+        row = [str(i), part.name, describe_source(plan, part), part.mixer, part.layout,
+               "x".join(map(str, output_shape(part, plan.image_size))), _fmt(params),
+               f"[{colours[part.ownership]}]{part.ownership}[/]"]
+        table.add_row(*row, *([f"{flops / 1e9:.3f}"] if exact else []))
     console.print(table)
     b = plan.bridge
     console.print(f"bridge: {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> {b.out_channels}ch /{b.out_reduction} "
@@ -93,7 +95,7 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         format: Annotated[PlanFormat, typer.Option("--format", "-f", help="Output format.")] = PlanFormat.table,
         all_: Annotated[bool, typer.Option("--all", help="List every candidate with its score.")] = False,
-        exact: Annotated[bool, typer.Option("--exact", help="Count parameters on the built modules.")] = False,
+        exact: Annotated[bool, typer.Option("--exact", help="Count parameters and FLOPs on the built modules.")] = False,
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-read the models' stage tables.")] = False,
     ) -> None:
         """Derive the assistant for SPEC and show it."""
@@ -111,9 +113,9 @@ def register(app: typer.Typer) -> None:
         else:
             counts = None
             if exact:
-                from tasgen.emit.summary import part_params
+                from tasgen.emit.summary import part_costs
 
-                counts = part_params(loaded.spec, result)
+                counts = part_costs(loaded.spec, result)
             render_plan_table(result, show_all=all_, exact=counts)
 
     @app.command()

@@ -22,9 +22,8 @@ def output_shape(part: AssistantPart, image_size: int) -> tuple[int, ...]:
 def describe_source(plan: Plan, part: AssistantPart) -> str:
     if part.source == "new":
         return "new"
-    model = plan.table(part.source).model
     where = "stem" if part.source_stage == 0 else ("head" if part.source_stage is None else f"stage {part.source_stage}")
-    return f"{part.source} {model} {where}"
+    return f"{part.source} {where}"
 
 
 def _node(part: AssistantPart) -> str:

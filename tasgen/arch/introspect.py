@@ -157,10 +157,10 @@ def _layout(
             layout, ch, gh = "NHWC", c, a
         elif channels is not None and a == channels:
             layout, ch, gh = "NCHW", a, b
-        elif b == c and a != b:
-            layout, ch, gh = "NHWC", c, a
-        else:
+        elif b == c and a != b:  # square grid in the last two axes
             layout, ch, gh = "NCHW", a, b
+        else:
+            layout, ch, gh = "NHWC", c, a
         return layout, ch, max(1, round(h / gh)), 0
     if len(shape) == 3:
         _, n, ch = shape

@@ -40,26 +40,31 @@ def build_meta_system(spec: Spec, plan: Plan):
         return DistillationSystem(plan, teacher, student).eval()
 
 
-def part_params(spec: Spec, plan: Plan) -> dict[str, int]:
-    """Exact parameter count of each assistant part, read off the built modules."""
+def part_costs(spec: Spec, plan: Plan) -> dict[str, tuple[int, int]]:
+    """Exact (parameters, forward FLOPs at batch 1) of each assistant part, from the built modules."""
     system = build_meta_system(spec, plan)
     a = system.assistant
-    out: dict[str, int] = {}
+    x = torch.empty(1, plan.table(plan.local_role).input_size[0], plan.image_size, plan.image_size, device="meta")
+    out: dict[str, tuple[int, int]] = {}
     for part in plan.assistant:
-        if part.name == "bridge":
-            out[part.name] = _count(a.bridge.parameters())[0]
-            continue
         view = a.local if part.source == plan.local_role else a.glob
-        if part.name == "stem":
-            mods = view.stem_modules()
+        if part.name == "bridge":
+            params, fn = _count(a.bridge.parameters())[0], a.bridge
+        elif part.name == "stem":
+            params, fn = _count(p for m in view.stem_modules() for p in m.parameters())[0], view.stem
         elif part.name == "head":
             body = view.stem_modules() + [m for i in range(1, view.num_stages + 1) for m in view.stage_modules(i)]
             body_ids = {id(p) for m in body for p in m.parameters()}
-            out[part.name] = sum(p.numel() for p in view.model.parameters() if id(p) not in body_ids)
-            continue
+            params = sum(p.numel() for p in view.model.parameters() if id(p) not in body_ids)
+            fn = view.head
         else:
-            mods = view.stage_modules(part.source_stage)
-        out[part.name] = _count(p for m in mods for p in m.parameters())[0]
+            index = part.source_stage
+            params = _count(p for m in view.stage_modules(index) for p in m.parameters())[0]
+            fn = lambda t, view=view, index=index: view.stage(index, t)  # noqa: E731
+        flops = _flops(fn, x)
+        with torch.no_grad():
+            x = fn(x)
+        out[part.name] = (params, flops)
     return out
 
 

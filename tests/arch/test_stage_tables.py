@@ -60,6 +60,13 @@ def test_table_matches_real_forward(name: str, kind: str) -> None:
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize(("name", "layout"), [("resnet18", "NCHW"), ("swin_tiny_patch4_window7_224", "NHWC"),
+                                              ("deit_tiny_patch16_224", "NLC"), ("mixer_s16_224", "NLC")])
+def test_stem_layout(name: str, layout: str) -> None:
+    table = stage_table(TimmModelSpec(timm=name), role="s", num_classes=10, image_size=224, use_cache=False)
+    assert table.stem.layout == layout
+
+
 def test_isotropic_models_read_as_four_equal_groups() -> None:
     table = stage_table(TimmModelSpec(timm="deit_tiny_patch16_224"), role="s", num_classes=10, image_size=SIZE)
     assert [s.depth for s in table.stages] == [3, 3, 3, 3]

@@ -55,12 +55,20 @@ def test_graph_formats() -> None:
 def test_exact_counts_match_the_plan() -> None:
     spec = str(ROOT / "specs" / "quickstart.yaml")
     plan = Plan.from_json(runner.invoke(app, ["plan", spec, "-f", "json"]).stdout)
-    from tasgen.emit.summary import part_params
+    from tasgen.emit.summary import part_costs, summarise
     from tasgen.spec import load_spec
 
-    counts = part_params(load_spec(spec).spec, plan)
-    assert counts == {p.name: p.params for p in plan.assistant}
-    assert runner.invoke(app, ["plan", spec, "--exact"]).exit_code == 0
+    loaded = load_spec(spec).spec
+    costs = part_costs(loaded, plan)
+    assert {name: params for name, (params, _) in costs.items()} == {p.name: p.params for p in plan.assistant}
+    assert all(flops > 0 for name, (_, flops) in costs.items() if name != "head")
+    # The parts' FLOPs add up to the assistant's when the system runs it.
+    rows = {r.name.split(":")[0]: r for r in summarise(loaded, plan)}
+    assistant_rows = [r for r in summarise(loaded, plan) if r.name.startswith("assistant")]
+    assert sum(r.flops for r in assistant_rows) == sum(f for _, f in costs.values())
+    assert rows
+    result = runner.invoke(app, ["plan", spec, "--exact"])
+    assert result.exit_code == 0 and "GFLOPs" in result.stdout
 
 
 def test_emit_writes_an_importable_file_and_a_summary(tmp_path: Path) -> None:
