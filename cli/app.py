@@ -76,9 +76,10 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from tasgen_cli import plan_cmds
+    from tasgen_cli import plan_cmds, train_cmds
 
     plan_cmds.register(app)
+    train_cmds.register(app)
 
 
 _register_commands()

@@ -1,0 +1,107 @@
+"""`tasgen train`, `tasgen eval`, `tasgen export`: thin shells over tasgen.train.
+
+torch and the training modules are imported inside the commands, so that
+`tasgen --help` and the commands that need no model stay fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+USER_ERROR_EXIT = 2
+
+
+class Role(str, Enum):
+    student = "student"
+    teacher = "teacher"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the train, eval and export commands to ``app``."""
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+    app.command("export")(export_command)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors a person can fix print one message and exit 2; no traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo("interrupted; continue with `tasgen train SPEC --resume`", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        from tasgen.checkpoint import CheckpointError
+        from tasgen.data import DataError
+        from tasgen.spec.errors import SpecError
+        from tasgen.train import TrainError
+
+        if isinstance(exc, SpecError | TrainError | CheckpointError | DataError):
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(USER_ERROR_EXIT) from None
+        raise
+
+
+def train_command(
+    spec: Annotated[Path, typer.Argument(help="The spec file.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a spec value, KEY=VALUE (repeatable), e.g. train.epochs=5.")
+    ] = None,
+    role: Annotated[Role, typer.Option(help="student: distil (fits the teacher first if needed); teacher: fit the teacher alone.")] = Role.student,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its last/ checkpoint.")] = False,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", min=1, help="Stop after this epoch; the schedule still spans train.epochs (continue with --resume)."),
+    ] = None,
+) -> None:
+    """Train: distil the student of SPEC into <train.output_dir>/<name>/."""
+    with _user_errors():
+        from tasgen.spec.load import load_spec
+        from tasgen.train import train
+
+        loaded = load_spec(spec, set_ or [])
+        result = train(loaded, role=role.value, resume=resume, max_epochs=epochs)
+    state = "finished" if result.finished else f"stopped after epoch {result.epochs_done} of {result.epochs}"
+    typer.echo(f"{state}: {result.run_dir} (best {role.value} top-1 {result.best_top1:.2f}%)")
+
+
+def eval_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, <output_dir>/<name>.")],
+    last: Annotated[bool, typer.Option("--last", help="Use last/ instead of best/.")] = False,
+) -> None:
+    """Evaluate a run: top-1 / top-5 of student, assistant and teacher on the eval split."""
+    with _user_errors():
+        from tasgen.train import evaluate
+
+        result = evaluate(run_dir, "last" if last else "best")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{run_dir} (epoch {result['epoch']}, {result['images']} eval images)")
+    for column in ("model", "top-1 %", "top-5 %"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for model in ("student", "assistant", "teacher"):
+        if f"{model}_top1" in result:
+            table.add_row(model, f"{result[f'{model}_top1']:.2f}", f"{result[f'{model}_top5']:.2f}")
+    Console().print(table)
+
+
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, <output_dir>/<name>.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The .safetensors file to write.")],
+    last: Annotated[bool, typer.Option("--last", help="Export last/ instead of best/.")] = False,
+    ema: Annotated[bool, typer.Option("--ema", help="Export the EMA weights.")] = False,
+) -> None:
+    """Export the student as a plain state_dict (safetensors) that a fresh model loads as is."""
+    with _user_errors():
+        from tasgen.train import export_student
+
+        path = export_student(run_dir, output, checkpoint="last" if last else "best", ema=ema)
+    typer.echo(f"student weights written to {path}")

@@ -1,0 +1,36 @@
+"""Training: one readable loop, with compile, AMP, DDP, EMA and exact resume as small pieces."""
+
+from .dist import is_main, rank, world_size
+from .errors import TrainError
+from .evaluate import accuracy, evaluate
+from .export import export_student
+from .loop import TrainResult, train_loop
+from .ofa import ExitBranch, OFAObjective, OFASystem
+from .run import train
+from .setup import Setup, build_student_setup, build_teacher_setup, restore_run, run_folder
+from .weights import TEACHER_FILE, TeacherSource, load_pretrained, teacher_source
+
+__all__ = [
+    "TEACHER_FILE",
+    "ExitBranch",
+    "OFAObjective",
+    "OFASystem",
+    "Setup",
+    "TeacherSource",
+    "TrainError",
+    "TrainResult",
+    "accuracy",
+    "build_student_setup",
+    "build_teacher_setup",
+    "evaluate",
+    "export_student",
+    "is_main",
+    "load_pretrained",
+    "rank",
+    "restore_run",
+    "run_folder",
+    "teacher_source",
+    "train",
+    "train_loop",
+    "world_size",
+]

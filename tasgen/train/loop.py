@@ -1,0 +1,268 @@
+"""The training loop: one function, read top to bottom."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from timm.utils import ModelEmaV3
+
+from tasgen.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from tasgen.data import build_datasets, build_loaders, build_mixup
+
+from .compile import compile_module
+from .dist import barrier, is_main, no_sync, rank, world_size, wrap_ddp
+from .distiller import Distiller, Solo
+from .ema import build_ema
+from .errors import TrainError
+from .evaluate import accuracy
+from .loss_tracker import LossTracker
+from .optim import build_optimizer, build_scheduler, scheduler_state
+from .precision import resolve_precision
+from .progress import Reporter
+from .rng import reseed_loader, rng_state, set_rng_state
+from .run_folder import MetricsLog, RunFolder
+from .setup import Setup, load_trainable
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run ended with.
+
+    Attributes:
+        run_dir: its folder.
+        epochs_done: epochs completed (of ``epochs``).
+        epochs: epochs of the schedule.
+        best_top1: best eval top-1 (%) of the trained model.
+        last: the last metrics row (empty when no epoch ran).
+    """
+
+    run_dir: Path
+    epochs_done: int
+    epochs: int
+    best_top1: float
+    last: dict[str, Any]
+
+    @property
+    def finished(self) -> bool:
+        return self.epochs_done >= self.epochs
+
+
+def train_loop(
+    setup: Setup,
+    *,
+    resume: bool = False,
+    max_epochs: int | None = None,
+    compile_backend: str | None = None,
+    report: Reporter | None = None,
+) -> TrainResult:
+    """Train ``setup.trainable`` and write metrics and checkpoints to ``setup.run_dir``.
+
+    Each epoch: train (forward of the system, objective, backward, optimizer step,
+    schedule per update, EMA, log), evaluate, then save ``last/`` (and ``best/`` when
+    the trained model's eval top-1 improved) and a metrics row.
+
+    Args:
+        setup: what to train (see `Setup`).
+        resume: continue from ``last/``; refused when it belongs to another plan.
+        max_epochs: stop after this epoch (the schedule still spans ``setup.epochs``),
+            e.g. to resume later.
+        compile_backend: torch.compile backend when ``train.compile`` is on (None: inductor).
+        report: progress output; silent when None.
+
+    Returns:
+        The `TrainResult`.
+
+    Raises:
+        TrainError: unwritable folder, no disk space, a NaN/Inf loss, no checkpoint to resume.
+        CheckpointError: the checkpoint to resume is corrupt.
+    """
+    spec, cfg, device = setup.spec, setup.spec.train, setup.device
+    report = report or Reporter(quiet=True)
+    folder = RunFolder(setup.run_dir)
+    trained_table = setup.plan.table(setup.role)
+
+    # Data: images in [0, 1] (each model normalises its own input), mixup on the device.
+    train_ds, eval_ds, _ = build_datasets(spec.data, spec.seed)
+    train_loader, eval_loader = build_loaders(
+        train_ds, eval_ds, spec.data, spec.seed, distributed=world_size() > 1, rank=rank(), world_size=world_size()
+    )
+    mixup = build_mixup(spec.data, setup.plan.num_classes, spec.distill.ce.label_smoothing)
+    updates_per_epoch = len(train_loader) // cfg.accumulate
+    if updates_per_epoch == 0:
+        raise TrainError(f"train.accumulate = {cfg.accumulate} exceeds the {len(train_loader)} batches of an epoch")
+
+    # Engine: precision and memory format, DDP, compile; optimizer, schedule, EMA.
+    precision = resolve_precision(cfg.precision, cfg.channels_last, device)
+    distiller = Distiller(setup.system, setup.objective)
+    if precision.channels_last:
+        distiller.to(memory_format=torch.channels_last)
+    step_fn = compile_module(wrap_ddp(distiller, device), cfg.compile, compile_backend)
+    optimizer = build_optimizer(setup.trainable, cfg.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.schedule, setup.epochs, updates_per_epoch)
+    scaler = precision.grad_scaler()
+    ema = build_ema(setup.trained, cfg.ema)
+    ema_system = Solo(ema.module, trained_table.mean, trained_table.std) if ema is not None else None
+    params = [p for p in setup.trainable.parameters() if p.requires_grad]
+
+    # Start fresh, or continue from last/ exactly where it stopped.
+    if is_main():
+        folder.check_writable()
+        folder.check_space(3 * _state_bytes(setup, ema))
+    start, step, best = 0, 0, -math.inf
+    if resume:
+        found = find_checkpoint(folder.last)
+        if found is None:
+            raise TrainError(f"nothing to resume: {folder.last} does not exist. Run without --resume to start.")
+        parts, state = load_checkpoint(found)
+        if state.get("plan_hash") != setup.key:
+            raise TrainError(
+                f"refusing to resume {found}: it was trained from plan {state.get('plan_hash')}, the spec now "
+                f"gives plan {setup.key}. The models, assistant or losses changed; start a new run "
+                "(another name or train.output_dir), or drop --resume to start this one over."
+            )
+        load_trainable(setup.trainable, parts, str(found))
+        if ema is not None:  # EMA switched on since the checkpoint: start it from the weights
+            ema.module.load_state_dict(parts.get("ema") or setup.trained.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start, step, best = state["epoch"], state["step"], state["best"]
+        metrics = MetricsLog.resume(folder, start)
+        report.log(f"resuming {folder.path} after epoch {start} (step {step})")
+    else:
+        if is_main():
+            if find_checkpoint(folder.last) is not None:
+                report.log(f"starting over: replacing the run in {folder.path} (--resume would continue it)")
+            folder.start_fresh(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), setup.plan.to_json())
+        metrics = MetricsLog(folder)
+    scheduler.step_update(step)  # the learning rate of the next update
+
+    # The teacher's own accuracy, once, so a weak teacher is seen before hours of distilling.
+    teacher_metrics = {k: v for k, v in (metrics.rows[0] if metrics.rows else {}).items() if k.startswith("teacher_")}
+    if setup.uses_teacher and not teacher_metrics:
+        teacher_metrics = accuracy(setup.system, eval_loader, device, precision, {"teacher": "teacher"})
+        report.log(f"teacher top-1 on the eval split: {teacher_metrics['teacher_top1']:.2f}%")
+
+    stop = setup.epochs if max_epochs is None else min(setup.epochs, max_epochs)
+    tracker = LossTracker(setup.term_names, device)
+    report.start(stop * updates_per_epoch, step, f"{setup.role} {spec.name}")
+    try:
+        for epoch in range(start, stop):
+            setup.system.train()
+            reseed_loader(train_loader, spec.seed, epoch, rank())
+            hint = f"The last good checkpoint stays in {folder.last} (epoch {epoch})." if epoch else "No checkpoint was written."
+            started, seen, lr = time.perf_counter(), 0, optimizer.param_groups[0]["lr"]
+            batches = itertools.islice(train_loader, updates_per_epoch * cfg.accumulate)
+            for micro, (images, labels) in enumerate(batches):
+                images = images.to(device, non_blocking=True)
+                labels = labels.to(device, non_blocking=True)
+                if precision.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                targets = labels
+                if mixup is not None:
+                    images, targets = mixup(images, labels)
+                update_now = (micro + 1) % cfg.accumulate == 0
+                with no_sync(step_fn, skip=not update_now):
+                    with precision.autocast():
+                        total, terms = step_fn(images, targets)
+                    scaler.scale(total / cfg.accumulate).backward()
+                tracker.add(total, terms, step + 1)
+                seen += images.shape[0]
+                if not update_now:
+                    continue
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                lr = optimizer.param_groups[0]["lr"]
+                step += 1
+                scheduler.step_update(step)
+                if ema is not None:
+                    ema.update(setup.trained, step=step)
+                if step % cfg.log_interval == 0:  # the only host syncs of the epoch
+                    tracker.check(hint)
+                    rate = seen * world_size() / (time.perf_counter() - started)
+                    report.update(step, {**tracker.interval_means(), "lr": lr, "img/s": rate})
+            tracker.check(hint)
+            seconds = time.perf_counter() - started
+
+            # Evaluate, then checkpoint: last/ always, best/ when the trained model improved.
+            results = accuracy(setup.system, eval_loader, device, precision, {"student": setup.role, "assistant": "assistant"})
+            if ema_system is not None:
+                results |= accuracy(ema_system, eval_loader, device, precision, {"student": f"{setup.role}_ema"})
+            losses = {("loss" if k == "loss" else f"loss.{k}"): v for k, v in tracker.epoch_means().items()}
+            row = {"epoch": epoch + 1, "step": step, "lr": lr, **losses, **results, **teacher_metrics,
+                   "images_per_s": seen * world_size() / seconds, "seconds": seconds}
+            top1 = results[f"{setup.role}_top1"]
+            improved = top1 > best
+            best = max(best, top1)
+            parts = _checkpoint_parts(setup, ema)
+            _check_finite(parts, epoch + 1, hint)
+            state = {
+                "format": CHECKPOINT_FORMAT, "role": setup.role, "plan_hash": setup.key,
+                "epoch": epoch + 1, "step": step, "best": best, "epochs": setup.epochs,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler_state(scheduler),
+                "scaler": scaler.state_dict(), "rng": rng_state(),
+            }
+            if is_main():
+                meta = {"plan_hash": setup.key, "role": setup.role, "epoch": str(epoch + 1)}
+                _save(folder.last, parts, state, meta)
+                if improved:
+                    _save(folder.best, parts, state, meta)
+                metrics.append(row)
+            barrier()
+            report.log(_epoch_line(row, setup.role, stop))
+    finally:
+        report.stop()
+    done = metrics.rows[-1]["epoch"] if metrics.rows else 0
+    return TrainResult(folder.path, done, setup.epochs, best, metrics.rows[-1] if metrics.rows else {})
+
+
+def _checkpoint_parts(setup: Setup, ema: ModelEmaV3 | None) -> dict[str, dict[str, torch.Tensor]]:
+    # Each part from its own module's state_dict: nothing is written twice under one prefix.
+    parts = {name: module.state_dict() for name, module in setup.trainable.items()}
+    if ema is not None:
+        parts["ema"] = ema.module.state_dict()
+    return parts
+
+
+def _state_bytes(setup: Setup, ema: ModelEmaV3 | None) -> int:
+    return sum(t.numel() * t.element_size() for sd in _checkpoint_parts(setup, ema).values() for t in sd.values())
+
+
+def _check_finite(parts: dict[str, dict[str, torch.Tensor]], epoch: int, hint: str) -> None:
+    floats = [(f"{p}.{k}", t) for p, sd in parts.items() for k, t in sd.items() if t.is_floating_point()]
+    if torch.stack([torch.isfinite(t).all() for _, t in floats]).all():
+        return
+    bad = [name for name, t in floats if not torch.isfinite(t).all()]
+    raise TrainError(
+        f"weights became NaN/Inf in epoch {epoch} ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}); "
+        f"not saved. {hint}"
+    )
+
+
+def _save(folder: Path, parts: dict, state: dict, meta: dict[str, str]) -> None:
+    try:
+        save_checkpoint(folder, parts, state, meta)
+    except OSError as exc:
+        raise TrainError(f"could not write the checkpoint {folder}: {exc.strerror or exc}") from None
+
+
+def _epoch_line(row: dict[str, Any], role: str, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}", f"{role} top-1 {row[f'{role}_top1']:.2f}%"]
+    if "assistant_top1" in row:
+        parts.append(f"assistant top-1 {row['assistant_top1']:.2f}%")
+    parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.0f} img/s", f"{row['seconds']:.1f}s"]
+    return "  ".join(parts)

@@ -1,0 +1,87 @@
+"""Seeds and random-number-generator states, saved so that a resumed run repeats exactly."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (every device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A well-mixed seed for one (run seed, epoch, rank)."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def reseed_loader(loader: DataLoader, seed: int, epoch: int, rank: int = 0) -> None:
+    """Make an epoch's shuffle and worker seeds a function of (seed, epoch) only.
+
+    The loader's generator feeds its RandomSampler and its worker seeds; re-seeding it
+    per epoch means a resumed run needs no loader state to reproduce the order.
+    """
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(epoch_seed(seed, epoch, rank))
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states (torch, CUDA, python, numpy) as weights_only-loadable data."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class deterministic:  # noqa: N801 - used as a context manager, like torch's own
+    """Deterministic kernels while training on the CPU; the previous setting is restored after.
+
+    On CUDA it changes nothing: some kernels there have no deterministic version and
+    the speed matters more than bit-exact reruns.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.enabled = device.type == "cpu"
+
+    def __enter__(self) -> None:
+        self._before = (torch.are_deterministic_algorithms_enabled(),
+                        torch.is_deterministic_algorithms_warn_only_enabled())
+        if self.enabled:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.use_deterministic_algorithms(self._before[0], warn_only=self._before[1])

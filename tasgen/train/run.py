@@ -1,0 +1,104 @@
+"""`train`: a spec in, a trained run folder out (fitting the teacher first when needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from tasgen.checkpoint import find_checkpoint, save_weights
+
+from .dist import default_device, init_from_env, is_main
+from .errors import TrainError
+from .loop import TrainResult, train_loop
+from .progress import Reporter
+from .rng import deterministic, seed_everything
+from .setup import Role, build_student_setup, build_teacher_setup, run_folder
+from .weights import TEACHER_FILE, teacher_source
+
+if TYPE_CHECKING:
+    from tasgen.plan import Plan
+    from tasgen.spec.load import LoadedSpec
+
+
+def train(
+    loaded: LoadedSpec,
+    *,
+    role: Role = "student",
+    resume: bool = False,
+    max_epochs: int | None = None,
+    device: torch.device | str | None = None,
+    compile_backend: str | None = None,
+    quiet: bool = False,
+) -> TrainResult:
+    """Train what a spec describes into ``<train.output_dir>/<name>/``.
+
+    ``role="student"`` distils the student with ``distill.method``. Its teacher is
+    ``teacher.checkpoint``, else ``teacher.safetensors`` of the run folder, else timm's
+    pretrained weights (when their head fits); with none of these the teacher is
+    fitted first. ``role="teacher"`` fits the teacher alone with CE and writes
+    ``teacher.safetensors``.
+
+    Args:
+        loaded: the loaded spec.
+        role: "student" or "teacher".
+        resume: continue from the run's ``last/`` checkpoint.
+        max_epochs: stop after this epoch (the schedule still spans ``train.epochs``).
+        device: default: this process's GPU, else the CPU.
+        compile_backend: torch.compile backend when ``train.compile`` is on.
+        quiet: print nothing.
+
+    Returns:
+        The `TrainResult` of the run (of the teacher fit for ``role="teacher"``).
+
+    Raises:
+        SpecError: the spec cannot be planned.
+        TrainError, CheckpointError, DataError: see the message.
+    """
+    from tasgen.compiler import plan_spec
+
+    init_from_env()
+    device = torch.device(device) if device is not None else default_device()
+    report = Reporter(quiet=quiet or not is_main())
+    spec = loaded.spec
+    plan = plan_spec(loaded)
+    run_dir = run_folder(spec)
+    with deterministic(device):
+        if role == "teacher":
+            return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report)
+        source = None
+        if plan.method != "none":
+            source = teacher_source(spec, run_dir, plan.num_classes)
+            if source is None:
+                report.log(
+                    f"[bold]no teacher weights[/] (no teacher.checkpoint, no {run_dir / TEACHER_FILE}, no pretrained "
+                    "head for these classes): fitting the teacher first"
+                )
+                fit_resume = find_checkpoint(run_dir / "teacher" / "last") is not None
+                _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report)
+                source = teacher_source(spec, run_dir, plan.num_classes)
+                assert source is not None
+            report.log(f"teacher: {source}")
+        seed_everything(spec.seed)
+        setup = build_student_setup(spec, plan, run_dir, device, source, init=not resume)
+        report.log(f"distilling {spec.name}: {plan.method}, {setup.epochs} epochs -> {run_dir}")
+        return train_loop(setup, resume=resume, max_epochs=max_epochs, compile_backend=compile_backend, report=report)
+
+
+def _fit_teacher(
+    loaded: LoadedSpec, plan: Plan, run_dir: Path, device: torch.device, resume: bool,
+    max_epochs: int | None, compile_backend: str | None, report: Reporter,
+) -> TrainResult:
+    spec = loaded.spec
+    seed_everything(spec.seed)
+    setup = build_teacher_setup(spec, plan, run_dir, device, init=not resume)
+    report.log(f"fitting the teacher {plan.teacher.model}: {setup.epochs} epochs -> {setup.run_dir}")
+    result = train_loop(setup, resume=resume, max_epochs=max_epochs, compile_backend=compile_backend, report=report)
+    if result.finished and is_main():
+        try:
+            save_weights(setup.trained.state_dict(), run_dir / TEACHER_FILE, {"plan_hash": setup.key, "role": "teacher"})
+        except OSError as exc:
+            raise TrainError(f"could not write {run_dir / TEACHER_FILE}: {exc.strerror or exc}") from None
+        report.log(f"teacher written to {run_dir / TEACHER_FILE} (eval top-1 {result.last['teacher_top1']:.2f}%)")
+    return result

@@ -1,0 +1,206 @@
+"""What a run trains, built from a spec and its plan: the `Setup` the loop consumes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+from torch import nn
+
+from tasgen.checkpoint import CheckpointError, check_fits, find_checkpoint, load_checkpoint
+from tasgen.compiler import build_models, build_system
+from tasgen.losses import TASObjective
+from tasgen.plan import Plan
+from tasgen.spec.schema import CESpec, DistillSpec, Spec
+
+from .distiller import Solo
+from .errors import TrainError
+from .ofa import OFAObjective, OFASystem
+from .weights import TeacherSource, load_initial_weights, load_teacher, teacher_source
+
+Role = Literal["student", "teacher"]
+TEACHER_FIT_DIR = "teacher"
+"""Subfolder of a run where the teacher is fitted (its metrics and checkpoints)."""
+
+
+@dataclass
+class Setup:
+    """Everything one training run needs.
+
+    Attributes:
+        role: "student" (distil) or "teacher" (fit the teacher alone with CE).
+        spec: the resolved spec.
+        plan: the plan.
+        run_dir: where metrics and checkpoints go.
+        key: what a checkpoint must match to be resumed (the plan hash for students).
+        system: images in [0, 1] -> ``{name: (logits, pooled feature)}``; the trained
+            model answers as "student".
+        objective: ``(outputs, targets) -> (total, terms)``.
+        trainable: everything optimised, by checkpoint prefix; never the teacher when
+            distilling.
+        trained: the model being trained (EMA and export follow it).
+        epochs: epochs the schedule spans.
+        device: where it all lives.
+        uses_teacher: whether the system runs a (frozen) teacher.
+    """
+
+    role: Role
+    spec: Spec
+    plan: Plan
+    run_dir: Path
+    key: str
+    system: nn.Module
+    objective: nn.Module
+    trainable: nn.ModuleDict
+    trained: nn.Module
+    epochs: int
+    device: torch.device
+    uses_teacher: bool
+
+    @property
+    def term_names(self) -> list[str]:
+        return list(self.objective.term_names)
+
+
+def run_folder(spec: Spec) -> Path:
+    """``<train.output_dir>/<name>``."""
+    return Path(spec.train.output_dir).expanduser() / spec.name
+
+
+def teacher_fit_key(plan: Plan) -> str:
+    """What identifies a teacher fit: the teacher's stage table (not the student's)."""
+    return "teacher-" + hashlib.sha256(plan.teacher.model_dump_json().encode()).hexdigest()[:16]
+
+
+def build_teacher_setup(spec: Spec, plan: Plan, run_dir: Path, device: torch.device, *, init: bool = True) -> Setup:
+    """Fit the teacher alone: CE with the spec's label smoothing, ``teacher_epochs`` (or ``epochs``).
+
+    Args:
+        init: start from the teacher's ``checkpoint:`` / ``pretrained:`` weights (False
+            when a checkpoint of this fit will be loaded instead).
+    """
+    from tasgen.arch.models import create_model
+
+    teacher = create_model(spec.teacher, num_classes=plan.num_classes, image_size=plan.image_size, device=device)
+    if init:
+        load_initial_weights(teacher, spec.teacher, role="teacher", num_classes=plan.num_classes,
+                             image_size=plan.image_size)
+    # CE even when the distillation spec weighs it 0: it is the only term of a teacher fit.
+    ce_only = DistillSpec(method="none", ce=CESpec(weight=1.0, label_smoothing=spec.distill.ce.label_smoothing))
+    return Setup(
+        role="teacher", spec=spec, plan=plan, run_dir=run_dir / TEACHER_FIT_DIR, key=teacher_fit_key(plan),
+        system=Solo(teacher, plan.teacher.mean, plan.teacher.std).to(device),
+        objective=TASObjective(ce_only, {}, plan.num_classes).to(device),
+        trainable=nn.ModuleDict({"teacher": teacher}), trained=teacher,
+        epochs=spec.train.teacher_epochs or spec.train.epochs, device=device, uses_teacher=False,
+    )
+
+
+def build_student_setup(
+    spec: Spec, plan: Plan, run_dir: Path, device: torch.device, teacher: TeacherSource | None, *, init: bool = True
+) -> Setup:
+    """Distil the student with ``plan.method``; the teacher is loaded from ``teacher`` and frozen.
+
+    Args:
+        teacher: the teacher's weights; needed unless the method is ``none``.
+        init: start the student from its ``checkpoint:`` / ``pretrained:`` weights.
+    """
+    teacher_model, student = build_models(spec, plan, device=str(device))
+    if plan.method != "none":
+        if teacher is None:
+            raise TrainError("no teacher weights: set teacher.checkpoint, or fit one with `tasgen train SPEC --role teacher`")
+        load_teacher(teacher_model, teacher, spec, num_classes=plan.num_classes, image_size=plan.image_size)
+    if init:
+        load_initial_weights(student, spec.student, role="student", num_classes=plan.num_classes,
+                             image_size=plan.image_size)
+    system: nn.Module = build_system(plan, teacher_model, student)
+    trainable = nn.ModuleDict({"student": student})
+    if system.assistant is not None:
+        trainable["assistant"] = system.assistant  # the bridge (and a fine-tuned teacher copy)
+    if plan.method == "ofa":
+        system = OFASystem(system)
+        trainable["branches"] = system.branches
+        objective: nn.Module = OFAObjective(spec.distill, len(system.branches))
+    else:
+        objective = TASObjective(spec.distill, _feature_dims(plan), plan.num_classes)
+        if objective.state_dict():
+            trainable["objective"] = objective  # projection heads, learnable temperatures
+    optimised = {id(p) for p in trainable.parameters()}
+    if any(id(p) in optimised for p in teacher_model.parameters()):
+        raise RuntimeError("bug: a teacher parameter would be optimised")
+    return Setup(
+        role="student", spec=spec, plan=plan, run_dir=run_dir, key=plan.hash,
+        system=system.to(device), objective=objective.to(device), trainable=trainable, trained=student,
+        epochs=spec.train.epochs, device=device, uses_teacher=plan.method != "none",
+    )
+
+
+def _feature_dims(plan: Plan) -> dict[str, int]:
+    return {
+        "teacher": plan.teacher.head.num_features,
+        "student": plan.student.head.num_features,
+        "assistant": plan.table(plan.global_role).head.num_features,
+    }
+
+
+def load_trainable(trainable: nn.ModuleDict, parts: Mapping[str, Mapping[str, torch.Tensor]], source: str) -> None:
+    """Fill every part of ``trainable`` from a checkpoint's weights (all checked before any copy).
+
+    Raises:
+        CheckpointError: a part is missing or does not fit.
+    """
+    missing = [name for name in trainable if name not in parts]
+    if missing:
+        raise CheckpointError(f"{source} lacks the {', '.join(missing)} weights of this run")
+    for name, module in trainable.items():
+        check_fits(module, parts[name], source, name)
+    for name, module in trainable.items():
+        module.load_state_dict(parts[name])
+
+
+def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str | None = None) -> tuple[Setup, dict]:
+    """Rebuild a finished (or interrupted) run from its folder, with trained weights.
+
+    Reads ``spec.yaml``, ``plan.json`` and the ``best`` (default) or ``last``
+    checkpoint, falling back to the other one when it is absent.
+
+    Returns:
+        ``(setup, state)``: the setup in eval mode and the checkpoint's training state.
+
+    Raises:
+        TrainError: the folder is not a tasgen run, or the teacher's weights are gone.
+        CheckpointError: a checkpoint file is corrupt.
+    """
+    from .dist import default_device
+
+    folder = Path(run_dir)
+    device = torch.device(device) if device is not None else default_device()
+    spec_file, plan_file = folder / "spec.yaml", folder / "plan.json"
+    if not spec_file.is_file() or not plan_file.is_file():
+        raise TrainError(f"{folder} is not a tasgen run folder (it needs spec.yaml and plan.json)")
+    spec = Spec.model_validate(yaml.safe_load(spec_file.read_text(encoding="utf-8")))
+    try:
+        plan = Plan.from_json(plan_file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise TrainError(f"{plan_file}: {exc}") from None
+    order = [checkpoint, "last" if checkpoint == "best" else "best"]
+    found = next((f for name in order if (f := find_checkpoint(folder / name)) is not None), None)
+    if found is None:
+        raise TrainError(f"{folder} has no checkpoint yet (no best/ or last/)")
+    parts, state = load_checkpoint(found)
+    if state.get("role") == "teacher":
+        setup = build_teacher_setup(spec, plan, folder.parent, device, init=False)
+    else:
+        base = folder
+        source = teacher_source(spec, base, plan.num_classes) if plan.method != "none" else None
+        if plan.method != "none" and source is None:
+            raise TrainError(f"the teacher's weights of {folder} are gone (no teacher.checkpoint, no {base}/teacher.safetensors)")
+        setup = build_student_setup(spec, plan, base, device, source, init=False)
+    load_trainable(setup.trainable, parts, str(found))
+    setup.system.eval()
+    return setup, state

@@ -1,0 +1,126 @@
+"""Where a run's starting weights come from: checkpoint files, timm's pretrained hub, a fitted teacher."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from torch import nn
+
+from tasgen.checkpoint import check_fits, load_weights
+from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
+
+from .errors import TrainError
+
+TEACHER_FILE = "teacher.safetensors"
+"""A fitted teacher's weights, in the run folder; later student runs reuse it."""
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    """Where the teacher's weights come from."""
+
+    kind: Literal["checkpoint", "fitted", "pretrained"]
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return "timm pretrained weights" if self.kind == "pretrained" else f"{self.kind} {self.path}"
+
+
+def teacher_source(spec: Spec, run_dir: Path, num_classes: int) -> TeacherSource | None:
+    """The teacher's weights, in order of preference; None when the teacher must be fitted first.
+
+    1. ``teacher.checkpoint`` of the spec;
+    2. ``<run_dir>/teacher.safetensors`` written by an earlier ``--role teacher``;
+    3. timm's pretrained weights, when ``pretrained: true`` and their classifier
+       already has ``num_classes`` outputs (otherwise its head would be random).
+    """
+    teacher = spec.teacher
+    if teacher.checkpoint is not None:
+        return TeacherSource("checkpoint", Path(teacher.checkpoint))
+    if (run_dir / TEACHER_FILE).is_file():
+        return TeacherSource("fitted", run_dir / TEACHER_FILE)
+    if isinstance(teacher, TimmModelSpec) and teacher.pretrained and _pretrained_classes(teacher) == num_classes:
+        return TeacherSource("pretrained")
+    return None
+
+
+def load_teacher(model: nn.Module, source: TeacherSource, spec: Spec, *, num_classes: int, image_size: int) -> None:
+    """Fill the teacher from ``source`` (raises CheckpointError or TrainError)."""
+    if source.kind == "pretrained":
+        assert isinstance(spec.teacher, TimmModelSpec)
+        load_pretrained(model, spec.teacher, role="teacher", num_classes=num_classes, image_size=image_size)
+    else:
+        assert source.path is not None
+        load_weights(model, source.path, what="teacher")
+
+
+def load_initial_weights(
+    model: nn.Module, model_spec: TimmModelSpec | BackboneSpec, *, role: str, num_classes: int, image_size: int
+) -> str | None:
+    """Load what the spec says a model starts from: ``checkpoint:`` or ``pretrained: true``.
+
+    Returns:
+        A description of the weights loaded, or None (the model keeps its random init).
+    """
+    if model_spec.checkpoint is not None:
+        load_weights(model, model_spec.checkpoint, what=role)
+        return f"checkpoint {model_spec.checkpoint}"
+    if isinstance(model_spec, TimmModelSpec) and model_spec.pretrained:
+        load_pretrained(model, model_spec, role=role, num_classes=num_classes, image_size=image_size)
+        return "timm pretrained weights"
+    return None
+
+
+def load_pretrained(model: nn.Module, spec: TimmModelSpec, *, role: str, num_classes: int, image_size: int) -> None:
+    """Copy timm's pretrained weights into ``model`` (a classifier of another size is re-initialised).
+
+    Raises:
+        TrainError: no network (and no HF_HUB_OFFLINE cache), or timm has no such weights.
+    """
+    import timm
+
+    advice = (
+        f"Download the weights where there is network and set `{role}.checkpoint:` to the file, "
+        "or set HF_HUB_OFFLINE=1 to use a filled Hugging Face cache."
+    )
+    if not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
+        # The hub client would retry for half a minute before failing; say it now.
+        raise TrainError(f"{role}.pretrained: cannot reach the Hugging Face hub (offline?). {advice}")
+    kwargs = dict(spec.kwargs)
+    kwargs["num_classes"] = num_classes
+    try:
+        try:
+            source = timm.create_model(spec.timm, pretrained=True, img_size=image_size, **kwargs)
+        except TypeError as exc:
+            if "img_size" not in str(exc) or "img_size" in spec.kwargs:
+                raise
+            source = timm.create_model(spec.timm, pretrained=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - hub, network and timm errors alike: one message
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrainError(f"{role}.pretrained: timm could not load pretrained {spec.timm} ({first}). {advice}") from None
+    state = source.state_dict()
+    check_fits(model, state, f"timm pretrained {spec.timm}", role)
+    model.load_state_dict(state)
+
+
+def _pretrained_classes(spec: TimmModelSpec) -> int | None:
+    from timm.models import get_pretrained_cfg_value
+
+    try:
+        return get_pretrained_cfg_value(spec.timm, "num_classes")
+    except Exception:  # noqa: BLE001 - no pretrained config: no usable head
+        return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
