@@ -11,8 +11,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# The quickstart on the bundled digits: fit the teacher, distil with TAS, train the
+# same student alone for comparison, and print both.
 demo: $(VENV)/.installed
 	$(VENV)/bin/tasgen plan specs/quickstart.yaml
+	$(VENV)/bin/tasgen train specs/quickstart.yaml
+	$(VENV)/bin/tasgen train specs/quickstart.yaml --set distill.method=none --set name=quickstart-alone
+	$(VENV)/bin/tasgen compare runs/quickstart-alone runs/quickstart
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -76,10 +76,11 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from tasgen_cli import plan_cmds, train_cmds
+    from tasgen_cli import plan_cmds, report_cmds, train_cmds
 
     plan_cmds.register(app)
     train_cmds.register(app)
+    report_cmds.register(app)
 
 
 _register_commands()

@@ -1,0 +1,41 @@
+"""`tasgen compare`: finished runs side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `compare` to the app."""
+
+    @app.command()
+    def compare(
+        run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to compare.")],
+    ) -> None:
+        """Compare runs: the best student top-1/top-5, the assistant and the teacher."""
+        from rich.table import Table
+
+        from tasgen.train.errors import TrainError
+        from tasgen.train.report import summarise_run
+        from tasgen_cli._render import console
+
+        try:
+            runs = [summarise_run(d) for d in run_dirs]
+        except TrainError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+        table = Table(title="runs", title_justify="left")
+        for col in ("run", "method", "epochs", "student top-1", "student top-5", "assistant top-1",
+                    "teacher top-1", "train s"):
+            table.add_column(col, justify="left" if col in ("run", "method") else "right")
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2f}%"
+
+        for r in runs:
+            table.add_row(r.name, r.method, str(r.epochs), pct(r.student_top1), pct(r.student_top5),
+                          pct(r.assistant_top1), pct(r.teacher_top1), f"{r.seconds:.0f}")
+        console.print(table)
