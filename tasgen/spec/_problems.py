@@ -134,11 +134,14 @@ def _problem(err: dict[str, Any], path: Loc, root: Site, name_defaulted: bool) -
             locate(parent, root), dotted(parent), f"missing required key {path[-1]!r}"
         )
     if kind == "extra_forbidden":
-        return Problem.at(
-            locate(path, root, key=True),
-            dotted(path),
-            unknown_key_message(path[-1], keys_at(path[:-1])),
-        )
+        message = unknown_key_message(path[-1], keys_at(path[:-1]))
+        if len(path) == 2 and path[0] in ("teacher", "student") and path[-1] in ("stem", "stages"):
+            # The key is valid for the other form of a model, not beside `timm`.
+            message = (
+                f"'{path[-1]}' cannot go with 'timm': a model is either {{timm: <model name>}} "
+                "or a backbone with 'stem' and 'stages'"
+            )
+        return Problem.at(locate(path, root, key=True), dotted(path), message)
     if (
         kind in ("model_type", "model_attributes_type")
         and len(path) == 1

@@ -370,3 +370,19 @@ def test_locate_and_error_for_later_stages(write_spec: WriteSpec, minimal_spec: 
     assert isinstance(err, SpecError)
     assert str(err) == f"{path}:2:17: teacher.timm: cannot read the model"
     assert err.problems == [Problem(str(path), 2, 17, "teacher.timm", "cannot read the model")]
+
+
+def test_timm_and_stages_together_are_explained(write_spec) -> None:
+    path = write_spec(
+        "name: x\n"
+        "teacher: {timm: resnet18}\n"
+        "student:\n"
+        "  timm: resnet18\n"
+        "  stem: {channels: 16}\n"
+    )
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value.problems[0]) == (
+        f"{path}:5:3: student.stem: 'stem' cannot go with 'timm': a model is either "
+        "{timm: <model name>} or a backbone with 'stem' and 'stages'"
+    )
