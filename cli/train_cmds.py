@@ -7,6 +7,7 @@ torch and the training modules are imported inside the commands, so that
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -44,7 +45,8 @@ def _user_errors() -> Iterator[None]:
         from tasgen.train import TrainError
 
         if isinstance(exc, SpecError | TrainError | CheckpointError | DataError):
-            typer.echo(f"error: {exc}", err=True)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
+                typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
         raise
 
@@ -60,14 +62,31 @@ def train_command(
         int | None,
         typer.Option("--epochs", min=1, help="Stop after this epoch; the schedule still spans train.epochs (continue with --resume)."),
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option("--nproc", min=1, help="Train in N processes on this machine (DDP through torchrun; one per GPU). "
+                     "data.batch_size is per process."),
+    ] = 1,
 ) -> None:
     """Train: distil the student of SPEC into <train.output_dir>/<name>/."""
+    if nproc > 1:
+        if "LOCAL_RANK" in os.environ:
+            typer.echo("error: --nproc starts torchrun itself; under torchrun leave it out", err=True)
+            raise typer.Exit(USER_ERROR_EXIT)
+        from tasgen.launch import launch
+
+        args = [str(spec), *(a for value in set_ or [] for a in ("--set", value)), "--role", role.value]
+        args += ["--resume"] if resume else []
+        args += ["--epochs", str(epochs)] if epochs is not None else []
+        raise typer.Exit(launch(nproc, args))
     with _user_errors():
         from tasgen.spec.load import load_spec
         from tasgen.train import train
 
         loaded = load_spec(spec, set_ or [])
         result = train(loaded, role=role.value, resume=resume, max_epochs=epochs)
+    if os.environ.get("RANK", "0") != "0":
+        return
     state = "finished" if result.finished else f"stopped after epoch {result.epochs_done} of {result.epochs}"
     typer.echo(f"{state}: {result.run_dir} (best {role.value} top-1 {result.best_top1:.2f}%)")
 

@@ -236,6 +236,12 @@ class TrainSpec(_Strict):
     channels_last: bool | Literal["auto"] = "auto"
     grad_clip: float | None = Field(None, gt=0)
     accumulate: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
+    sync_bn: bool = Field(
+        False,
+        description="Under DDP, synchronise BatchNorm statistics of the trained model over processes "
+        "(SyncBatchNorm, CUDA only). Off: each process normalises by its own batch, and the running "
+        "statistics are averaged over processes before each evaluation.",
+    )
     ema: EmaSpec = Field(default_factory=EmaSpec)
     teacher_epochs: int | None = Field(None, ge=1, description="Epochs of `--role teacher` (default: epochs).")
     log_interval: int = Field(20, ge=1)

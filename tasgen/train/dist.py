@@ -7,6 +7,7 @@ every caller can ask the same questions whether or not it runs under torchrun.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator
 
@@ -35,14 +36,32 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init_from_env() -> None:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); otherwise do nothing."""
+def init_from_env() -> bool:
+    """Join the process group torchrun describes (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU.
+
+    torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; the
+    group is initialised from them (``env://``).
+
+    Returns:
+        Whether this call created the group; its caller then ends it with `shutdown`.
+    """
     if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+        return False
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    tdist.init_process_group(backend)
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        tdist.init_process_group("nccl", device_id=device)
+    else:
+        tdist.init_process_group("gloo")
+    return True
+
+
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group; with ``wait``, after a barrier, so no rank tears it down under another."""
+    if is_distributed():
+        if wait:
+            tdist.barrier()
+        tdist.destroy_process_group()
 
 
 def default_device() -> torch.device:
@@ -59,6 +78,32 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:
+    """Minimum of ``tensor`` over processes, in place (a no-op in one process)."""
+    if is_distributed():
+        tdist.all_reduce(tensor, op=tdist.ReduceOp.MIN)
+    return tensor
+
+
+def average_buffers(module: nn.Module) -> None:
+    """Average the floating-point buffers of ``module`` over processes (BN running statistics).
+
+    Without SyncBN each process's BatchNorm tracks statistics of its own shard; the
+    trainer averages them before evaluating and saving, as timm's ``distribute_bn``
+    does, so that every rank evaluates (and rank 0 saves) the same model.
+    """
+    if not is_distributed():
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    flat = torch.cat([b.detach().reshape(-1).float() for b in buffers])
+    tdist.all_reduce(flat)
+    flat /= world_size()
+    for b, value in zip(buffers, flat.split([b.numel() for b in buffers]), strict=True):
+        b.copy_(value.view_as(b))
+
+
 def barrier() -> None:
     """Wait for every process (a no-op in one process)."""
     if is_distributed():
@@ -66,11 +111,44 @@ def barrier() -> None:
 
 
 def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
-    """``module`` in DistributedDataParallel when running distributed, else itself."""
+    """``module`` in DistributedDataParallel when running distributed, else itself.
+
+    The step runs teacher, student and assistant in one forward, so DDP wraps the
+    whole step but manages only what trains: frozen parameters (the teacher) and
+    the buffers of modules without trainable parameters (the teacher's BN
+    statistics, the normalisation constants) are handed to DDP as ignored, so they
+    are neither broadcast nor bucketed. Buffers are not broadcast at every forward
+    either (``forward_sync_buffers=False``): the trainer averages BN statistics over
+    ranks before each evaluation (`average_buffers`), which costs one all-reduce
+    per epoch instead of one broadcast per step.
+    """
     if not is_distributed():
         return module
+    module._ddp_params_and_buffers_to_ignore = sorted(_frozen_names(module))  # DDP's documented hook
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    ddp = nn.parallel.DistributedDataParallel
+    # torch 2.14 renamed broadcast_buffers; the project supports torch >= 2.4.
+    no_buffer_sync = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+        else {"broadcast_buffers": False}
+    )
+    return ddp(module, device_ids=ids, gradient_as_bucket_view=True, **no_buffer_sync)
+
+
+def _frozen_names(module: nn.Module) -> set[str]:
+    # Every name a tensor is reachable by: DDP filters by name, and a shared
+    # module (the assistant's borrowed stages) has several.
+    names = set()
+    for prefix, sub in module.named_modules(remove_duplicate=False):
+        dot = f"{prefix}." if prefix else ""
+        trains = any(p.requires_grad for p in sub.parameters())
+        for name, p in sub.named_parameters(recurse=False, remove_duplicate=False):
+            if not p.requires_grad:
+                names.add(dot + name)
+        if not trains:
+            names.update(dot + name for name, _ in sub.named_buffers(recurse=False, remove_duplicate=False))
+    return names
 
 
 def no_sync(module: nn.Module, skip: bool) -> contextlib.AbstractContextManager[None]:

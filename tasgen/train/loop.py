@@ -14,21 +14,18 @@ import yaml
 from timm.utils import ModelEmaV3
 
 from tasgen.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from tasgen.data import build_datasets, build_loaders, build_mixup
+from tasgen.data import build_datasets, build_loaders
 
-from .compile import compile_module
-from .dist import barrier, is_main, no_sync, rank, world_size, wrap_ddp
-from .distiller import Distiller, Solo
-from .ema import build_ema
+from .dist import average_buffers, barrier, is_main, rank, world_size
+from .distiller import Solo
 from .errors import TrainError
 from .evaluate import accuracy
-from .loss_tracker import LossTracker
-from .optim import build_optimizer, build_scheduler, scheduler_state
-from .precision import resolve_precision
+from .optim import scheduler_state
 from .progress import Reporter
 from .rng import reseed_loader, rng_state, set_rng_state
 from .run_folder import MetricsLog, RunFolder
 from .setup import Setup, load_trainable
+from .step import build_engine
 
 CHECKPOINT_FORMAT = 1
 
@@ -90,28 +87,21 @@ def train_loop(
     folder = RunFolder(setup.run_dir)
     trained_table = setup.plan.table(setup.role)
 
-    # Data: images in [0, 1] (each model normalises its own input), mixup on the device.
+    # Data: images in [0, 1] (each model normalises its own input); under DDP one shard per rank.
     train_ds, eval_ds, _ = build_datasets(spec.data, spec.seed)
     train_loader, eval_loader = build_loaders(
         train_ds, eval_ds, spec.data, spec.seed, distributed=world_size() > 1, rank=rank(), world_size=world_size()
     )
-    mixup = build_mixup(spec.data, setup.plan.num_classes, spec.distill.ce.label_smoothing)
     updates_per_epoch = len(train_loader) // cfg.accumulate
     if updates_per_epoch == 0:
         raise TrainError(f"train.accumulate = {cfg.accumulate} exceeds the {len(train_loader)} batches of an epoch")
 
-    # Engine: precision and memory format, DDP, compile; optimizer, schedule, EMA.
-    precision = resolve_precision(cfg.precision, cfg.channels_last, device)
-    distiller = Distiller(setup.system, setup.objective)
-    if precision.channels_last:
-        distiller.to(memory_format=torch.channels_last)
-    step_fn = compile_module(wrap_ddp(distiller, device), cfg.compile, compile_backend)
-    optimizer = build_optimizer(setup.trainable, cfg.optimizer)
-    scheduler = build_scheduler(optimizer, cfg.schedule, setup.epochs, updates_per_epoch)
-    scaler = precision.grad_scaler()
-    ema = build_ema(setup.trained, cfg.ema)
+    # Engine: precision and memory format, DDP, compile; optimizer, schedule, EMA (see step.py).
+    engine = build_engine(setup, updates_per_epoch, compile_backend)
+    optimizer, scheduler, scaler, ema, precision = (
+        engine.optimizer, engine.scheduler, engine.scaler, engine.ema, engine.precision
+    )
     ema_system = Solo(ema.module, trained_table.mean, trained_table.std) if ema is not None else None
-    params = [p for p in setup.trainable.parameters() if p.requires_grad]
 
     # Start fresh, or continue from last/ exactly where it stopped.
     if is_main():
@@ -145,6 +135,7 @@ def train_loop(
                 report.log(f"starting over: replacing the run in {folder.path} (--resume would continue it)")
             folder.start_fresh(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), setup.plan.to_json())
         metrics = MetricsLog(folder)
+    engine.step = step
     scheduler.step_update(step)  # the learning rate of the next update
 
     # The teacher's own accuracy, once, so a weak teacher is seen before hours of distilling.
@@ -154,49 +145,29 @@ def train_loop(
         report.log(f"teacher top-1 on the eval split: {teacher_metrics['teacher_top1']:.2f}%")
 
     stop = setup.epochs if max_epochs is None else min(setup.epochs, max_epochs)
-    tracker = LossTracker(setup.term_names, device)
+    tracker = engine.tracker
     report.start(stop * updates_per_epoch, step, f"{setup.role} {spec.name}")
     try:
         for epoch in range(start, stop):
             setup.system.train()
-            reseed_loader(train_loader, spec.seed, epoch, rank())
+            reseed_loader(train_loader, spec.seed, epoch, rank())  # also the DistributedSampler's set_epoch
             hint = f"The last good checkpoint stays in {folder.last} (epoch {epoch})." if epoch else "No checkpoint was written."
             started, seen, lr = time.perf_counter(), 0, optimizer.param_groups[0]["lr"]
             batches = itertools.islice(train_loader, updates_per_epoch * cfg.accumulate)
             for micro, (images, labels) in enumerate(batches):
-                images = images.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                if precision.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                targets = labels
-                if mixup is not None:
-                    images, targets = mixup(images, labels)
                 update_now = (micro + 1) % cfg.accumulate == 0
-                with no_sync(step_fn, skip=not update_now):
-                    with precision.autocast():
-                        total, terms = step_fn(images, targets)
-                    scaler.scale(total / cfg.accumulate).backward()
-                tracker.add(total, terms, step + 1)
+                engine.micro_step(images, labels, update_now)
                 seen += images.shape[0]
                 if not update_now:
                     continue
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                lr = optimizer.param_groups[0]["lr"]
-                step += 1
-                scheduler.step_update(step)
-                if ema is not None:
-                    ema.update(setup.trained, step=step)
+                step, lr = engine.step, engine.lr
                 if step % cfg.log_interval == 0:  # the only host syncs of the epoch
                     tracker.check(hint)
                     rate = seen * world_size() / (time.perf_counter() - started)
                     report.update(step, {**tracker.interval_means(), "lr": lr, "img/s": rate})
             tracker.check(hint)
             seconds = time.perf_counter() - started
+            average_buffers(setup.trainable)  # BN statistics: one model on every rank before eval and save
 
             # Evaluate, then checkpoint: last/ always, best/ when the trained model improved.
             results = accuracy(setup.system, eval_loader, device, precision, {"student": setup.role, "assistant": "assistant"})

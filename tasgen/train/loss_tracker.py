@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .dist import all_reduce_min, all_reduce_sum, world_size
 from .errors import TrainError
+
+_NEVER = 2**62  # "no bad step", larger than any step, for the all-reduce MIN
 
 
 class LossTracker:
@@ -42,27 +45,41 @@ class LossTracker:
         self._epoch_count += 1
 
     def check(self, hint: str = "") -> None:
-        """Raise a `TrainError` naming the step and terms if any loss so far was NaN/Inf (syncs)."""
-        step = int(self._bad_step.item())
-        if step < 0:
+        """Raise a `TrainError` naming the step and terms if any loss so far was NaN/Inf (syncs).
+
+        Under DDP the first bad step is agreed over all processes (one all-reduce), so
+        a NaN on one rank stops every rank at the same point instead of leaving the
+        others waiting in the next collective.
+        """
+        mine = torch.where(self._bad_step < 0, torch.full_like(self._bad_step, _NEVER), self._bad_step)
+        step = int(all_reduce_min(mine.clone()).item())
+        if step == _NEVER:
             return
-        flags = self._bad_terms.tolist()
-        terms = [n for n, f in zip(self.names[1:], flags[1:], strict=True) if f] or ["loss"]
+        terms = ["loss"]  # what another process saw is not known here
+        if int(self._bad_step.item()) == step:
+            flags = self._bad_terms.tolist()
+            terms = [n for n, f in zip(self.names[1:], flags[1:], strict=True) if f] or terms
         raise TrainError(
             f"the loss is not finite at step {step} (term {', '.join(terms)}); training stopped. "
             "Lower train.optimizer.lr, set train.grad_clip, or check the data." + (f" {hint}" if hint else "")
         )
 
     def interval_means(self) -> dict[str, float]:
-        """Mean of each term since the last call (syncs)."""
-        means = (self._interval / max(self._interval_count, 1)).tolist()
+        """Mean of each term since the last call, over all processes (syncs)."""
+        means = _global_means(self._interval, self._interval_count)
         self._interval.zero_()
         self._interval_count = 0
         return dict(zip(self.names, means, strict=True))
 
     def epoch_means(self) -> dict[str, float]:
-        """Mean of each term over the epoch so far (syncs); resets the epoch sums."""
-        means = (self._epoch / max(self._epoch_count, 1)).tolist()
+        """Mean of each term over the epoch so far, over all processes (syncs); resets the epoch sums."""
+        means = _global_means(self._epoch, self._epoch_count)
         self._epoch.zero_()
         self._epoch_count = 0
         return dict(zip(self.names, means, strict=True))
+
+
+def _global_means(sums: torch.Tensor, count: int) -> list[float]:
+    # Every rank adds the same number of micro-batches, so the mean of the ranks'
+    # means is the mean over the global batch.
+    return (all_reduce_sum(sums / max(count, 1)) / world_size()).tolist()

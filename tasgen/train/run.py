@@ -9,7 +9,7 @@ import torch
 
 from tasgen.checkpoint import find_checkpoint, save_weights
 
-from .dist import default_device, init_from_env, is_main
+from .dist import barrier, default_device, init_from_env, is_main, shutdown
 from .errors import TrainError
 from .loop import TrainResult, train_loop
 from .progress import Reporter
@@ -40,6 +40,10 @@ def train(
     fitted first. ``role="teacher"`` fits the teacher alone with CE and writes
     ``teacher.safetensors``.
 
+    Under torchrun (``WORLD_SIZE`` > 1) every process calls this: it joins the
+    process group (NCCL on CUDA, gloo on CPU), trains its shard of each batch under
+    DDP, and leaves the group at the end; only rank 0 logs and writes files.
+
     Args:
         loaded: the loaded spec.
         role: "student" or "teacher".
@@ -56,9 +60,24 @@ def train(
         SpecError: the spec cannot be planned.
         TrainError, CheckpointError, DataError: see the message.
     """
+    created = init_from_env()
+    try:
+        result = _train(loaded, role, resume, max_epochs, device, compile_backend, quiet)
+    except BaseException:
+        if created:  # no barrier: the other ranks may be failing too, or waiting in a collective
+            shutdown(wait=False)
+        raise
+    if created:
+        shutdown()
+    return result
+
+
+def _train(
+    loaded: LoadedSpec, role: Role, resume: bool, max_epochs: int | None,
+    device: torch.device | str | None, compile_backend: str | None, quiet: bool,
+) -> TrainResult:
     from tasgen.compiler import plan_spec
 
-    init_from_env()
     device = torch.device(device) if device is not None else default_device()
     report = Reporter(quiet=quiet or not is_main())
     spec = loaded.spec
@@ -101,4 +120,5 @@ def _fit_teacher(
         except OSError as exc:
             raise TrainError(f"could not write {run_dir / TEACHER_FILE}: {exc.strerror or exc}") from None
         report.log(f"teacher written to {run_dir / TEACHER_FILE} (eval top-1 {result.last['teacher_top1']:.2f}%)")
+    barrier()  # the other ranks read the fitted teacher next
     return result

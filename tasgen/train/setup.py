@@ -90,6 +90,7 @@ def build_teacher_setup(spec: Spec, plan: Plan, run_dir: Path, device: torch.dev
     if init:
         load_initial_weights(teacher, spec.teacher, role="teacher", num_classes=plan.num_classes,
                              image_size=plan.image_size)
+    teacher = sync_batchnorm(teacher, spec, device)
     # CE even when the distillation spec weighs it 0: it is the only term of a teacher fit.
     ce_only = DistillSpec(method="none", ce=CESpec(weight=1.0, label_smoothing=spec.distill.ce.label_smoothing))
     return Setup(
@@ -118,6 +119,17 @@ def build_student_setup(
     if init:
         load_initial_weights(student, spec.student, role="student", num_classes=plan.num_classes,
                              image_size=plan.image_size)
+    return assemble_student_setup(spec, plan, run_dir, device, teacher_model, sync_batchnorm(student, spec, device))
+
+
+def assemble_student_setup(
+    spec: Spec, plan: Plan, run_dir: Path, device: torch.device, teacher_model: nn.Module, student: nn.Module
+) -> Setup:
+    """The distillation `Setup` around models that already hold their weights.
+
+    `build_student_setup` loads the weights first; `tasgen bench` passes freshly
+    initialised models (timings do not depend on the weights).
+    """
     system: nn.Module = build_system(plan, teacher_model, student)
     trainable = nn.ModuleDict({"student": student})
     if system.assistant is not None:
@@ -138,6 +150,27 @@ def build_student_setup(
         system=system.to(device), objective=objective.to(device), trainable=trainable, trained=student,
         epochs=spec.train.epochs, device=device, uses_teacher=plan.method != "none",
     )
+
+
+def sync_batchnorm(model: nn.Module, spec: Spec, device: torch.device) -> nn.Module:
+    """``model`` with SyncBatchNorm layers when ``train.sync_bn`` is on and the run is distributed.
+
+    Converted before the system is assembled: the stage views hold some BN layers
+    directly (a ResNet's ``bn1`` is a stem part), so a later conversion would miss them.
+
+    Raises:
+        TrainError: SyncBN asked for on the CPU (PyTorch has no CPU kernel for it).
+    """
+    from .dist import world_size
+
+    if not spec.train.sync_bn or world_size() == 1:
+        return model
+    if device.type != "cuda":
+        raise TrainError(
+            "train.sync_bn needs CUDA: PyTorch's SyncBatchNorm has no CPU kernel. "
+            "Set train.sync_bn=false for CPU runs (BN statistics are then averaged over ranks each epoch)."
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def _feature_dims(plan: Plan) -> dict[str, int]:

@@ -1,0 +1,94 @@
+"""`tasgen bench`: a thin shell over `tasgen.bench.run_bench`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from tasgen_cli._args import SetOpt, SpecArg
+
+USER_ERROR_EXIT = 2
+
+
+def register(app: typer.Typer) -> None:
+    """Add the bench command to ``app``."""
+    app.command("bench")(bench_command)
+
+
+def bench_command(
+    spec: SpecArg,
+    overrides: SetOpt = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per measurement.")] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed steps before them.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (keys: docs/benchmarks.md).")] = False,
+    compile: Annotated[
+        bool | None,
+        typer.Option("--compile/--no-compile", help="Also time compiled steps. Default: on CUDA only.", show_default=False),
+    ] = None,
+    compile_backend: Annotated[
+        str | None, typer.Option("--compile-backend", help="torch.compile backend (default inductor).")
+    ] = None,
+) -> None:
+    """Time a training step of SPEC (bare loop, trainer, plain KD), its FLOPs, MFU, memory and data loader."""
+    from tasgen.data import DataError
+    from tasgen.spec import SpecError, load_spec
+
+    try:
+        loaded = load_spec(spec, overrides or ())
+        from tasgen.bench import run_bench
+
+        result = run_bench(loaded, steps, warmup=warmup, compile=compile, compile_backend=compile_backend)
+    except SpecError as err:
+        from tasgen_cli._render import print_problems
+
+        print_problems(err)
+        raise typer.Exit(USER_ERROR_EXIT) from None
+    except DataError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(USER_ERROR_EXIT) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+
+    Console().print(*_tables(result))
+
+
+def _tables(r: dict[str, Any]) -> list[Any]:
+    from rich.table import Table
+
+    title = (f"{r['spec']}: {r['device_name']} ({r['device']}, {r['threads']} threads), {r['precision']}, "
+             f"batch {r['batch_size']} x {r['image_size']} px, median of {r['steps']} steps")
+    steps = Table(title=title)
+    for column in ("method", "step", "s/step", "img/s", "GFLOP/step", "MFU", "peak MiB"):
+        steps.add_column(column, justify="left" if column in ("method", "step") else "right")
+    for method, m in r["methods"].items():
+        rows = [("bare", "bare_step_s", m["bare_peak_memory_mib"]), ("trainer", "trainer_step_s", m["peak_memory_mib"])]
+        if r["compile"]:
+            rows += [("bare, compiled", "bare_step_compiled_s", None), ("trainer, compiled", "trainer_step_compiled_s", None)]
+        for name, key, memory in rows:
+            seconds = m[key]
+            steps.add_row(
+                method, name, f"{seconds:.4f}", f"{r['batch_size'] / seconds:.1f}", f"{m['flops_per_step'] / 1e9:.1f}",
+                f"{100 * m['flops_per_step'] / seconds / r['matmul_flops_per_s']:.1f}%",
+                "" if memory is None else f"{memory:.0f}",
+            )
+    figures = Table(title="against the targets, and the input pipeline")
+    figures.add_column("figure")
+    figures.add_column("value", justify="right")
+    figures.add_column("target", justify="right")
+    limits = {"trainer_vs_bare": 1.05, "tas_vs_kd_step": 1.35, "tas_vs_kd_memory": 1.3}
+    for key, value in r["targets"].items():
+        figures.add_row(key.replace("_", " "), f"{value:.2f}x", f"<= {limits[key]:.2f}x" if key in limits else "")
+    if "assistant" in r:
+        a = r["assistant"]
+        figures.add_row("assistant cost, time: system fwd+bwd / (teacher fwd + student fwd+bwd)",
+                        f"{a['time_ratio']:.2f}x ({a['system_fwd_bwd_s']:.3f} / {a['teacher_forward_s'] + a['student_fwd_bwd_s']:.3f} s)", "")
+        figures.add_row("assistant cost, memory: same ratio",
+                        f"{a['memory_ratio']:.2f}x ({a['system_memory_mib']:.0f} / {a['reference_memory_mib']:.0f} MiB)", "")
+    figures.add_row("matrix-product peak (MFU = model FLOP/s / this)", f"{r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s", "")
+    trainer_rate = r["methods"][next(iter(r["methods"]))]["images_per_s"]
+    figures.add_row("data loader alone", f"{r['loader_images_per_s']:.0f} img/s", f">= {trainer_rate:.0f} img/s (the step)")
+    return [steps, figures]

@@ -1,0 +1,90 @@
+"""`tasgen bench`: its JSON keys are the documented ones and every figure is positive.
+
+No timing is asserted here (timings belong in the benchmark report).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tasgen_cli.app import app
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+TINY = {
+    "name": "tiny",
+    "teacher": {"stem": {"channels": 16}, "stages": [
+        {"mixer": "conv", "channels": 16, "depth": 1},
+        {"mixer": "conv", "channels": 32, "depth": 1, "stride": 2},
+        {"mixer": "attention", "channels": 32, "depth": 1, "stride": 2, "heads": 2}]},
+    "student": {"stem": {"channels": 8}, "stages": [
+        {"mixer": "conv", "channels": 8, "depth": 1},
+        {"mixer": "conv", "channels": 16, "depth": 1, "stride": 2},
+        {"mixer": "conv", "channels": 32, "depth": 1, "stride": 2}]},
+    "distill": {"method": "tas", "feature": {"dim": 16}},
+    "data": {"dataset": "synthetic", "image_size": 32, "batch_size": 8, "num_samples": 40},
+}
+
+
+def _leaves(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out |= _leaves(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _documented_keys() -> set[str]:
+    # The key table of docs/benchmarks.md: rows that start with a `key` in backquotes.
+    return set(re.findall(r"^\| `([a-z_.<>]+)` \|", DOC.read_text(), flags=re.MULTILINE))
+
+
+def _bench(tmp_path: Path, spec: dict[str, Any], *args: str) -> dict[str, Any]:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(app, ["bench", str(path), "--steps", "2", "--warmup", "1", "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def _check(result: dict[str, Any]) -> None:
+    documented = _documented_keys()
+    for key, value in _leaves(result).items():
+        generic = re.sub(r"^methods\.[a-z]+\.", "methods.<method>.", key)
+        generic = re.sub(r"^targets\.[a-z]+_vs_kd_", "targets.<method>_vs_kd_", generic)
+        assert generic in documented, f"{key} is not documented in {DOC.name}"
+        if isinstance(value, bool) or isinstance(value, str):
+            continue
+        assert value > 0, key
+
+
+def test_bench_json_has_the_documented_keys_with_positive_values(tmp_path: Path) -> None:
+    result = _bench(tmp_path, TINY)
+    _check(result)
+    assert set(result["methods"]) == {"tas", "kd"}
+    assert {"assistant", "targets", "loader_images_per_s", "matmul_flops_per_s"} <= set(result)
+    assert {"trainer_vs_bare", "tas_vs_kd_step", "tas_vs_kd_memory"} == set(result["targets"])
+
+
+@pytest.mark.slow
+def test_bench_compiled_steps(tmp_path: Path) -> None:
+    result = _bench(tmp_path, {**TINY, "distill": {"method": "kd"}}, "--compile", "--compile-backend", "aot_eager")
+    _check(result)
+    assert set(result["methods"]) == {"kd"}
+    assert result["methods"]["kd"]["trainer_step_compiled_s"] > 0
+
+
+def test_bench_refuses_a_bad_spec_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "batch_size": 0}}))
+    result = CliRunner().invoke(app, ["bench", str(path)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
