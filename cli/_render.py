@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,9 @@ if TYPE_CHECKING:
     from tasgen.spec import LoadedSpec, SpecError
     from tasgen.spec.schema import BackboneSpec, TimmModelSpec
 
-console = Console()
+# Piped output (logs, CI) gets 120 columns instead of rich's 80, so tables of plans
+# and runs are not cut; a terminal, or $COLUMNS, sets its own width.
+console = Console(width=120) if not sys.stdout.isatty() and "COLUMNS" not in os.environ else Console()
 
 
 def print_problems(err: SpecError) -> None:

@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to compare.")],
     ) -> None:
         """Compare runs: the best student top-1/top-5, the assistant and the teacher."""
+        from rich import box
         from rich.table import Table
 
         from tasgen.train.errors import TrainError
@@ -27,13 +28,15 @@ def register(app: typer.Typer) -> None:
         except TrainError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from None
-        table = Table(title="runs", title_justify="left")
-        for col in ("run", "method", "epochs", "student top-1", "student top-5", "assistant top-1",
-                    "teacher top-1", "train s"):
-            table.add_column(col, justify="left" if col in ("run", "method") else "right")
+        table = Table(title="eval top-1 % (student: best epoch; top-5 is the student's)", title_justify="left",
+                      box=box.SIMPLE_HEAD)
+        table.add_column("run", no_wrap=True)
+        table.add_column("method", no_wrap=True)
+        for col in ("epochs", "student", "top-5", "assistant", "teacher", "secs"):
+            table.add_column(col, justify="right", no_wrap=True)
 
         def pct(v: float | None) -> str:
-            return "-" if v is None else f"{v:.2f}%"
+            return "-" if v is None else f"{v:.2f}"
 
         for r in runs:
             table.add_row(r.name, r.method, str(r.epochs), pct(r.student_top1), pct(r.student_top5),
