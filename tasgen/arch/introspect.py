@@ -173,7 +173,8 @@ def _layout(
     raise ModelReadError(f"unexpected output rank {len(shape)} (shape {tuple(shape)})")
 
 
-def _nchw(shape: Sequence[int], layout: Layout, prefix: int, grid: tuple[int, int]) -> tuple[int, ...]:
+def _nchw(shape: Sequence[int], layout: Layout, grid: tuple[int, int]) -> tuple[int, ...]:
+    """The NCHW shape of an output, as forward_intermediates reports it."""
     if layout == "NCHW":
         return tuple(shape)
     if layout == "NHWC":
@@ -250,7 +251,8 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         The stage table. Raises ModelReadError when the model has no stage
         structure tasgen can find.
     """
-    device = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else torch.device("meta")
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("meta")
     cfg = getattr(model, "pretrained_cfg", None) or {}
     in_chans = int(cfg.get("input_size", (3,))[0])
     size = (image_size, image_size)
@@ -292,7 +294,7 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         for i, (shape, mods, ref) in enumerate(zip(stage_shapes, stage_m, reference, strict=True)):
             layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size)
             grid = (math.ceil(size[0] / red), math.ceil(size[1] / red))
-            if _nchw(shape, layout, prefix, grid)[1:] != tuple(ref.shape[1:]):
+            if _nchw(shape, layout, grid)[1:] != tuple(ref.shape[1:]):
                 staged_error = (f"cannot run {name} stage by stage: stage {i + 1} gives {tuple(shape)} "
                                 f"({layout}), forward_intermediates {tuple(ref.shape)}")
             stages.append(_stage(model, i, mods, ch, red, layout, prefix))
