@@ -122,7 +122,7 @@ def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[
     if dst.channels % heads:
         return None, f"bridge heads ({heads}) must divide {dst.channels} channels"
     c_in, c = src.channels, dst.channels
-    hidden = int(c * opts.mlp_ratio)
+    hidden = max(1, int(c * opts.mlp_ratio))  # as tasgen.blocks.hidden_width (kept torch-free here)
     params = (
         c_in * c * kernel * kernel + c  # resampling conv
         + 2 * c + 3 * c * c + 3 * c + c * c + c  # norm, qkv, proj

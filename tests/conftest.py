@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
-MINIMAL_SPEC = """\
-name: demo
-teacher: {timm: resnet18}
-student:
-  stem: {kind: conv, channels: 16, stride: 2}
-  stages:
-    - {mixer: conv, channels: 16, depth: 1}
-    - {mixer: attention, channels: 32, depth: 1, stride: 2, heads: 2}
-data: {dataset: digits, image_size: 32, batch_size: 32}
-"""
+from tasgen.spec.reference import EXAMPLE_SPEC
+
+MINIMAL_SPEC = EXAMPLE_SPEC  # the spec reference's example: one spec for docs and tests
 
 
 @pytest.fixture

@@ -3,6 +3,6 @@
 from tasgen.emit.assistant import Assistant
 from tasgen.emit.bridge import Bridge, BridgeError
 from tasgen.emit.staged import StagedModel
-from tasgen.emit.system import DistillationSystem, Normalize
+from tasgen.emit.system import DistillationSystem
 
-__all__ = ["Assistant", "Bridge", "BridgeError", "DistillationSystem", "Normalize", "StagedModel"]
+__all__ = ["Assistant", "Bridge", "BridgeError", "DistillationSystem", "StagedModel"]

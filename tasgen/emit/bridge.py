@@ -44,7 +44,6 @@ class Bridge(nn.Module):
         kernel = round(g.out_reduction / g.in_reduction) if g.resample == "conv" else 1
         self.proj = nn.Conv2d(g.in_channels, g.out_channels, kernel_size=kernel, stride=kernel)
         self.block = WindowAttentionBlock(g.out_channels, g.heads, g.window_size, g.mlp_ratio)
-        self._global = global_model  # a plain reference: the bridge owns none of its parameters
         self._pos_embed = None
         if g.out_layout == "NLC" and POS_EMBED in global_model.table.stem.modules:
             self._pos_embed = getattr(global_model.model, POS_EMBED)

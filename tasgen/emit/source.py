@@ -149,7 +149,7 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
     resample = (f"        x = F.interpolate(x, size=({out_grid}, {out_grid}), mode='bilinear', align_corners=False)\n"
                 if b.resample == "interpolate" else "")
     emit_out = {"NHWC": "x", "NCHW": "x.permute(0, 3, 1, 2)", "NLC": "x.flatten(1, 2)"}[b.out_layout]
-    if pos_embed and glob_dynamic(spec, plan):
+    if pos_embed and _glob_dynamic(spec, plan):
         emit_out = "x"  # a ViT with dynamic_img_size takes (B, H, W, C) in _pos_embed
     bridge_cls = (
         "class Bridge(nn.Module):\n"
@@ -180,6 +180,6 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
     return "\n\n".join(s.rstrip() + "\n" for s in sections)
 
 
-def glob_dynamic(spec: Spec, plan: Plan) -> bool:
+def _glob_dynamic(spec: Spec, plan: Plan) -> bool:
     model = getattr(spec, plan.global_role)
     return isinstance(model, TimmModelSpec) and bool(model.kwargs.get("dynamic_img_size", False))

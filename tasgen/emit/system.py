@@ -5,23 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tasgen.data.transforms import Normalize
 from tasgen.emit.assistant import Assistant
 from tasgen.emit.staged import StagedModel
 from tasgen.plan import Plan
 
 Outputs = dict[str, tuple[torch.Tensor, torch.Tensor]]
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std over channels, for images in [0, 1]."""
-
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 class DistillationSystem(nn.Module):
@@ -52,8 +41,9 @@ class DistillationSystem(nn.Module):
         self.same_norm = plan.teacher.mean == plan.student.mean and plan.teacher.std == plan.student.std
         self.norm_teacher = Normalize(plan.teacher.mean, plan.teacher.std)
         # The stages the assistant can take from a run the system does anyway.
-        self.share_local = self.assistant is not None and plan.teacher_stages == "frozen" or (
-            self.assistant is not None and plan.local_role == "student"
+        # (Only a fine-tuned teacher copy as the local member must run its own stages.)
+        self.share_local = self.assistant is not None and (
+            plan.local_role == "student" or plan.teacher_stages == "frozen"
         )
         self.teacher.eval()
 
@@ -78,8 +68,8 @@ class DistillationSystem(nn.Module):
         xs = self.norm_student(images)
         xt = xs if self.same_norm else self.norm_teacher(images)
         a = self.assistant
-        keep_t = plan.split if a is not None and self.share_local and plan.local_role == "teacher" else 0
-        keep_s = plan.split if a is not None and self.share_local and plan.local_role == "student" else 0
+        keep_t = plan.split if self.share_local and plan.local_role == "teacher" else 0
+        keep_s = plan.split if self.share_local and plan.local_role == "student" else 0
         out: Outputs = {}
         if self.uses_teacher:
             with torch.no_grad():

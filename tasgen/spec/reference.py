@@ -40,7 +40,20 @@ def json_schema() -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- Markdown
-_HEADER = """\
+# The example spec of the reference page (tests load it too).
+EXAMPLE_SPEC = """\
+name: demo
+teacher: {timm: resnet18}
+student:
+  stem: {kind: conv, channels: 16, stride: 2}
+  stages:
+    - {mixer: conv, channels: 16, depth: 1}
+    - {mixer: attention, channels: 32, depth: 1, stride: 2, heads: 2}
+data: {dataset: digits, image_size: 32, batch_size: 32}
+"""
+
+_HEADER = (
+    """\
 # Spec reference
 
 <!-- Generated from tasgen/spec/schema.py by `python -m tasgen.spec > docs/spec.md`.
@@ -51,15 +64,9 @@ the student, how the assistant is assembled, the losses, the data and the traini
 schedule. `tasgen validate SPEC` checks a spec without importing torch.
 
 ```yaml
-name: demo
-teacher: {timm: resnet18}
-student:
-  stem: {kind: conv, channels: 16, stride: 2}
-  stages:
-    - {mixer: conv, channels: 16, depth: 1}
-    - {mixer: attention, channels: 32, depth: 1, stride: 2, heads: 2}
-data: {dataset: digits, image_size: 32, batch_size: 32}
-```
+"""
+    + EXAMPLE_SPEC
+    + """```
 
 ## How a spec is read
 
@@ -95,6 +102,7 @@ teacher: {timm: resnet18}
 
 ## Keys
 """
+)
 
 
 def reference_markdown() -> str:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tasgen.emit.system import Normalize, Outputs
+from tasgen.data.transforms import Normalize
+from tasgen.emit.system import Outputs
 
 
 class Distiller(nn.Module):
