@@ -294,8 +294,8 @@ def loader_throughput(spec: Spec, batches: int) -> float:
     The first batch (worker start-up) is not timed; the loader is restarted when an
     epoch ends before ``batches``.
     """
-    train_ds, eval_ds, _ = build_datasets(spec.data, spec.seed)
-    loader, _ = build_loaders(train_ds, eval_ds, spec.data, spec.seed)
+    splits = build_datasets(spec.data)
+    loader, _ = build_loaders(splits.train, splits.test, spec.data, spec.seed)
 
     def forever() -> Iterator[torch.Tensor]:
         while True:

@@ -1,8 +1,8 @@
 """Data of tasgen: datasets, un-normalised transforms, mixup and seeded loaders."""
 
-from .datasets import DatasetInfo, build_datasets
+from .datasets import DataSplits, DatasetInfo, build_datasets
 from .errors import DataError
-from .loader import EvalShardSampler, build_loaders
+from .loader import EvalShardSampler, build_eval_loader, build_loaders
 from .mixup import build_mixup
 from .split import stratified_split
 from .tensor_datasets import TensorImageDataset
@@ -10,6 +10,7 @@ from .transforms import Normalize, RandomErasing, TensorImageTransform, build_pi
 
 __all__ = [
     "DataError",
+    "DataSplits",
     "DatasetInfo",
     "EvalShardSampler",
     "Normalize",
@@ -17,6 +18,7 @@ __all__ = [
     "TensorImageDataset",
     "TensorImageTransform",
     "build_datasets",
+    "build_eval_loader",
     "build_loaders",
     "build_mixup",
     "build_pil_transforms",

@@ -1,69 +1,160 @@
-"""`build_datasets`: the train and eval datasets a `DataSpec` describes."""
+"""`build_datasets`: the train, validation and test datasets a `DataSpec` describes.
+
+The split is a property of the data, not of the run: it is drawn from
+`data.split_seed` alone, so runs of every seed (and the teacher they share) see the
+same train / validation / test images. The validation split is carved out of the
+training images; it chooses the best epoch (and the split search's winner). The test
+split is what results are reported on and is never used for a choice.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Subset
 
 from tasgen.spec.schema import DataSpec
 
 from .folder_datasets import cifar_datasets, image_folder_datasets
 from .split import stratified_split
-from .tensor_datasets import TensorImageDataset, digits_images, synthetic_images
+from .tensor_datasets import TensorImageDataset, digits_images, mnist5k_images, synthetic_images
 from .transforms import TensorImageTransform
 
-__all__ = ["DatasetInfo", "build_datasets"]
+__all__ = ["DataSplits", "DatasetInfo", "build_datasets"]
+
+# The validation carve uses its own stream, so changing val_fraction never moves the test split.
+_VAL_STREAM = 0x5EED_0F_5A1
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the rest of tasgen needs to know about a dataset."""
+    """What the rest of tasgen needs to know about a dataset.
+
+    Attributes:
+        num_classes: Classes of the labels.
+        name: The dataset kind (`data.dataset`).
+        num_train: Images trained on.
+        num_val: Validation images (0 when `data.val_fraction` is 0).
+        num_test: Test images (results are reported on them).
+        split_id: Fingerprint of which images are in which split; a teacher records
+            it, and a run refuses a teacher fitted on another split.
+    """
 
     num_classes: int
     name: str
     num_train: int
-    num_eval: int
+    num_val: int
+    num_test: int
+    split_id: str
+
+    @property
+    def num_eval(self) -> int:
+        """Test images (the split every reported figure comes from)."""
+        return self.num_test
 
 
-def _in_memory(data: DataSpec, seed: int) -> tuple[TensorImageDataset, TensorImageDataset, int]:
+@dataclass(frozen=True)
+class DataSplits:
+    """The three splits of a dataset and what is known about them."""
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset
+    info: DatasetInfo
+
+
+def _fingerprint(name: str, **indices: torch.Tensor) -> str:
+    digest = hashlib.sha256(name.encode())
+    for key, value in sorted(indices.items()):
+        digest.update(key.encode())
+        digest.update(value.to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _carve_val(labels: torch.Tensor, data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(train, val)` positions within the training images (val empty when val_fraction is 0)."""
+    if data.val_fraction == 0:
+        return torch.arange(labels.numel()), torch.zeros(0, dtype=torch.long)
+    return stratified_split(labels, data.val_fraction, data.split_seed ^ _VAL_STREAM)
+
+
+def _in_memory(data: DataSpec) -> DataSplits:
     if data.dataset == "digits":
         images, labels = digits_images(data.image_size)
+    elif data.dataset == "mnist5k":
+        images, labels = mnist5k_images(data.image_size)
     else:
         images, labels = synthetic_images(data.num_samples, data.image_size)
-    train_idx, eval_idx = stratified_split(labels, data.eval_fraction, seed)
+    rest, test_idx = stratified_split(labels, data.eval_fraction, data.split_seed)
+    train_pos, val_pos = _carve_val(labels[rest], data)
+    train_idx, val_idx = rest[train_pos], rest[val_pos]
+    if data.train_samples is not None:
+        train_idx = _budget(train_idx, labels, data)
     train_tf = TensorImageTransform(data.augment, data.image_size, training=True)
     eval_tf = TensorImageTransform(data.augment, data.image_size, training=False)
-    train = TensorImageDataset(images[train_idx], labels[train_idx], train_tf)
-    evaluate = TensorImageDataset(images[eval_idx], labels[eval_idx], eval_tf)
-    return train, evaluate, int(labels.max()) + 1
+
+    def part(idx: torch.Tensor, tf: TensorImageTransform) -> TensorImageDataset:
+        return TensorImageDataset(images[idx], labels[idx], tf)
+
+    info = DatasetInfo(
+        int(labels.max()) + 1, data.dataset, len(train_idx), len(val_idx), len(test_idx),
+        _fingerprint(f"{data.dataset}:{data.num_samples}", train=train_idx, val=val_idx, test=test_idx),
+    )
+    val = part(val_idx, eval_tf) if len(val_idx) else None
+    return DataSplits(part(train_idx, train_tf), val, part(test_idx, eval_tf), info)
 
 
-def build_datasets(data: DataSpec, seed: int) -> tuple[Dataset, Dataset, DatasetInfo]:
-    """Build the train and eval datasets of a spec.
+def _budget(train_idx: torch.Tensor, labels: torch.Tensor, data: DataSpec) -> torch.Tensor:
+    """A stratified subset of `data.train_samples` training images (drawn from split_seed)."""
+    assert data.train_samples is not None
+    if data.train_samples >= len(train_idx):
+        return train_idx
+    keep_fraction = data.train_samples / len(train_idx)
+    _, kept = stratified_split(labels[train_idx], keep_fraction, data.split_seed)
+    return train_idx[kept]
+
+
+def _on_disk(data: DataSpec) -> DataSplits:
+    if data.dataset in ("cifar10", "cifar100"):
+        train, train_eval_tf, test = cifar_datasets(data)
+    else:
+        train, train_eval_tf, test = image_folder_datasets(data)
+    labels = torch.as_tensor(train.targets, dtype=torch.long)
+    train_idx, val_idx = _carve_val(labels, data)
+    if data.train_samples is not None:
+        train_idx = _budget(train_idx, labels, data)
+    info = DatasetInfo(
+        len(train.classes), data.dataset, len(train_idx), len(val_idx), len(test),  # type: ignore[arg-type]
+        _fingerprint(f"{data.dataset}:{len(labels)}:{len(test)}", train=train_idx, val=val_idx),  # type: ignore[arg-type]
+    )
+    # The validation images come from the training files but are read with eval transforms.
+    val = Subset(train_eval_tf, val_idx.tolist()) if len(val_idx) else None
+    return DataSplits(Subset(train, train_idx.tolist()), val, test, info)
+
+
+def build_datasets(data: DataSpec) -> DataSplits:
+    """Build the train, validation and test datasets of a spec.
 
     Items are `(image, label)`: a float CHW tensor in [0, 1] of side `data.image_size`
     (not normalised: each model normalises on the device) and an int class index.
 
+    Which image lands in which split depends on `data.split_seed` (and the split
+    fractions) only, never on the run's seed.
+
     Args:
         data: The data section of a spec.
-        seed: Run seed; picks the train/eval split of digits and synthetic.
 
     Returns:
-        `(train_dataset, eval_dataset, info)`.
+        The `DataSplits`; `val` is None when `data.val_fraction` is 0.
 
     Raises:
-        DataError: Files are missing, empty or corrupt (cifar*, imagefolder).
+        DataError: Files are missing, empty or corrupt (cifar*, imagefolder), or the
+            split leaves a part empty.
     """
-    if data.dataset in ("digits", "synthetic"):
-        train, evaluate, num_classes = _in_memory(data, seed)
-    elif data.dataset in ("cifar10", "cifar100"):
-        train, evaluate = cifar_datasets(data)
-        num_classes = len(train.classes)
-    elif data.dataset == "imagefolder":
-        train, evaluate = image_folder_datasets(data)
-        num_classes = len(train.classes)
-    else:  # the schema's Literal makes this unreachable; keep the error for new names
-        raise ValueError(f"unknown dataset '{data.dataset}'")
-    info = DatasetInfo(num_classes, data.dataset, len(train), len(evaluate))
-    return train, evaluate, info
+    if data.dataset in ("digits", "mnist5k", "synthetic"):
+        return _in_memory(data)
+    if data.dataset in ("cifar10", "cifar100", "imagefolder"):
+        return _on_disk(data)
+    raise ValueError(f"unknown dataset '{data.dataset}'")  # the schema's Literal makes this unreachable

@@ -16,14 +16,16 @@ __all__ = ["cifar_datasets", "image_folder_datasets"]
 _CIFAR = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 
 
-def cifar_datasets(data: DataSpec) -> tuple[CIFAR10, CIFAR10]:
+def cifar_datasets(data: DataSpec) -> tuple[CIFAR10, CIFAR10, CIFAR10]:
     """CIFAR-10 or CIFAR-100 from `data.root` (torchvision's python-pickle release).
 
     Args:
         data: The data section of a spec; `dataset` is 'cifar10' or 'cifar100'.
 
     Returns:
-        `(train, eval)` torchvision datasets yielding (float CHW in [0, 1], label).
+        `(train, train_eval, test)` torchvision datasets yielding (float CHW in [0, 1], label):
+        the training files with training transforms, the same files with eval
+        transforms (the validation split is carved from them), and the test files.
 
     Raises:
         DataError: The files are missing (and download is off), corrupt, or the download failed.
@@ -44,6 +46,7 @@ def cifar_datasets(data: DataSpec) -> tuple[CIFAR10, CIFAR10]:
     train_tf, eval_tf = build_pil_transforms(data, crop_pct=1.0)
     try:
         train = cls(str(root), train=True, transform=train_tf, download=data.download)
+        train_eval = cls(str(root), train=True, transform=eval_tf, download=False)
         evaluate = cls(str(root), train=False, transform=eval_tf, download=False)
     except RuntimeError as err:  # torchvision's md5 check failed
         raise DataError(
@@ -55,17 +58,19 @@ def cifar_datasets(data: DataSpec) -> tuple[CIFAR10, CIFAR10]:
             f"could not download {data.dataset} into {root}: {err}. Download {cls.url} "
             f"elsewhere and extract it into {root}."
         ) from err
-    return train, evaluate
+    return train, train_eval, evaluate
 
 
-def image_folder_datasets(data: DataSpec) -> tuple[ImageFolder, ImageFolder]:
+def image_folder_datasets(data: DataSpec) -> tuple[ImageFolder, ImageFolder, ImageFolder]:
     """An ImageFolder tree: `root/train/<class>/*.jpg` and `root/val/<class>/*` (or `root/eval`).
 
     Args:
         data: The data section of a spec; `dataset` is 'imagefolder'.
 
     Returns:
-        `(train, eval)` torchvision ImageFolders yielding (float CHW in [0, 1], label).
+        `(train, train_eval, test)` torchvision ImageFolders yielding (float CHW in [0, 1],
+        label): train/ with training transforms, train/ with eval transforms (the
+        validation split is carved from it), and val/ (or eval/), the test split.
 
     Raises:
         DataError: A split is missing or empty, or the two splits have different classes.
@@ -81,12 +86,12 @@ def image_folder_datasets(data: DataSpec) -> tuple[ImageFolder, ImageFolder]:
 
     train_tf, eval_tf = build_pil_transforms(data)
     splits = []
-    for directory, transform in ((train_dir, train_tf), (eval_dir, eval_tf)):
+    for directory, transform in ((train_dir, train_tf), (train_dir, eval_tf), (eval_dir, eval_tf)):
         try:
             splits.append(ImageFolder(str(directory), transform=transform))
         except FileNotFoundError as err:  # no class folder, or one without images
             raise DataError(f"imagefolder {directory} lacks images ({err}); {layout}") from err
-    train, evaluate = splits
+    train, train_eval, evaluate = splits
     if train.classes != evaluate.classes:
         only_train = sorted(set(train.classes) - set(evaluate.classes))
         only_eval = sorted(set(evaluate.classes) - set(train.classes))
@@ -94,4 +99,4 @@ def image_folder_datasets(data: DataSpec) -> tuple[ImageFolder, ImageFolder]:
             f"imagefolder {root}: train/ and {eval_dir.name}/ must hold the same class folders "
             f"(only in train: {only_train}; only in {eval_dir.name}: {only_eval})"
         )
-    return train, evaluate
+    return train, train_eval, evaluate

@@ -11,7 +11,7 @@ from tasgen.spec.schema import DataSpec
 
 from .errors import DataError
 
-__all__ = ["EvalShardSampler", "build_loaders"]
+__all__ = ["EvalShardSampler", "build_eval_loader", "build_loaders"]
 
 
 class EvalShardSampler(Sampler[int]):
@@ -75,17 +75,11 @@ def build_loaders(
             f"data.batch_size = {data.batch_size}; with drop_last no batch would remain. "
             "Lower data.batch_size or use more data."
         )
-    common: dict = {"num_workers": data.num_workers, "pin_memory": torch.cuda.is_available()}
-    if data.num_workers > 0:
-        common |= {"persistent_workers": True, "prefetch_factor": 4}
-
-    if distributed:
-        train_sampler = DistributedSampler(
-            train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-        )
-        eval_sampler: Sampler[int] | None = EvalShardSampler(eval_ds, rank, world_size)  # type: ignore[arg-type]
-    else:
-        train_sampler, eval_sampler = None, None
+    common = _loader_options(data)
+    train_sampler = (
+        DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        if distributed else None
+    )
 
     train_loader = DataLoader(
         train_ds,
@@ -97,13 +91,37 @@ def build_loaders(
         generator=torch.Generator().manual_seed(seed + rank),
         **common,
     )
-    eval_loader = DataLoader(
-        eval_ds,
+    eval_loader = build_eval_loader(eval_ds, data, seed, distributed, rank, world_size)
+    return train_loader, eval_loader
+
+
+def build_eval_loader(
+    dataset: Dataset, data: DataSpec, seed: int, distributed: bool = False, rank: int = 0, world_size: int = 1
+) -> DataLoader:
+    """An evaluation loader: in order, nothing dropped; under `distributed`, disjoint unpadded shards.
+
+    Args:
+        dataset: The validation or test dataset.
+        data: The data section of a spec (eval batch size, num_workers).
+        seed: Seed of the worker RNGs.
+        distributed: Shard over `world_size` processes.
+        rank: This process's rank.
+        world_size: Number of processes.
+    """
+    sampler = EvalShardSampler(dataset, rank, world_size) if distributed else None  # type: ignore[arg-type]
+    return DataLoader(
+        dataset,
         batch_size=data.eval_batch_size or data.batch_size,
         shuffle=False,
-        sampler=eval_sampler,
+        sampler=sampler,
         drop_last=False,
         generator=torch.Generator().manual_seed(seed + rank),
-        **common,
+        **_loader_options(data),
     )
-    return train_loader, eval_loader
+
+
+def _loader_options(data: DataSpec) -> dict:
+    options: dict = {"num_workers": data.num_workers, "pin_memory": torch.cuda.is_available()}
+    if data.num_workers > 0:
+        options |= {"persistent_workers": True, "prefetch_factor": 4}
+    return options

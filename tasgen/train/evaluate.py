@@ -63,7 +63,7 @@ def accuracy(
 
 
 def evaluate(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str | None = None) -> dict[str, Any]:
-    """Accuracy of a run's student, assistant and teacher on the eval split.
+    """Accuracy of a run's student, assistant and teacher on the test and validation splits.
 
     The run is rebuilt from ``spec.yaml``, ``plan.json`` and the ``best`` (else
     ``last``) checkpoint; the teacher from the weights the run used.
@@ -75,19 +75,25 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", device: torch.device
 
     Returns:
         ``{"student_top1", "student_top5", "assistant_top1", ..., "teacher_top1", ...,
-        "epoch", "images"}`` (a teacher fit reports ``teacher_*`` only).
+        "epoch", "images", "val_images"}`` on the test split, and the same keys prefixed
+        ``val_`` on the validation split (when there is one). A teacher fit reports
+        ``teacher_*`` only.
     """
-    from tasgen.data import build_datasets, build_loaders
+    from tasgen.data import build_datasets, build_eval_loader
 
     from .setup import restore_run
 
     setup, state = restore_run(run_dir, checkpoint, device)
     spec = setup.spec
-    train_ds, eval_ds, _ = build_datasets(spec.data, spec.seed)
-    _, eval_loader = build_loaders(train_ds, eval_ds, spec.data, spec.seed)
+    splits = build_datasets(spec.data)
     precision = resolve_precision(spec.train.precision, spec.train.channels_last, setup.device)
     names = {"student": setup.role, "assistant": "assistant", "teacher": "teacher"}
-    result: dict[str, Any] = accuracy(setup.system, eval_loader, setup.device, precision, names)
+    test_loader = build_eval_loader(splits.test, spec.data, spec.seed)
+    result: dict[str, Any] = accuracy(setup.system, test_loader, setup.device, precision, names)
+    if splits.val is not None:
+        val = accuracy(setup.system, build_eval_loader(splits.val, spec.data, spec.seed), setup.device, precision, names)
+        result |= {f"val_{key}": value for key, value in val.items()}
     result["epoch"] = int(state.get("epoch", 0))
-    result["images"] = len(eval_ds)  # type: ignore[arg-type]
+    result["images"] = splits.info.num_test
+    result["val_images"] = splits.info.num_val
     return result

@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 import yaml
+from torch.utils.data import DataLoader
 from timm.utils import ModelEmaV3
 
 from tasgen.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from tasgen.data import build_datasets, build_loaders
+from tasgen.data import DataSplits, build_datasets, build_eval_loader, build_loaders
 
 from .dist import average_buffers, barrier, is_main, rank, world_size
 from .distiller import Solo
@@ -38,8 +39,10 @@ class TrainResult:
         run_dir: its folder.
         epochs_done: epochs completed (of ``epochs``).
         epochs: epochs of the schedule.
-        best_top1: best eval top-1 (%) of the trained model.
-        last: the last metrics row (empty when no epoch ran).
+        best_top1: the trained model's top-1 (%) on the validation split at the best epoch
+            (the one ``best/`` holds); with no validation split, the last epoch's test top-1.
+        last: the last metrics row (empty when no epoch ran); ``<model>_top1`` keys are on
+            the test split, ``val_<model>_top1`` keys on the validation split.
     """
 
     run_dir: Path
@@ -60,12 +63,14 @@ def train_loop(
     max_epochs: int | None = None,
     compile_backend: str | None = None,
     report: Reporter | None = None,
+    datasets: DataSplits | None = None,
 ) -> TrainResult:
     """Train ``setup.trainable`` and write metrics and checkpoints to ``setup.run_dir``.
 
     Each epoch: train (forward of the system, objective, backward, optimizer step,
-    schedule per update, EMA, log), evaluate, then save ``last/`` (and ``best/`` when
-    the trained model's eval top-1 improved) and a metrics row.
+    schedule per update, EMA, log), evaluate on the validation and test splits, then
+    save ``last/`` (and ``best/`` when the trained model's validation top-1 improved;
+    every epoch when there is no validation split) and a metrics row.
 
     Args:
         setup: what to train (see `Setup`).
@@ -74,6 +79,7 @@ def train_loop(
             e.g. to resume later.
         compile_backend: torch.compile backend when ``train.compile`` is on (None: inductor).
         report: progress output; silent when None.
+        datasets: the spec's splits when the caller built them already.
 
     Returns:
         The `TrainResult`.
@@ -88,10 +94,11 @@ def train_loop(
     trained_table = setup.plan.table(setup.role)
 
     # Data: images in [0, 1] (each model normalises its own input); under DDP one shard per rank.
-    train_ds, eval_ds, _ = build_datasets(spec.data, spec.seed)
-    train_loader, eval_loader = build_loaders(
-        train_ds, eval_ds, spec.data, spec.seed, distributed=world_size() > 1, rank=rank(), world_size=world_size()
-    )
+    # The validation split chooses best/; the test split is reported and never chooses anything.
+    splits = datasets or build_datasets(spec.data)
+    shards = {"distributed": world_size() > 1, "rank": rank(), "world_size": world_size()}
+    train_loader, eval_loader = build_loaders(splits.train, splits.test, spec.data, spec.seed, **shards)
+    val_loader = build_eval_loader(splits.val, spec.data, spec.seed, **shards) if splits.val is not None else None
     updates_per_epoch = len(train_loader) // cfg.accumulate
     if updates_per_epoch == 0:
         raise TrainError(f"train.accumulate = {cfg.accumulate} exceeds the {len(train_loader)} batches of an epoch")
@@ -139,10 +146,12 @@ def train_loop(
     scheduler.step_update(step)  # the learning rate of the next update
 
     # The teacher's own accuracy, once, so a weak teacher is seen before hours of distilling.
-    teacher_metrics = {k: v for k, v in (metrics.rows[0] if metrics.rows else {}).items() if k.startswith("teacher_")}
+    teacher_metrics = {
+        k: v for k, v in (metrics.rows[0] if metrics.rows else {}).items() if k.startswith(("teacher_", "val_teacher_"))
+    }
     if setup.uses_teacher and not teacher_metrics:
-        teacher_metrics = accuracy(setup.system, eval_loader, device, precision, {"teacher": "teacher"})
-        report.log(f"teacher top-1 on the eval split: {teacher_metrics['teacher_top1']:.2f}%")
+        teacher_metrics = _evaluate(setup.system, eval_loader, val_loader, device, precision, {"teacher": "teacher"})
+        report.log(f"teacher top-1 on the test split: {teacher_metrics['teacher_top1']:.2f}%")
 
     stop = setup.epochs if max_epochs is None else min(setup.epochs, max_epochs)
     tracker = engine.tracker
@@ -170,15 +179,17 @@ def train_loop(
             average_buffers(setup.trainable)  # BN statistics: one model on every rank before eval and save
 
             # Evaluate, then checkpoint: last/ always, best/ when the trained model improved.
-            results = accuracy(setup.system, eval_loader, device, precision, {"student": setup.role, "assistant": "assistant"})
+            names = {"student": setup.role, "assistant": "assistant"}
+            results = _evaluate(setup.system, eval_loader, val_loader, device, precision, names)
             if ema_system is not None:
-                results |= accuracy(ema_system, eval_loader, device, precision, {"student": f"{setup.role}_ema"})
+                results |= _evaluate(ema_system, eval_loader, val_loader, device, precision, {"student": f"{setup.role}_ema"})
             losses = {("loss" if k == "loss" else f"loss.{k}"): v for k, v in tracker.epoch_means().items()}
             row = {"epoch": epoch + 1, "step": step, "lr": lr, **losses, **results, **teacher_metrics,
                    "images_per_s": seen * world_size() / seconds, "seconds": seconds}
-            top1 = results[f"{setup.role}_top1"]
-            improved = top1 > best
-            best = max(best, top1)
+            # Best on validation only; without a validation split, best/ follows the last epoch.
+            top1 = results[f"val_{setup.role}_top1"] if val_loader is not None else results[f"{setup.role}_top1"]
+            improved = top1 > best or val_loader is None
+            best = top1 if val_loader is None else max(best, top1)
             parts = _checkpoint_parts(setup, ema)
             _check_finite(parts, epoch + 1, hint)
             state = {
@@ -199,6 +210,17 @@ def train_loop(
         report.stop()
     done = metrics.rows[-1]["epoch"] if metrics.rows else 0
     return TrainResult(folder.path, done, setup.epochs, best, metrics.rows[-1] if metrics.rows else {})
+
+
+def _evaluate(
+    system: torch.nn.Module, test: DataLoader, val: DataLoader | None, device: torch.device,
+    precision: Any, names: dict[str, str],
+) -> dict[str, float]:
+    """Top-1/top-5 on the test split (``<name>_top1``) and on the validation split (``val_<name>_top1``)."""
+    results = accuracy(system, test, device, precision, names)
+    if val is not None:
+        results |= {f"val_{k}": v for k, v in accuracy(system, val, device, precision, names).items()}
+    return results
 
 
 def _checkpoint_parts(setup: Setup, ema: ModelEmaV3 | None) -> dict[str, dict[str, torch.Tensor]]:

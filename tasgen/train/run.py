@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tasgen.checkpoint import find_checkpoint, save_weights
+from tasgen.data import DataSplits, build_datasets
 
 from .dist import barrier, default_device, init_from_env, is_main, shutdown
 from .errors import TrainError
@@ -15,7 +16,7 @@ from .loop import TrainResult, train_loop
 from .progress import Reporter
 from .rng import deterministic, seed_everything
 from .setup import Role, build_student_setup, build_teacher_setup, run_folder
-from .weights import TEACHER_FILE, teacher_source
+from .weights import TEACHER_FILE, check_teacher_split, teacher_source, teacher_split_metadata
 
 if TYPE_CHECKING:
     from tasgen.plan import Plan
@@ -83,9 +84,10 @@ def _train(
     spec = loaded.spec
     plan = plan_spec(loaded)
     run_dir = run_folder(spec)
+    splits = build_datasets(spec.data)
     with deterministic(device):
         if role == "teacher":
-            return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report)
+            return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report, splits)
         source = None
         if plan.method != "none":
             source = teacher_source(spec, run_dir, plan.num_classes)
@@ -95,28 +97,36 @@ def _train(
                     "head for these classes): fitting the teacher first"
                 )
                 fit_resume = find_checkpoint(run_dir / "teacher" / "last") is not None
-                _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report)
+                _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report, splits)
                 source = teacher_source(spec, run_dir, plan.num_classes)
                 assert source is not None
+            check_teacher_split(source, splits.info)
             report.log(f"teacher: {source}")
         seed_everything(spec.seed)
         setup = build_student_setup(spec, plan, run_dir, device, source, init=not resume)
         report.log(f"distilling {spec.name}: {plan.method}, {setup.epochs} epochs -> {run_dir}")
-        return train_loop(setup, resume=resume, max_epochs=max_epochs, compile_backend=compile_backend, report=report)
+        return train_loop(
+            setup, resume=resume, max_epochs=max_epochs, compile_backend=compile_backend, report=report, datasets=splits
+        )
 
 
 def _fit_teacher(
     loaded: LoadedSpec, plan: Plan, run_dir: Path, device: torch.device, resume: bool,
-    max_epochs: int | None, compile_backend: str | None, report: Reporter,
+    max_epochs: int | None, compile_backend: str | None, report: Reporter, splits: DataSplits,
 ) -> TrainResult:
     spec = loaded.spec
     seed_everything(spec.seed)
     setup = build_teacher_setup(spec, plan, run_dir, device, init=not resume)
     report.log(f"fitting the teacher {plan.teacher.model}: {setup.epochs} epochs -> {setup.run_dir}")
-    result = train_loop(setup, resume=resume, max_epochs=max_epochs, compile_backend=compile_backend, report=report)
+    result = train_loop(
+        setup, resume=resume, max_epochs=max_epochs, compile_backend=compile_backend, report=report, datasets=splits
+    )
     if result.finished and is_main():
+        # The split travels with the weights: a run on another split must not reuse them.
+        meta = {"plan_hash": setup.key, "role": "teacher", "seed": str(spec.seed), **teacher_split_metadata(splits.info)}
+        meta |= {key: f"{value:.4f}" for key, value in result.last.items() if key.endswith("teacher_top1")}
         try:
-            save_weights(setup.trained.state_dict(), run_dir / TEACHER_FILE, {"plan_hash": setup.key, "role": "teacher"})
+            save_weights(setup.trained.state_dict(), run_dir / TEACHER_FILE, meta)
         except OSError as exc:
             raise TrainError(f"could not write {run_dir / TEACHER_FILE}: {exc.strerror or exc}") from None
         report.log(f"teacher written to {run_dir / TEACHER_FILE} (eval top-1 {result.last['teacher_top1']:.2f}%)")

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+from safetensors import safe_open
 from torch import nn
 
 from tasgen.checkpoint import check_fits, load_weights
+from tasgen.data import DatasetInfo
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 
 from .errors import TrainError
@@ -47,6 +49,38 @@ def teacher_source(spec: Spec, run_dir: Path, num_classes: int) -> TeacherSource
     if isinstance(teacher, TimmModelSpec) and teacher.pretrained and _pretrained_classes(teacher) == num_classes:
         return TeacherSource("pretrained")
     return None
+
+
+def teacher_split_metadata(info: DatasetInfo) -> dict[str, str]:
+    """What a fitted teacher records of the data split it was fitted on (safetensors metadata)."""
+    return {"split_id": info.split_id, "dataset": info.name}
+
+
+def check_teacher_split(source: TeacherSource, info: DatasetInfo) -> None:
+    """Refuse a teacher whose weights record another train/validation/test split.
+
+    A teacher fitted on another split has seen some of this run's validation or test
+    images, which would leak them into every distilled student. Weights that record
+    no split (trained elsewhere) are accepted as they are.
+
+    Raises:
+        TrainError: the recorded split differs from this run's.
+    """
+    if source.path is None or source.path.suffix != ".safetensors" or not source.path.is_file():
+        return
+    try:
+        with safe_open(str(source.path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the weight loader itself
+        return
+    recorded = meta.get("split_id")
+    if recorded is not None and recorded != info.split_id:
+        raise TrainError(
+            f"the teacher {source.path} was fitted on another data split ({meta.get('dataset', '?')} split "
+            f"{recorded}; this run's {info.name} split is {info.split_id}), so it has seen some of this run's "
+            "validation or test images. Use the same data.split_seed, eval_fraction, val_fraction and "
+            "train_samples as the teacher's fit, or fit a new teacher (delete the file or set teacher.checkpoint)."
+        )
 
 
 def load_teacher(model: nn.Module, source: TeacherSource, spec: Spec, *, num_classes: int, image_size: int) -> None:

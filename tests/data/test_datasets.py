@@ -17,11 +17,18 @@ from tasgen.spec.schema import DataSpec
 
 # --------------------------------------------------------------------- digits
 def test_digits_shapes_labels_and_split() -> None:
-    data = DataSpec(dataset="digits", image_size=16, eval_fraction=0.2)
-    train, evaluate, info = build_datasets(data, seed=0)
+    data = DataSpec(dataset="digits", image_size=16, eval_fraction=0.2, val_fraction=0.1)
+    splits = build_datasets(data)
+    train, val, evaluate, info = splits.train, splits.val, splits.test, splits.info
     assert info.name == "digits" and info.num_classes == 10
-    assert (info.num_train, info.num_eval) == (len(train), len(evaluate))
-    assert info.num_train + info.num_eval == 1797
+    assert (info.num_train, info.num_val, info.num_eval) == (len(train), len(val), len(evaluate))
+    assert info.num_train + info.num_val + info.num_eval == 1797
+    assert info.num_val == round((1797 - 359) * 0.1)
+    # The three splits are disjoint and together hold every image once.
+    pooled = torch.cat([train.images, val.images, evaluate.images]).flatten(1)
+    everything = build_datasets(DataSpec(dataset="digits", image_size=16, val_fraction=0, eval_fraction=0.5))
+    every = torch.cat([everything.train.images, everything.test.images]).flatten(1)
+    assert sorted(map(tuple, pooled.tolist())) == sorted(map(tuple, every.tolist()))
     assert info.num_eval == round(1797 * 0.2) == 359
     image, label = evaluate[0]
     assert image.shape == (3, 16, 16) and image.dtype == torch.float32
@@ -29,7 +36,7 @@ def test_digits_shapes_labels_and_split() -> None:
     assert isinstance(label, int) and 0 <= label < 10
     # Stratified: every class keeps ~20 % in eval (sklearn's digits has 174..183 per class).
     eval_counts = torch.bincount(evaluate.labels, minlength=10)
-    all_counts = eval_counts + torch.bincount(train.labels, minlength=10)
+    all_counts = eval_counts + torch.bincount(train.labels, minlength=10) + torch.bincount(val.labels, minlength=10)
     assert torch.all((eval_counts - 0.2 * all_counts).abs() <= 1)
 
 
@@ -43,22 +50,43 @@ def test_digits_pixels_are_scaled_from_0_16_to_0_255() -> None:
         assert torch.equal(images[0, channel, 0], expected)
 
 
-def test_digits_split_depends_on_seed_only() -> None:
-    data = DataSpec(dataset="digits", image_size=8)
-    a, _, _ = build_datasets(data, seed=3)
-    b, _, _ = build_datasets(data, seed=3)
-    c, _, _ = build_datasets(data, seed=4)
-    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-    assert not torch.equal(a.labels, c.labels)
+def test_digits_split_depends_on_split_seed_only() -> None:
+    a = build_datasets(DataSpec(dataset="digits", image_size=8, split_seed=3))
+    b = build_datasets(DataSpec(dataset="digits", image_size=8, split_seed=3))
+    c = build_datasets(DataSpec(dataset="digits", image_size=8, split_seed=4))
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.labels, b.train.labels)
+    assert a.info.split_id == b.info.split_id != c.info.split_id
+    assert not torch.equal(a.train.labels, c.train.labels)
+    assert not torch.equal(a.test.labels, c.test.labels)
+
+
+def test_validation_fraction_never_moves_the_test_split() -> None:
+    with_val = build_datasets(DataSpec(dataset="digits", image_size=8, val_fraction=0.2))
+    without = build_datasets(DataSpec(dataset="digits", image_size=8, val_fraction=0))
+    assert without.val is None and without.info.num_val == 0
+    assert torch.equal(with_val.test.images, without.test.images)
+    # The validation images are training images held out: train + val of one = train of the other.
+    assert with_val.info.num_train + with_val.info.num_val == without.info.num_train
+    assert with_val.info.split_id != without.info.split_id
+    pooled = torch.cat([with_val.train.images, with_val.val.images]).flatten(1)
+    assert sorted(map(tuple, pooled.tolist())) == sorted(map(tuple, without.train.images.flatten(1).tolist()))
+
+
+def test_train_samples_takes_a_stratified_budget() -> None:
+    full = build_datasets(DataSpec(dataset="digits", image_size=8))
+    small = build_datasets(DataSpec(dataset="digits", image_size=8, train_samples=200))
+    assert small.info.num_train == 200 and len(small.train) == 200
+    assert torch.bincount(small.train.labels, minlength=10).min() >= 19
+    assert torch.equal(small.test.images, full.test.images) and torch.equal(small.val.images, full.val.images)
 
 
 def test_hflip_is_honoured_for_tensor_datasets() -> None:
     flip = DataSpec(dataset="digits", image_size=8, augment={"hflip": 1.0})
-    train, _, _ = build_datasets(flip, seed=0)
+    train = build_datasets(flip).train
     raw = train.images[0].float() / 255
     torch.testing.assert_close(train[0][0], raw.flip(-1))
     still = DataSpec(dataset="digits", image_size=8, augment={"hflip": 0.0})
-    train, _, _ = build_datasets(still, seed=0)
+    train = build_datasets(still).train
     torch.testing.assert_close(train[0][0], raw)
 
 
@@ -74,8 +102,9 @@ def test_stratified_split_totals() -> None:
 
 # ------------------------------------------------------------------ synthetic
 def test_synthetic_is_balanced_and_learnable() -> None:
-    data = DataSpec(dataset="synthetic", num_samples=200, image_size=16, eval_fraction=0.25)
-    train, evaluate, info = build_datasets(data, seed=0)
+    data = DataSpec(dataset="synthetic", num_samples=200, image_size=16, eval_fraction=0.25, val_fraction=0)
+    splits = build_datasets(data)
+    train, evaluate, info = splits.train, splits.test, splits.info
     assert info.num_classes == 10 and (info.num_train, info.num_eval) == (150, 50)
     assert torch.bincount(evaluate.labels).tolist() == [5] * 10
     assert evaluate[0][0].shape == (3, 16, 16)
@@ -86,10 +115,10 @@ def test_synthetic_is_balanced_and_learnable() -> None:
     assert (predicted == evaluate.labels).float().mean() > 0.9
 
 
-def test_synthetic_images_are_fixed_and_seed_picks_split() -> None:
-    data = DataSpec(dataset="synthetic", num_samples=50)
-    a_train, a_eval, _ = build_datasets(data, seed=0)
-    b_train, b_eval, _ = build_datasets(data, seed=1)
+def test_synthetic_images_are_fixed_and_split_seed_picks_split() -> None:
+    a = build_datasets(DataSpec(dataset="synthetic", num_samples=50, val_fraction=0, split_seed=0))
+    b = build_datasets(DataSpec(dataset="synthetic", num_samples=50, val_fraction=0, split_seed=1))
+    (a_train, a_eval), (b_train, b_eval) = (a.train, a.test), (b.train, b.test)
     all_a = torch.cat([a_train.images, a_eval.images]).flatten(1).sum(1).sort().values
     all_b = torch.cat([b_train.images, b_eval.images]).flatten(1).sum(1).sort().values
     assert torch.equal(all_a, all_b)
@@ -135,9 +164,10 @@ def test_cifar_reads_the_release_format(
     tmp_path: Path, skip_cifar_md5: None, name: str, num_classes: int
 ) -> None:
     written = _write_cifar(tmp_path, name, np.random.default_rng(0))
-    data = DataSpec(dataset=name, root=tmp_path, image_size=32)
-    train, evaluate, info = build_datasets(data, seed=0)
-    assert (info.num_classes, info.num_train, info.num_eval) == (num_classes, 20, 6)
+    data = DataSpec(dataset=name, root=tmp_path, image_size=32, val_fraction=0.1)
+    splits = build_datasets(data)
+    train, val, evaluate, info = splits.train, splits.val, splits.test, splits.info
+    assert (info.num_classes, info.num_train, info.num_val, info.num_eval) == (num_classes, 18, 2, 6)
     image, label = evaluate[2]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert 0 <= label < num_classes
@@ -146,12 +176,18 @@ def test_cifar_reads_the_release_format(
     expected = torch.from_numpy(test_pixels.reshape(3, 32, 32)).float() / 255
     torch.testing.assert_close(image, expected)
     assert train[0][0].shape == (3, 32, 32)
+    # Validation images are training files read with the eval transform (no augmentation).
+    train_pixels = np.concatenate([written[k] for k in sorted(written) if "test" not in k])
+    val_image, _ = val[0]
+    assert any(
+        torch.allclose(val_image, torch.from_numpy(row.reshape(3, 32, 32)).float() / 255) for row in train_pixels
+    )
 
 
 def test_cifar_missing_names_root_and_fix(tmp_path: Path) -> None:
     data = DataSpec(dataset="cifar10", root=tmp_path / "nowhere")
     with pytest.raises(DataError) as err:
-        build_datasets(data, seed=0)
+        build_datasets(data)
     message = str(err.value)
     assert str(tmp_path / "nowhere") in message
     assert "data.download: true" in message and "cifar-10-batches-py" in message
@@ -160,7 +196,7 @@ def test_cifar_missing_names_root_and_fix(tmp_path: Path) -> None:
 def test_cifar_corrupt_files_are_a_data_error(tmp_path: Path) -> None:
     _write_cifar(tmp_path, "cifar10", np.random.default_rng(0))  # md5 cannot match
     with pytest.raises(DataError, match="corrupt"):
-        build_datasets(DataSpec(dataset="cifar10", root=tmp_path), seed=0)
+        build_datasets(DataSpec(dataset="cifar10", root=tmp_path))
 
 
 # -------------------------------------------------------------- imagefolder
@@ -177,8 +213,9 @@ def _write_images(folder: Path, classes: dict[str, int], size: tuple[int, int] =
 def test_imagefolder(tmp_path: Path, eval_name: str) -> None:
     _write_images(tmp_path / "train", {"cat": 3, "dog": 2})
     _write_images(tmp_path / eval_name, {"cat": 1, "dog": 1})
-    data = DataSpec(dataset="imagefolder", root=tmp_path, image_size=16)
-    train, evaluate, info = build_datasets(data, seed=0)
+    data = DataSpec(dataset="imagefolder", root=tmp_path, image_size=16, val_fraction=0)
+    splits = build_datasets(data)
+    train, evaluate, info = splits.train, splits.test, splits.info
     assert (info.num_classes, info.num_train, info.num_eval) == (2, 5, 2)
     for dataset in (train, evaluate):
         image, label = dataset[1]
@@ -189,14 +226,14 @@ def test_imagefolder(tmp_path: Path, eval_name: str) -> None:
 def test_imagefolder_errors(tmp_path: Path) -> None:
     data = DataSpec(dataset="imagefolder", root=tmp_path)
     with pytest.raises(DataError, match="train/"):
-        build_datasets(data, seed=0)
+        build_datasets(data)
     _write_images(tmp_path / "train", {"cat": 1, "dog": 1})
     with pytest.raises(DataError, match="val/"):
-        build_datasets(data, seed=0)
+        build_datasets(data)
     (tmp_path / "val" / "cat").mkdir(parents=True)  # a class folder without images
     with pytest.raises(DataError, match="lacks images"):
-        build_datasets(data, seed=0)
+        build_datasets(data)
     (tmp_path / "val" / "cat").rmdir()
     _write_images(tmp_path / "val", {"cat": 1, "bird": 1})
     with pytest.raises(DataError, match="same class folders"):
-        build_datasets(data, seed=0)
+        build_datasets(data)

@@ -18,11 +18,12 @@ def _synthetic(**overrides: object) -> tuple[DataSpec, Dataset, Dataset]:
             "image_size": 8,
             "batch_size": 16,
             "eval_fraction": 0.25,
+            "val_fraction": 0,
         }
         | overrides
     )
-    train, evaluate, _ = build_datasets(data, seed=0)
-    return data, train, evaluate
+    splits = build_datasets(data)
+    return data, splits.train, splits.test
 
 
 def _epoch(loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:

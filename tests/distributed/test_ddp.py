@@ -92,7 +92,8 @@ def test_ranks_see_disjoint_samples_and_a_new_order_each_epoch() -> None:
     from tasgen.train.rng import reseed_loader
 
     data = DataSpec(dataset="synthetic", num_samples=100, batch_size=8)
-    train_ds, eval_ds, _ = build_datasets(data, 0)
+    splits = build_datasets(data)
+    train_ds, eval_ds = splits.train, splits.test
     orders = {}
     for epoch in (0, 1):
         shards = []
