@@ -76,11 +76,12 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from tasgen_cli import bench_cmds, plan_cmds, report_cmds, train_cmds
+    from tasgen_cli import bench_cmds, plan_cmds, report_cmds, study_cmds, train_cmds
 
     plan_cmds.register(app)
     train_cmds.register(app)
     report_cmds.register(app)
+    study_cmds.register(app)
     bench_cmds.register(app)
 
 

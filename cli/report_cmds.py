@@ -13,32 +13,45 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def compare(
-        run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to compare.")],
+        run_dirs: Annotated[
+            list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to compare, or one study folder.")
+        ],
     ) -> None:
-        """Compare runs: the best student top-1/top-5, the assistant and the teacher."""
+        """Compare runs (test top-1 at the last epoch and at the validation-chosen epoch), or print a study's table."""
         from rich import box
         from rich.table import Table
 
+        from tasgen.study.table import STUDY_FILE, StudyError, read_study
         from tasgen.train.errors import TrainError
         from tasgen.train.report import summarise_run
         from tasgen_cli._render import console
 
+        if len(run_dirs) == 1 and (run_dirs[0] / STUDY_FILE).is_file():
+            from tasgen_cli.study_cmds import print_study
+
+            try:
+                record = read_study(run_dirs[0])
+            except StudyError as err:
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(code=2) from None
+            print_study(record, f"{run_dirs[0]}: test top-1 % (final epoch; mean ± std over seeds)")
+            return
         try:
             runs = [summarise_run(d) for d in run_dirs]
         except TrainError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from None
-        table = Table(title="eval top-1 % (student: best epoch; top-5 is the student's)", title_justify="left",
-                      box=box.SIMPLE_HEAD)
+        table = Table(title="test top-1 % (student: last epoch, and at the epoch validation chose; top-5 is the "
+                      "student's, last epoch)", title_justify="left", box=box.SIMPLE_HEAD)
         table.add_column("run", no_wrap=True)
         table.add_column("method", no_wrap=True)
-        for col in ("epochs", "student", "top-5", "assistant", "teacher", "secs"):
+        for col in ("epochs", "student", "best-val epoch", "top-5", "assistant", "teacher", "secs"):
             table.add_column(col, justify="right", no_wrap=True)
 
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{v:.2f}"
 
         for r in runs:
-            table.add_row(r.name, r.method, str(r.epochs), pct(r.student_top1), pct(r.student_top5),
+            table.add_row(r.name, r.method, str(r.epochs), pct(r.student_top1), pct(r.best_val_top1), pct(r.student_top5),
                           pct(r.assistant_top1), pct(r.teacher_top1), f"{r.seconds:.0f}")
         console.print(table)

@@ -42,9 +42,10 @@ def _user_errors() -> Iterator[None]:
         from tasgen.checkpoint import CheckpointError
         from tasgen.data import DataError
         from tasgen.spec.errors import SpecError
+        from tasgen.study.table import StudyError
         from tasgen.train import TrainError
 
-        if isinstance(exc, SpecError | TrainError | CheckpointError | DataError):
+        if isinstance(exc, SpecError | TrainError | CheckpointError | DataError | StudyError):
             if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
                 typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
@@ -87,8 +88,14 @@ def train_command(
         result = train(loaded, role=role.value, resume=resume, max_epochs=epochs)
     if os.environ.get("RANK", "0") != "0":
         return
+    from tasgen.study.figures import plot_run
+
+    plot_run(result.run_dir)
     state = "finished" if result.finished else f"stopped after epoch {result.epochs_done} of {result.epochs}"
-    typer.echo(f"{state}: {result.run_dir} (best {role.value} top-1 {result.best_top1:.2f}%)")
+    last, val = result.last.get(f"{role.value}_top1"), result.last.get(f"val_{role.value}_top1")
+    figures = [f"test top-1 {last:.2f}% at the last epoch"] if last is not None else []
+    figures += [f"best validation top-1 {result.best_top1:.2f}%"] if val is not None else []
+    typer.echo(f"{state}: {result.run_dir} ({'; '.join(figures + ['curves in curves.png'])})")
 
 
 def eval_command(

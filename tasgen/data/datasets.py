@@ -80,7 +80,7 @@ def _carve_val(labels: torch.Tensor, data: DataSpec) -> tuple[torch.Tensor, torc
     return stratified_split(labels, data.val_fraction, data.split_seed ^ _VAL_STREAM)
 
 
-def _in_memory(data: DataSpec) -> DataSplits:
+def _in_memory(data: DataSpec, budget: bool) -> DataSplits:
     if data.dataset == "digits":
         images, labels = digits_images(data.image_size)
     elif data.dataset == "mnist5k":
@@ -90,7 +90,10 @@ def _in_memory(data: DataSpec) -> DataSplits:
     rest, test_idx = stratified_split(labels, data.eval_fraction, data.split_seed)
     train_pos, val_pos = _carve_val(labels[rest], data)
     train_idx, val_idx = rest[train_pos], rest[val_pos]
-    if data.train_samples is not None:
+    # The fingerprint covers the whole training pool: a budget run and the teacher fitted on
+    # the pool share one split (their validation and test images are the same).
+    split_id = _fingerprint(f"{data.dataset}:{data.num_samples}", train=train_idx, val=val_idx, test=test_idx)
+    if budget and data.train_samples is not None:
         train_idx = _budget(train_idx, labels, data)
     train_tf = TensorImageTransform(data.augment, data.image_size, training=True)
     eval_tf = TensorImageTransform(data.augment, data.image_size, training=False)
@@ -98,10 +101,7 @@ def _in_memory(data: DataSpec) -> DataSplits:
     def part(idx: torch.Tensor, tf: TensorImageTransform) -> TensorImageDataset:
         return TensorImageDataset(images[idx], labels[idx], tf)
 
-    info = DatasetInfo(
-        int(labels.max()) + 1, data.dataset, len(train_idx), len(val_idx), len(test_idx),
-        _fingerprint(f"{data.dataset}:{data.num_samples}", train=train_idx, val=val_idx, test=test_idx),
-    )
+    info = DatasetInfo(int(labels.max()) + 1, data.dataset, len(train_idx), len(val_idx), len(test_idx), split_id)
     val = part(val_idx, eval_tf) if len(val_idx) else None
     return DataSplits(part(train_idx, train_tf), val, part(test_idx, eval_tf), info)
 
@@ -116,25 +116,23 @@ def _budget(train_idx: torch.Tensor, labels: torch.Tensor, data: DataSpec) -> to
     return train_idx[kept]
 
 
-def _on_disk(data: DataSpec) -> DataSplits:
+def _on_disk(data: DataSpec, budget: bool) -> DataSplits:
     if data.dataset in ("cifar10", "cifar100"):
         train, train_eval_tf, test = cifar_datasets(data)
     else:
         train, train_eval_tf, test = image_folder_datasets(data)
     labels = torch.as_tensor(train.targets, dtype=torch.long)
     train_idx, val_idx = _carve_val(labels, data)
-    if data.train_samples is not None:
+    split_id = _fingerprint(f"{data.dataset}:{len(labels)}:{len(test)}", train=train_idx, val=val_idx)  # type: ignore[arg-type]
+    if budget and data.train_samples is not None:
         train_idx = _budget(train_idx, labels, data)
-    info = DatasetInfo(
-        len(train.classes), data.dataset, len(train_idx), len(val_idx), len(test),  # type: ignore[arg-type]
-        _fingerprint(f"{data.dataset}:{len(labels)}:{len(test)}", train=train_idx, val=val_idx),  # type: ignore[arg-type]
-    )
+    info = DatasetInfo(len(train.classes), data.dataset, len(train_idx), len(val_idx), len(test), split_id)  # type: ignore[arg-type]
     # The validation images come from the training files but are read with eval transforms.
     val = Subset(train_eval_tf, val_idx.tolist()) if len(val_idx) else None
     return DataSplits(Subset(train, train_idx.tolist()), val, test, info)
 
 
-def build_datasets(data: DataSpec) -> DataSplits:
+def build_datasets(data: DataSpec, *, budget: bool = True) -> DataSplits:
     """Build the train, validation and test datasets of a spec.
 
     Items are `(image, label)`: a float CHW tensor in [0, 1] of side `data.image_size`
@@ -145,6 +143,8 @@ def build_datasets(data: DataSpec) -> DataSplits:
 
     Args:
         data: The data section of a spec.
+        budget: Apply `data.train_samples` (a student's small-data budget); a
+            teacher fit passes False and trains on the whole training pool.
 
     Returns:
         The `DataSplits`; `val` is None when `data.val_fraction` is 0.
@@ -154,7 +154,7 @@ def build_datasets(data: DataSpec) -> DataSplits:
             split leaves a part empty.
     """
     if data.dataset in ("digits", "mnist5k", "synthetic"):
-        return _in_memory(data)
+        return _in_memory(data, budget)
     if data.dataset in ("cifar10", "cifar100", "imagefolder"):
-        return _on_disk(data)
+        return _on_disk(data, budget)
     raise ValueError(f"unknown dataset '{data.dataset}'")  # the schema's Literal makes this unreachable

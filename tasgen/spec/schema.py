@@ -207,8 +207,9 @@ class DataSpec(_Strict):
     )
     train_samples: int | None = Field(
         None, ge=1,
-        description="Train on a stratified subset of this many training images (a small-data budget); "
-        "default: all of them.",
+        description="Distil the student on a stratified subset of this many training images (a "
+        "small-data budget, drawn from split_seed); the teacher is still fitted on the whole training "
+        "split, as a teacher pretrained on more data would be. Default: all of them.",
     )
     num_samples: int = Field(512, ge=2, description="Images of the synthetic dataset.")
     augment: AugmentSpec = Field(default_factory=AugmentSpec)

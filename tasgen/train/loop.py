@@ -95,7 +95,7 @@ def train_loop(
 
     # Data: images in [0, 1] (each model normalises its own input); under DDP one shard per rank.
     # The validation split chooses best/; the test split is reported and never chooses anything.
-    splits = datasets or build_datasets(spec.data)
+    splits = datasets or build_datasets(spec.data, budget=setup.role != "teacher")
     shards = {"distributed": world_size() > 1, "rank": rank(), "world_size": world_size()}
     train_loader, eval_loader = build_loaders(splits.train, splits.test, spec.data, spec.seed, **shards)
     val_loader = build_eval_loader(splits.val, spec.data, spec.seed, **shards) if splits.val is not None else None

@@ -19,8 +19,10 @@ class RunSummary:
         name: the run's spec name.
         method: tas, ofa, kd or none.
         epochs: epochs completed.
-        student_top1, student_top5: the best epoch's student accuracy (%).
-        assistant_top1: the assistant's accuracy at that epoch (None without one).
+        student_top1, student_top5: the student's test accuracy (%) at the last epoch.
+        best_val_top1: the student's test top-1 at the epoch the validation split
+            chose (best/); None without a validation split.
+        assistant_top1: the assistant's test accuracy at the last epoch (None without one).
         teacher_top1: the teacher's accuracy (None without one).
         seconds: training time, summed over epochs.
     """
@@ -30,6 +32,7 @@ class RunSummary:
     epochs: int
     student_top1: float
     student_top5: float
+    best_val_top1: float | None
     assistant_top1: float | None
     teacher_top1: float | None
     seconds: float
@@ -49,10 +52,13 @@ def summarise_run(run_dir: str | Path) -> RunSummary:
     if not rows:
         raise TrainError(f"{folder} has no finished epoch yet")
     spec = yaml.safe_load(spec_file.read_text())
-    best = max(rows, key=lambda r: r.get("student_top1", 0.0))
+    last = rows[-1]
+    # The best epoch is chosen on validation only; the test split never picks anything.
+    best = max(rows, key=lambda r: r["val_student_top1"]) if "val_student_top1" in last else None
     return RunSummary(
-        name=spec["name"], method=spec["distill"]["method"], epochs=rows[-1]["epoch"],
-        student_top1=best["student_top1"], student_top5=best["student_top5"],
-        assistant_top1=best.get("assistant_top1"), teacher_top1=rows[0].get("teacher_top1"),
+        name=spec["name"], method=spec["distill"]["method"], epochs=last["epoch"],
+        student_top1=last["student_top1"], student_top5=last["student_top5"],
+        best_val_top1=best["student_top1"] if best is not None else None,
+        assistant_top1=last.get("assistant_top1"), teacher_top1=rows[0].get("teacher_top1"),
         seconds=sum(r.get("seconds", 0.0) for r in rows),
     )

@@ -84,7 +84,7 @@ def _train(
     spec = loaded.spec
     plan = plan_spec(loaded)
     run_dir = run_folder(spec)
-    splits = build_datasets(spec.data)
+    splits = build_datasets(spec.data, budget=role != "teacher")
     with deterministic(device):
         if role == "teacher":
             return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report, splits)
@@ -97,7 +97,8 @@ def _train(
                     "head for these classes): fitting the teacher first"
                 )
                 fit_resume = find_checkpoint(run_dir / "teacher" / "last") is not None
-                _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report, splits)
+                _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report,
+                             build_datasets(spec.data, budget=False))
                 source = teacher_source(spec, run_dir, plan.num_classes)
                 assert source is not None
             check_teacher_split(source, splits.info)

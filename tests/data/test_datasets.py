@@ -78,6 +78,10 @@ def test_train_samples_takes_a_stratified_budget() -> None:
     assert small.info.num_train == 200 and len(small.train) == 200
     assert torch.bincount(small.train.labels, minlength=10).min() >= 19
     assert torch.equal(small.test.images, full.test.images) and torch.equal(small.val.images, full.val.images)
+    # The teacher's view (no budget) is the whole pool, and both record one split.
+    pool = build_datasets(DataSpec(dataset="digits", image_size=8, train_samples=200), budget=False)
+    assert pool.info.num_train == full.info.num_train
+    assert small.info.split_id == pool.info.split_id == full.info.split_id
 
 
 def test_hflip_is_honoured_for_tensor_datasets() -> None:

@@ -1,0 +1,298 @@
+"""`run_study`: specs x variants x seeds, each an ordinary run folder, resumable.
+
+    study/
+      study.json, study.csv, <spec>-top1.png|svg, <spec>-curves.png|svg
+      <spec>/teacher.safetensors        the teacher, fitted (or given) once per spec
+      <spec>/teacher/                   its fit: metrics and checkpoints
+      <spec>/<variant>-seed<k>/         one run folder per (variant, seed)
+
+A variant is a name and the ``--set`` overrides that make it (a method of the
+study: ``distill.method=kd``; a candidate of the split search:
+``assistant.split=2``...). Finished runs are read, not trained again; an
+interrupted one resumes from its ``last/`` checkpoint, so re-running the same command
+after a kill finishes the study.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from tasgen.spec.load import LoadedSpec, load_spec
+
+from .table import StudyError, read_run, write_study
+
+__all__ = ["METHODS", "RunTask", "Study", "Variant", "prepare_study", "run_study"]
+
+METHODS = ("none", "kd", "ofa", "tas")
+"""The methods a study compares; they share the trainer, data, schedule and seeds."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a study: a name and the overrides that make it."""
+
+    name: str
+    overrides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One (spec, variant, seed) run."""
+
+    spec_path: Path
+    spec_name: str
+    variant: str
+    seed: int
+    overrides: tuple[str, ...]
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec_name} {self.variant} seed {self.seed}"
+
+
+@dataclass
+class Study:
+    """A validated study: every spec loaded, every run laid out, nothing run yet."""
+
+    folder: Path
+    specs: dict[str, Path]
+    overrides: tuple[str, ...]
+    variants: list[Variant]
+    seeds: list[int]
+    tasks: list[RunTask] = field(default_factory=list)
+    epochs: dict[str, int] = field(default_factory=dict)
+    teacher_given: dict[str, bool] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "specs": {name: str(path) for name, path in self.specs.items()},
+            "variants": {v.name: list(v.overrides) for v in self.variants},
+            "seeds": self.seeds,
+            "overrides": list(self.overrides),
+            "epochs": self.epochs,
+        }
+
+
+def method_variants(methods: Sequence[str]) -> list[Variant]:
+    """The study's variants for method names.
+
+    Raises:
+        StudyError: an unknown or repeated method.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise StudyError(f"unknown method {', '.join(map(repr, unknown))}: choose from {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods) or not methods:
+        raise StudyError(f"--methods needs distinct names from {', '.join(METHODS)}, got {','.join(methods) or 'none'}")
+    return [Variant(m, (f"distill.method={m}",)) for m in methods]
+
+
+def _teacher_file(folder: Path, spec_name: str) -> Path:
+    return folder / spec_name / "teacher.safetensors"
+
+
+def prepare_study(
+    spec_paths: Sequence[str | os.PathLike[str]],
+    variants: Sequence[Variant],
+    seeds: int | Sequence[int],
+    folder: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+) -> Study:
+    """Validate every spec and every variant before anything runs.
+
+    Args:
+        spec_paths: The spec files.
+        variants: The arms (see `method_variants`).
+        seeds: A count (seeds 0..n-1) or the seeds themselves.
+        folder: The study folder.
+        overrides: ``--set`` values applied to every spec, before each variant's own.
+
+    Returns:
+        The `Study`, its run folders laid out under ``folder``.
+
+    Raises:
+        StudyError: no seed, two specs with one name.
+        SpecError: a spec, or a spec with a variant's overrides, is invalid (located).
+    """
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list or (isinstance(seeds, int) and seeds < 1):
+        raise StudyError(f"--seeds must be at least 1, got {seeds}")
+    if any(s < 0 for s in seed_list):
+        raise StudyError(f"seeds must be >= 0, got {seed_list}")
+    root = Path(folder)
+    study = Study(root, {}, tuple(overrides), list(variants), seed_list)
+    for raw_path in spec_paths:
+        path = Path(raw_path)
+        loaded = load_spec(path, overrides)
+        name = loaded.spec.name
+        if name in study.specs:
+            raise StudyError(f"{path} and {study.specs[name]} both name their run '{name}'; give one another name")
+        study.specs[name] = path
+        study.epochs[name] = loaded.spec.train.epochs
+        study.teacher_given[name] = loaded.spec.teacher.checkpoint is not None
+        for variant in variants:
+            for seed in seed_list:
+                run_dir = root / name / f"{variant.name}-seed{seed}"
+                run_overrides = (
+                    *overrides, *variant.overrides, f"seed={seed}", f"name={run_dir.name}",
+                    f"train.output_dir={run_dir.parent}",
+                )
+                if seed == seed_list[0]:
+                    load_spec(path, run_overrides)  # a variant that breaks this spec fails now, not in an hour
+                study.tasks.append(RunTask(path, name, variant.name, seed, run_overrides, run_dir))
+    return study
+
+
+def _teacher_overrides(study: Study, name: str) -> tuple[str, ...]:
+    return (*study.overrides, f"name={name}", f"train.output_dir={study.folder}")
+
+
+def _finished(run_dir: Path, epochs: int) -> dict[str, Any] | None:
+    result = read_run(run_dir)
+    return result if result is not None and result["epochs"] >= epochs else None
+
+
+def _train_one(spec_path: Path, overrides: tuple[str, ...], role: str, resume: bool) -> None:
+    """Train one run in this process (also the body of a `--jobs` worker)."""
+    from tasgen.train import train
+
+    loaded: LoadedSpec = load_spec(spec_path, overrides)
+    train(loaded, role=role, resume=resume, quiet=True)  # type: ignore[arg-type]
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _resume_flag(run_dir: Path) -> bool:
+    from tasgen.checkpoint import find_checkpoint
+
+    return find_checkpoint(run_dir / "last") is not None
+
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> dict[str, Any]:
+    """Fit (or find) each spec's teacher once, then train every run not yet finished.
+
+    Args:
+        study: From `prepare_study`.
+        jobs: Runs at once, each in its own process with ``cpu_count // jobs``
+            threads; 1 trains in this process.
+        progress: Called with an event name ("teacher", "run", "skip") and a dict
+            (task label, result, done/total counts, ETA in seconds).
+
+    Returns:
+        The study record also written to ``study.json`` (see `write_study`).
+    """
+    report = progress or (lambda event, info: None)
+    study.folder.mkdir(parents=True, exist_ok=True)
+    jobs = max(1, jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                               initargs=(threads,)) if jobs > 1 else None
+
+    def submit(fn: Callable[..., None], *args: Any) -> Future:
+        if pool is not None:
+            return pool.submit(fn, *args)
+        future: Future = Future()
+        try:
+            fn(*args)
+            future.set_result(None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by .result() below
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            future.set_exception(exc)
+        return future
+
+    try:
+        # 1. Teachers: once per spec, fitted in <study>/<spec>/teacher/ unless the spec names weights.
+        teachers: dict[str, Any] = {}
+        pending = {}
+        for name, path in study.specs.items():
+            fit_dir = study.folder / name / "teacher"
+            if study.teacher_given[name] or _teacher_file(study.folder, name).is_file():
+                continue
+            pending[name] = submit(_train_one, path, _teacher_overrides(study, name), "teacher", _resume_flag(fit_dir))
+        for name, future in pending.items():
+            future.result()
+            report("teacher", {"spec": name})
+        for name in study.specs:
+            fit = read_run(study.folder / name / "teacher")
+            teachers[name] = {
+                "given": study.teacher_given[name],
+                "weights": str(_teacher_file(study.folder, name)) if not study.teacher_given[name] else None,
+                "test_top1": fit["test_top1"] if fit else None,
+                "val_top1": fit["best_val_top1"] if fit else None,
+                "seed": _spec_seed(study, name),
+            }
+
+        # 2. Runs: skip the finished, resume the interrupted, start the rest.
+        results: dict[RunTask, dict[str, Any]] = {}
+        todo = []
+        for task in study.tasks:
+            done = _finished(task.run_dir, study.epochs[task.spec_name])
+            if done is not None:
+                results[task] = done
+                report("skip", {"task": task, "result": done, "done": len(results), "total": len(study.tasks)})
+            else:
+                todo.append(task)
+        started = time.perf_counter()
+        running: dict[Future, RunTask] = {}
+        queue = list(todo)
+        finished_now = 0
+        while queue or running:
+            while queue and (pool is None and not running or pool is not None and len(running) < jobs):
+                task = queue.pop(0)
+                # The shared teacher exists only now (fitted above), so it is named here.
+                teacher = () if study.teacher_given[task.spec_name] else (
+                    f"teacher.checkpoint={_teacher_file(study.folder, task.spec_name).absolute()}",)
+                running[submit(_train_one, task.spec_path, (*task.overrides, *teacher), "student",
+                               _resume_flag(task.run_dir))] = task
+            completed, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in completed:
+                task = running.pop(future)
+                future.result()
+                finished_now += 1
+                result = read_run(task.run_dir) or {}
+                results[task] = result
+                elapsed = time.perf_counter() - started
+                eta = elapsed / finished_now * (len(todo) - finished_now)
+                report("run", {"task": task, "result": result, "done": len(results), "total": len(study.tasks),
+                               "eta": eta})
+                _write(study, teachers, results)
+        return _write(study, teachers, results)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _spec_seed(study: Study, name: str) -> int:
+    return load_spec(study.specs[name], study.overrides).spec.seed
+
+
+def _write(study: Study, teachers: dict[str, Any], results: dict[RunTask, dict[str, Any]]) -> dict[str, Any]:
+    rows = []
+    for task in study.tasks:  # in the study's order, whatever order they finished in
+        result = results.get(task)
+        if not result:
+            continue
+        rows.append({
+            "spec": task.spec_name, "variant": task.variant, "seed": task.seed, "run_dir": str(task.run_dir),
+            **{k: v for k, v in result.items()},
+        })
+        if math.isnan(rows[-1]["teacher_test_top1"]) and teachers.get(task.spec_name, {}).get("test_top1") is not None:
+            rows[-1]["teacher_test_top1"] = teachers[task.spec_name]["test_top1"]
+    return write_study(study.folder, study.config(), teachers, rows)
