@@ -13,7 +13,7 @@ from tasgen.plan import Plan
 from tasgen_cli.app import app
 
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml"))  # specs/base/ holds fragments for `extends`
+SPECS = sorted([*(ROOT / "specs").glob("*.yaml"), *(ROOT / "specs" / "study").glob("*.yaml")])  # specs/base/ holds fragments for `extends`
 runner = CliRunner()
 
 
