@@ -27,6 +27,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHORTEN = {
     "train": ["--set", "train.epochs=1", "--set", "train.teacher_epochs=1"],
     "bench": ["--steps", "1", "--warmup", "0", "--set", "data.batch_size=4"],
+    "study": ["--seeds", "1", "--set", "train.epochs=1", "--set", "train.teacher_epochs=1"],
+    "search": ["--epochs", "1", "--set", "train.teacher_epochs=1"],
 }
 
 

@@ -146,9 +146,9 @@ def train_loop(
     scheduler.step_update(step)  # the learning rate of the next update
 
     # The teacher's own accuracy, once, so a weak teacher is seen before hours of distilling.
-    teacher_metrics = {
-        k: v for k, v in (metrics.rows[0] if metrics.rows else {}).items() if k.startswith(("teacher_", "val_teacher_"))
-    }
+    # (A teacher fit has no separate teacher: its own accuracy is the epoch's result, not a constant.)
+    first = metrics.rows[0] if metrics.rows and setup.uses_teacher else {}
+    teacher_metrics = {k: v for k, v in first.items() if k.startswith(("teacher_", "val_teacher_"))}
     if setup.uses_teacher and not teacher_metrics:
         teacher_metrics = _evaluate(setup.system, eval_loader, val_loader, device, precision, {"teacher": "teacher"})
         report.log(f"teacher top-1 on the test split: {teacher_metrics['teacher_top1']:.2f}%")

@@ -67,3 +67,20 @@ def test_corrupt_checkpoint_is_reported(make_spec):
     weights.write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         train(make_spec(name="c"), resume=True, quiet=True)
+
+
+def test_resumed_teacher_fit_reports_its_own_accuracy(make_spec):
+    # A resumed teacher fit once repeated epoch 1's accuracy in every later row.
+    # Enough data and steps that the accuracy moves from epoch to epoch.
+    over = {"data": {"num_samples": 400, "image_size": 16},
+            "train": {"epochs": 3, "optimizer": {"name": "adamw", "lr": 0.003}}}
+    whole = train(make_spec("a.yaml", name="whole", **over), role="teacher", quiet=True)
+    parts = make_spec("b.yaml", name="parts", **over)
+    train(parts, role="teacher", max_epochs=1, quiet=True)
+    resumed = train(parts, role="teacher", resume=True, quiet=True)
+
+    def rows(result):
+        return [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    assert [r["teacher_top1"] for r in rows(resumed)] == [r["teacher_top1"] for r in rows(whole)]
+    assert len({r["teacher_top1"] for r in rows(whole)}) > 1
