@@ -187,3 +187,14 @@ def test_compare_of_a_folder_without_study_json(tmp_path: Path) -> None:
     (tmp_path / "s").mkdir()
     result = CliRunner().invoke(app, ["compare", str(tmp_path / "s")])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_jobs_run_in_separate_processes(tmp_path: Path) -> None:
+    spec = _specs(tmp_path)[0]
+    result = CliRunner().invoke(app, ["study", str(spec), "--methods", "none", "--seeds", "2", "--jobs", "2",
+                                      "-o", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "[2/2]" in result.output and "pair-a" in result.output
+    record = read_study(tmp_path / "s")
+    assert [(r["variant"], r["seed"]) for r in record["runs"]] == [("none", 0), ("none", 1)]
+    assert record["teachers"]["pair-a"]["test_top1"] is not None
