@@ -54,16 +54,17 @@ def print_study(record: dict[str, Any], title: str) -> None:
     def num(v: float) -> str:
         return "-" if v is None or math.isnan(v) else f"{v:.2f}"
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("spec", "method", "n", "test top-1", "min", "max", "best-val epoch", "vs none (paired)",
-                   "assistant", "teacher", "wall"):
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption=(
+        "top-1: final epoch; range: min-max over seeds; val-chosen: test top-1 at the epoch the validation split "
+        "chose; vs none: paired difference over the same seeds (n); min: training minutes"), caption_justify="left")
+    for column in ("spec", "method", "n", "top-1", "range", "val-chosen", "vs none (n)", "assistant", "teacher", "min"):
         table.add_column(column, justify="left" if column in ("spec", "method") else "right", no_wrap=True)
     for row in record["summary"]:
         table.add_row(
-            row["spec"], row["variant"], str(row["n"]), pm(row["mean"], row["std"]), num(row["min"]), num(row["max"]),
-            pm(row["best_val_mean"], row["best_val_std"]),
+            row["spec"], row["variant"], str(row["n"]), pm(row["mean"], row["std"]),
+            f"{num(row['min'])}-{num(row['max'])}", pm(row["best_val_mean"], row["best_val_std"]),
             "-" if row["variant"] == "none" or row["diff_n"] == 0 else f"{pm(row['diff_mean'], row['diff_std'])} ({row['diff_n']})",
-            num(row["assistant_mean"]), num(row["teacher"]), f"{row['seconds'] / 60:.1f} min",
+            num(row["assistant_mean"]), num(row["teacher"]), f"{row['seconds'] / 60:.1f}",
         )
     console.print(table)
 

@@ -109,7 +109,7 @@ def test_study_two_specs_two_methods_two_seeds(tmp_path: Path, monkeypatch: pyte
         assert picture.stat().st_size > 2000 and (head.startswith(b"\x89PNG") or b"<?xml" in head)
     result = CliRunner().invoke(app, ["compare", str(folder)])
     assert result.exit_code == 0, result.output
-    for text in ("pair-a", "pair-b", "none", "kd", "vs none"):
+    for text in ("pair-a", "pair-b", "none", "kd", "vs none", "val-chosen"):
         assert text in result.output
 
     # A second call trains nothing: everything is finished.
