@@ -137,11 +137,13 @@ def write_study(folder: Path, config: dict[str, Any], teachers: dict[str, Any], 
     """Write ``study.json`` (config, teachers, runs with curves, aggregate) and ``study.csv`` (one row per run).
 
     Both are written to a temporary name first and renamed, so a reader never sees half a file.
+
+    Returns:
+        The record (NaN where a figure does not exist; the file holds null there).
     """
-    summary = aggregate(runs)
-    record = _json_safe({"config": config, "teachers": teachers, "runs": runs, "summary": summary})
+    record = {"config": config, "teachers": teachers, "runs": runs, "summary": aggregate(runs)}
     tmp = folder / (STUDY_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(_json_safe(record), indent=1) + "\n", encoding="utf-8")
     tmp.replace(folder / STUDY_FILE)
     tmp = folder / (CSV_FILE + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:

@@ -189,6 +189,16 @@ def test_compare_of_a_folder_without_study_json(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def test_one_seed_study_prints_its_table(tmp_path: Path) -> None:
+    # One seed: no standard deviation anywhere; the table says "-" or the mean alone.
+    spec = _specs(tmp_path)[0]
+    result = CliRunner().invoke(app, ["study", str(spec), "--methods", "none,kd", "--seeds", "1", "-o", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.strip().startswith("pair-a")]
+    assert len(rows) == 2 and all("±" not in row and "nan" not in row for row in rows)
+    assert "wrote" in result.output and (tmp_path / "s" / "pair-a-top1.png").is_file()
+
+
 def test_jobs_run_in_separate_processes(tmp_path: Path) -> None:
     spec = _specs(tmp_path)[0]
     result = CliRunner().invoke(app, ["study", str(spec), "--methods", "none", "--seeds", "2", "--jobs", "2",
