@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 Mixer = Literal["conv", "attention", "mlp"]
 
@@ -245,7 +245,25 @@ class TrainSpec(_Strict):
     ema: EmaSpec = Field(default_factory=EmaSpec)
     teacher_epochs: int | None = Field(None, ge=1, description="Epochs of `--role teacher` (default: epochs).")
     log_interval: int = Field(20, ge=1)
+    loggers: list[Literal["jsonl", "csv", "tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["jsonl", "csv"],
+        description="Where metrics go: jsonl (metrics.jsonl, always kept: resume, eval and compare read it), "
+        "csv (metrics.csv), tensorboard (<run>/tensorboard: scalars per step and epoch, the plan, the spec "
+        "as hparams), wandb (Weights & Biases; WANDB_MODE=offline keeps it on disk). Only rank 0 logs.",
+    )
+    wandb_project: str = Field("tasgen", min_length=1, max_length=128, description="Weights & Biases project.")
     output_dir: Path = Field(Path("runs"), description="Runs are written to <output_dir>/<name>.")
+
+
+    @field_validator("loggers")
+    @classmethod
+    def _loggers(cls, loggers: list[str]) -> list[str]:
+        twice = sorted({name for name in loggers if loggers.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        if "jsonl" not in loggers:
+            raise ValueError("jsonl must stay: --resume, tasgen eval and tasgen compare read metrics.jsonl")
+        return loggers
 
 
 # ----------------------------------------------------------------------- spec
