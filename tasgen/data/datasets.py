@@ -8,9 +8,10 @@ from torch.utils.data import Dataset
 
 from tasgen.spec.schema import DataSpec
 
-from .folder_datasets import cifar_datasets, image_folder_datasets
+from .folder_datasets import cifar_datasets
 from .split import stratified_split
 from .tensor_datasets import TensorImageDataset, digits_images, synthetic_images
+from .timm_datasets import hfds_datasets, image_folder_datasets, wds_datasets
 from .transforms import TensorImageTransform
 
 __all__ = ["DatasetInfo", "build_datasets"]
@@ -39,6 +40,9 @@ def _in_memory(data: DataSpec, seed: int) -> tuple[TensorImageDataset, TensorIma
     return train, evaluate, int(labels.max()) + 1
 
 
+_TIMM_SOURCES = {"imagefolder": image_folder_datasets, "hfds": hfds_datasets, "wds": wds_datasets}
+
+
 def build_datasets(data: DataSpec, seed: int) -> tuple[Dataset, Dataset, DatasetInfo]:
     """Build the train and eval datasets of a spec.
 
@@ -53,16 +57,15 @@ def build_datasets(data: DataSpec, seed: int) -> tuple[Dataset, Dataset, Dataset
         `(train_dataset, eval_dataset, info)`.
 
     Raises:
-        DataError: Files are missing, empty or corrupt (cifar*, imagefolder).
+        DataError: Files are missing, empty or corrupt (cifar*, imagefolder, hfds, wds).
     """
     if data.dataset in ("digits", "synthetic"):
         train, evaluate, num_classes = _in_memory(data, seed)
     elif data.dataset in ("cifar10", "cifar100"):
         train, evaluate = cifar_datasets(data)
         num_classes = len(train.classes)
-    elif data.dataset == "imagefolder":
-        train, evaluate = image_folder_datasets(data)
-        num_classes = len(train.classes)
+    elif data.dataset in _TIMM_SOURCES:  # through timm's dataset factory
+        train, evaluate, num_classes = _TIMM_SOURCES[data.dataset](data)
     else:  # the schema's Literal makes this unreachable; keep the error for new names
         raise ValueError(f"unknown dataset '{data.dataset}'")
     info = DatasetInfo(num_classes, data.dataset, len(train), len(evaluate))

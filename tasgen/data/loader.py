@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sized
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
 
 from tasgen.spec.schema import DataSpec
 
@@ -79,7 +79,14 @@ def build_loaders(
     if data.num_workers > 0:
         common |= {"persistent_workers": True, "prefetch_factor": 4}
 
-    if distributed:
+    if isinstance(train_ds, IterableDataset):
+        # Streamed data (wds, hfds streaming): timm's readers shuffle, and shard over ranks
+        # and workers, themselves; `set_epoch` reseeds their shuffle (see reseed_loader).
+        for ds in (train_ds, eval_ds):
+            if hasattr(ds, "set_loader_cfg"):
+                ds.set_loader_cfg(num_workers=data.num_workers)
+        train_sampler, eval_sampler = None, None
+    elif distributed:
         train_sampler = DistributedSampler(
             train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
@@ -90,7 +97,7 @@ def build_loaders(
     train_loader = DataLoader(
         train_ds,
         batch_size=data.batch_size,
-        shuffle=train_sampler is None,
+        shuffle=train_sampler is None and not isinstance(train_ds, IterableDataset),
         sampler=train_sampler,
         drop_last=True,
         # Ranks get different worker seeds; the shuffle itself is seeded by the sampler.
@@ -101,7 +108,7 @@ def build_loaders(
         eval_ds,
         batch_size=data.eval_batch_size or data.batch_size,
         shuffle=False,
-        sampler=eval_sampler,
+        sampler=eval_sampler if not isinstance(eval_ds, IterableDataset) else None,
         drop_last=False,
         generator=torch.Generator().manual_seed(seed + rank),
         **common,

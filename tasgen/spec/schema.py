@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 Mixer = Literal["conv", "attention", "mlp"]
 
@@ -181,10 +189,31 @@ class AugmentSpec(_Strict):
 class DataSpec(_Strict):
     """Where images come from and how they are batched."""
 
-    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "imagefolder"] = Field(
-        "digits", description="digits (scikit-learn's bundled digits) and synthetic need no files."
+    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "imagefolder", "hfds", "wds"] = Field(
+        "digits",
+        description="digits (scikit-learn's bundled digits) and synthetic need no files; imagefolder: class "
+        "folders or .tar files under root (timm's folder/tar readers); hfds: a Hugging Face dataset (timm's "
+        "hfds/ reader: a Hub name or a local folder of parquet or image files); wds: WebDataset shards.",
     )
-    root: Path | None = Field(None, description="Dataset folder (cifar*, imagefolder).")
+    name: str | None = Field(
+        None, min_length=1,
+        description="hfds: the dataset, a Hub name (ORG/NAME) or a local folder of parquet or image files.",
+    )
+    root: Path | None = Field(
+        None,
+        description="Dataset folder (cifar*, imagefolder: train/ and val/ folders or .tar files; wds: the shards "
+        "and their _info.json); hfds: the download cache (default: Hugging Face's).",
+    )
+    train_split: str = Field("train", min_length=1, description="Split to train on (imagefolder, hfds, wds).")
+    eval_split: str = Field(
+        "validation", min_length=1,
+        description="Held-out split (imagefolder, hfds, wds); imagefolder also finds it as val/, valid/ or eval/. "
+        "wds takes a split of _info.json or a brace pattern with a count, e.g. 'val-{0000..0003}.tar|2000'.",
+    )
+    streaming: bool = Field(
+        False, description="hfds: stream the dataset (timm's hfids reader) instead of downloading it whole; "
+        "wds always streams.",
+    )
     download: bool = Field(False, description="Allow torchvision to download cifar10/cifar100 into root.")
     image_size: int = Field(32, ge=8, le=1024, description="Side of the square training images.")
     batch_size: int = Field(64, ge=1, le=65536, description="Images per micro-batch (per process).")
@@ -196,8 +225,14 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _root_needed(self) -> DataSpec:
-        if self.dataset in ("cifar10", "cifar100", "imagefolder") and self.root is None:
+        if self.dataset in ("cifar10", "cifar100", "imagefolder", "wds") and self.root is None:
             raise ValueError(f"dataset '{self.dataset}' needs 'root' (the folder holding it)")
+        if self.dataset == "hfds" and self.name is None:
+            raise ValueError("dataset 'hfds' needs 'name': a Hub dataset (ORG/NAME) or a local folder")
+        if self.name is not None and self.dataset != "hfds":
+            raise ValueError(f"'name' only applies to dataset 'hfds', not to '{self.dataset}'")
+        if self.streaming and self.dataset not in ("hfds", "wds"):
+            raise ValueError(f"'streaming' only applies to hfds and wds, not to '{self.dataset}'")
         return self
 
 

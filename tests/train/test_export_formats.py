@@ -152,10 +152,10 @@ def test_external_names_are_validated_without_the_network(tmp_path, write_spec):
 
 
 def test_hub_model_offline_is_one_clear_located_line(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
     from tasgen.compiler import plan_spec
     from tasgen.spec.load import load_spec
-
-    import huggingface_hub.constants
 
     # huggingface_hub reads these when imported: set its constants too. An empty cache: nothing to fall back on.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
