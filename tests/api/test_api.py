@@ -86,7 +86,7 @@ def _python_blocks(doc: Path) -> list[str]:
 
 
 def test_docs_api_example_runs(tmp_path: Path, monkeypatch) -> None:
-    """The docs/api.md example, as written, after a stand-in teacher (random weights) is put in place."""
+    """The Python examples of docs/api.md and README.md, as written, after a stand-in teacher (random weights)."""
     from tasgen.arch.models import create_model
     from tasgen.checkpoint import save_weights
     from tasgen.spec import load_spec
@@ -97,10 +97,11 @@ def test_docs_api_example_runs(tmp_path: Path, monkeypatch) -> None:
     teacher = create_model(spec.teacher, num_classes=10, image_size=spec.data.image_size)
     (tmp_path / "runs" / "quickstart").mkdir(parents=True)
     save_weights(teacher.state_dict(), tmp_path / "runs" / "quickstart" / "teacher.safetensors")
-    blocks = _python_blocks(ROOT / "docs" / "api.md")
-    assert blocks
-    for block in blocks:
-        exec(compile(block, "docs/api.md", "exec"), {"__name__": "__docs__"})  # noqa: S102
+    for doc in ("docs/api.md", "README.md"):
+        blocks = _python_blocks(ROOT / doc)
+        assert blocks, doc
+        for block in blocks:
+            exec(compile(block, doc, "exec"), {"__name__": "__docs__"})  # noqa: S102
     assert (tmp_path / "student.pt").is_file()
 
 

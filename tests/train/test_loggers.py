@@ -91,3 +91,16 @@ def test_a_missing_logger_package_names_the_extra(make_spec, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(TrainError, match=r"pip install 'tasgen\[wandb\]'"):
         train(make_spec(train={"loggers": ["jsonl", "wandb"]}), quiet=True)
+
+
+@needs_tensorboard
+def test_only_rank_0_logs(make_spec, tmp_path):
+    from tasgen.compiler import plan_spec
+    from tasgen.train.loggers import Loggers
+
+    loaded = make_spec(train={"loggers": ["jsonl", "tensorboard"]})
+    loggers = Loggers(loaded.spec, plan_spec(loaded), tmp_path, role="student", active=False)
+    loggers.step(1, {"loss": 1.0})
+    loggers.epoch({"epoch": 1, "step": 1, "student_top1": 50.0})
+    loggers.close()
+    assert not (tmp_path / "tensorboard").exists()
