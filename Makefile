@@ -11,6 +11,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# The suite also runs the optional integrations (Hugging Face datasets, WebDataset, ONNX,
+# TensorBoard, W&B offline, Lightning) instead of skipping them.
+$(VENV)/.installed-extras: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,all]'
+	touch $@
+
 # The quickstart on the bundled digits: fit the teacher, distil with TAS, train the
 # same student alone for comparison, and print both.
 demo: $(VENV)/.installed
@@ -19,7 +25,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/tasgen train specs/quickstart.yaml --set distill.method=none --set name=quickstart-alone
 	$(VENV)/bin/tasgen compare runs/quickstart-alone runs/quickstart
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-extras
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

@@ -16,6 +16,8 @@ class PlanFormat(str, Enum):
     json = "json"
     dot = "dot"
     mermaid = "mermaid"
+    svg = "svg"
+    png = "png"
 
 
 class EmitFormat(str, Enum):
@@ -97,10 +99,23 @@ def register(app: typer.Typer) -> None:
         all_: Annotated[bool, typer.Option("--all", help="List every candidate with its score.")] = False,
         exact: Annotated[bool, typer.Option("--exact", help="Count parameters and FLOPs on the built modules.")] = False,
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-read the models' stage tables.")] = False,
+        output: Annotated[Path | None, typer.Option(
+            "--output", "-o", help="The picture to write (svg, png); default <name>-plan.<format>.",
+            show_default=False)] = None,
     ) -> None:
-        """Derive the assistant for SPEC and show it."""
+        """Derive the assistant for SPEC and show it (a table, JSON, DOT, Mermaid, or a picture)."""
         loaded, result = _load_plan(spec, set_, use_cache=not no_cache)
-        if format is PlanFormat.json:
+        if format in (PlanFormat.svg, PlanFormat.png):
+            from tasgen.plan_draw import draw_plan
+
+            target = output or Path(f"{result.name}-plan.{format.value}")
+            try:
+                written = draw_plan(result, target, show_scores=all_, format=format.value)
+            except OSError as exc:
+                typer.echo(f"error: cannot write {target}: {exc.strerror or exc}", err=True)
+                raise typer.Exit(code=2) from None
+            typer.echo(f"wrote {written} (plan {result.hash})", err=True)
+        elif format is PlanFormat.json:
             typer.echo(result.to_json())
         elif format is PlanFormat.dot:
             from tasgen.plan_views import to_dot

@@ -119,15 +119,51 @@ def eval_command(
     Console().print(table)
 
 
+class ExportFormat(str, Enum):
+    safetensors = "safetensors"
+    timm = "timm"
+    onnx = "onnx"
+
+
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, <output_dir>/<name>.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The .safetensors file to write.")],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="The file (safetensors, onnx) or folder (timm) to write.")],
     last: Annotated[bool, typer.Option("--last", help="Export last/ instead of best/.")] = False,
     ema: Annotated[bool, typer.Option("--ema", help="Export the EMA weights.")] = False,
+    format: Annotated[ExportFormat, typer.Option(
+        "--format", "-f", help="safetensors: a plain state_dict; timm: a folder for "
+        "timm.create_model('local-dir:FOLDER', pretrained=True); onnx: checked against onnxruntime.")
+    ] = ExportFormat.safetensors,
+    push_to_hub: Annotated[str | None, typer.Option(
+        "--push-to-hub", metavar="REPO", help="With --format timm: also upload to this Hugging Face Hub repo "
+        "(ORG/NAME; needs network and `hf auth login`).", show_default=False)] = None,
 ) -> None:
-    """Export the student as a plain state_dict (safetensors) that a fresh model loads as is."""
+    """Export the student: a plain state_dict (safetensors), a timm model folder, or ONNX."""
+    checkpoint = "last" if last else "best"
+    if push_to_hub is not None and format is not ExportFormat.timm:
+        typer.echo("--push-to-hub uploads a timm folder: add --format timm", err=True)
+        raise typer.Exit(USER_ERROR_EXIT)
     with _user_errors():
+        if format is ExportFormat.timm:
+            from tasgen.train.export_formats import export_timm
+
+            path = export_timm(run_dir, output, checkpoint=checkpoint, ema=ema, push_to_hub=push_to_hub)
+            typer.echo(f"timm model folder written to {path}; load it with "
+                       f"timm.create_model('local-dir:{path}', pretrained=True)")
+            if push_to_hub is not None:
+                typer.echo(f"pushed to https://huggingface.co/{push_to_hub}; load it with "
+                           f"timm.create_model('hf-hub:{push_to_hub}', pretrained=True)")
+            return
+        if format is ExportFormat.onnx:
+            from tasgen.train.export_formats import ONNX_ATOL, export_onnx
+
+            path, diff = export_onnx(run_dir, output, checkpoint=checkpoint, ema=ema)
+            check = (f"onnxruntime agrees with PyTorch (max |logit difference| {diff:.1e} <= {ONNX_ATOL})"
+                     if diff is not None else "not checked: pip install 'tasgen[onnx]' for onnxruntime")
+            typer.echo(f"ONNX written to {path}; {check}")
+            return
         from tasgen.train import export_student
 
-        path = export_student(run_dir, output, checkpoint="last" if last else "best", ema=ema)
+        path = export_student(run_dir, output, checkpoint=checkpoint, ema=ema)
     typer.echo(f"student weights written to {path}")

@@ -6,7 +6,6 @@ reported as spec errors located at the spec node that caused them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasgen.arch.table import StageTable
@@ -23,16 +22,17 @@ DATASET_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100
 
 
 def num_classes(spec: Spec) -> int:
-    """The class count: the spec's, else the dataset's (imagefolder: its train folders)."""
+    """The class count: the spec's, else the dataset's (read from its files; see `tasgen.dataset_classes`)."""
     if spec.num_classes is not None:
         return spec.num_classes
     if spec.data.dataset in DATASET_CLASSES:
         return DATASET_CLASSES[spec.data.dataset]
-    root = Path(spec.data.root or ".").expanduser() / "train"
-    classes = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-    if len(classes) < 2:
-        raise ValueError(f"cannot count classes under {root}: set num_classes in the spec")
-    return len(classes)
+    from tasgen.dataset_classes import count_classes
+
+    count, where = count_classes(spec.data)
+    if count is None:
+        raise ValueError(f"cannot count classes of {where}: set num_classes in the spec")
+    return count
 
 
 def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, StageTable]:
@@ -55,8 +55,11 @@ def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, Sta
         try:
             tables[role] = stage_table(model, role=role, num_classes=classes, image_size=spec.data.image_size)
         except Exception as exc:  # noqa: BLE001 - whatever timm raises, the user needs one located line
+            from tasgen.spec._timm_names import hub_model_error
+
             name = model.timm if isinstance(model, TimmModelSpec) else "stage-described backbone"
-            raise loaded.error(where, f"tasgen cannot read {name}: {_one_line(exc)}") from None
+            message = hub_model_error(name, exc) or f"tasgen cannot read {name}: {_one_line(exc)}"
+            raise loaded.error(where, message) from None
     return tables
 
 

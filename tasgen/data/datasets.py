@@ -9,17 +9,19 @@ split is what results are reported on and is never used for a choice.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset, IterableDataset, Subset
 
 from tasgen.spec.schema import DataSpec
 
-from .folder_datasets import cifar_datasets, image_folder_datasets
+from .folder_datasets import cifar_datasets
 from .split import stratified_split
 from .tensor_datasets import TensorImageDataset, digits_images, mnist5k_images, synthetic_images
+from .timm_datasets import hfds_datasets, image_folder_datasets, wds_datasets
 from .transforms import TensorImageTransform
 
 __all__ = ["DataSplits", "DatasetInfo", "build_datasets"]
@@ -116,19 +118,58 @@ def _budget(train_idx: torch.Tensor, labels: torch.Tensor, data: DataSpec) -> to
     return train_idx[kept]
 
 
-def _on_disk(data: DataSpec, budget: bool) -> DataSplits:
+_TIMM_SOURCES = {"imagefolder": image_folder_datasets, "hfds": hfds_datasets, "wds": wds_datasets}
+
+
+def _targets(dataset: Dataset) -> torch.Tensor | None:
+    """Class index per item without decoding an image: torchvision's `targets`, timm readers' samples."""
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        samples = getattr(getattr(dataset, "reader", None), "samples", None)
+        if isinstance(samples, (list, tuple)) and samples and isinstance(samples[0], (list, tuple)):
+            targets = [target for _, target in samples]
+    return torch.as_tensor(targets, dtype=torch.long) if targets is not None else None
+
+
+def _length(dataset: Dataset) -> int:
+    try:
+        return len(dataset)  # type: ignore[arg-type]
+    except TypeError:  # a stream of unknown length
+        return 0
+
+
+def _with_eval_transform(train: Dataset, test: Dataset) -> Dataset:
+    """The training files read with the test split's (eval) transform: validation is never augmented."""
+    view = copy.copy(train)
+    view.transform = test.transform  # type: ignore[attr-defined]
+    return view
+
+
+def _from_files(data: DataSpec, budget: bool) -> DataSplits:
+    """Datasets with a test split of their own (CIFAR, image folders, Hugging Face, WebDataset).
+
+    The validation images are carved out of the training split: stratified when the
+    labels are known without decoding images, otherwise a plain random subset.
+    Streamed datasets (no length) cannot be carved and get no validation split.
+    """
     if data.dataset in ("cifar10", "cifar100"):
-        train, train_eval_tf, test = cifar_datasets(data)
+        train, test = cifar_datasets(data)
+        num_classes = len(train.classes)
     else:
-        train, train_eval_tf, test = image_folder_datasets(data)
-    labels = torch.as_tensor(train.targets, dtype=torch.long)
+        train, test, num_classes = _TIMM_SOURCES[data.dataset](data)
+    if isinstance(train, IterableDataset):
+        info = DatasetInfo(num_classes, data.dataset, _length(train), 0, _length(test),
+                           _fingerprint(f"{data.dataset}:{data.name}:{data.train_split}:{data.eval_split}"))
+        return DataSplits(train, None, test, info)
+    labels = _targets(train)
+    if labels is None:  # unknown labels: one class for the split, so the carve is a plain random subset
+        labels = torch.zeros(len(train), dtype=torch.long)  # type: ignore[arg-type]
     train_idx, val_idx = _carve_val(labels, data)
     split_id = _fingerprint(f"{data.dataset}:{len(labels)}:{len(test)}", train=train_idx, val=val_idx)  # type: ignore[arg-type]
     if budget and data.train_samples is not None:
         train_idx = _budget(train_idx, labels, data)
-    info = DatasetInfo(len(train.classes), data.dataset, len(train_idx), len(val_idx), len(test), split_id)  # type: ignore[arg-type]
-    # The validation images come from the training files but are read with eval transforms.
-    val = Subset(train_eval_tf, val_idx.tolist()) if len(val_idx) else None
+    info = DatasetInfo(num_classes, data.dataset, len(train_idx), len(val_idx), len(test), split_id)  # type: ignore[arg-type]
+    val = Subset(_with_eval_transform(train, test), val_idx.tolist()) if len(val_idx) else None
     return DataSplits(Subset(train, train_idx.tolist()), val, test, info)
 
 
@@ -150,11 +191,11 @@ def build_datasets(data: DataSpec, *, budget: bool = True) -> DataSplits:
         The `DataSplits`; `val` is None when `data.val_fraction` is 0.
 
     Raises:
-        DataError: Files are missing, empty or corrupt (cifar*, imagefolder), or the
-            split leaves a part empty.
+        DataError: Files are missing, empty or corrupt (cifar*, imagefolder, hfds, wds), or
+            the split leaves a part empty.
     """
     if data.dataset in ("digits", "mnist5k", "synthetic"):
         return _in_memory(data, budget)
-    if data.dataset in ("cifar10", "cifar100", "imagefolder"):
-        return _on_disk(data, budget)
+    if data.dataset in ("cifar10", "cifar100", *_TIMM_SOURCES):
+        return _from_files(data, budget)
     raise ValueError(f"unknown dataset '{data.dataset}'")  # the schema's Literal makes this unreachable

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sized
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
 
 from tasgen.spec.schema import DataSpec
 
@@ -76,15 +76,24 @@ def build_loaders(
             "Lower data.batch_size or use more data."
         )
     common = _loader_options(data)
-    train_sampler = (
-        DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        if distributed else None
-    )
+    if isinstance(train_ds, IterableDataset):
+        # Streamed data (wds, hfds streaming): timm's readers shuffle, and shard over ranks
+        # and workers, themselves; `set_epoch` reseeds their shuffle (see reseed_loader).
+        for ds in (train_ds, eval_ds):
+            if hasattr(ds, "set_loader_cfg"):
+                ds.set_loader_cfg(num_workers=data.num_workers)
+        train_sampler = None
+    elif distributed:
+        train_sampler = DistributedSampler(
+            train_ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+    else:
+        train_sampler = None
 
     train_loader = DataLoader(
         train_ds,
         batch_size=data.batch_size,
-        shuffle=train_sampler is None,
+        shuffle=train_sampler is None and not isinstance(train_ds, IterableDataset),
         sampler=train_sampler,
         drop_last=True,
         # Ranks get different worker seeds; the shuffle itself is seeded by the sampler.
@@ -108,7 +117,8 @@ def build_eval_loader(
         rank: This process's rank.
         world_size: Number of processes.
     """
-    sampler = EvalShardSampler(dataset, rank, world_size) if distributed else None  # type: ignore[arg-type]
+    streamed = isinstance(dataset, IterableDataset)  # a stream shards itself
+    sampler = EvalShardSampler(dataset, rank, world_size) if distributed and not streamed else None  # type: ignore[arg-type]
     return DataLoader(
         dataset,
         batch_size=data.eval_batch_size or data.batch_size,

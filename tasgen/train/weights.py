@@ -122,7 +122,8 @@ def load_pretrained(model: nn.Module, spec: TimmModelSpec, *, role: str, num_cla
         f"Download the weights where there is network and set `{role}.checkpoint:` to the file, "
         "or set HF_HUB_OFFLINE=1 to use a filled Hugging Face cache."
     )
-    if not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
+    local = spec.timm.startswith("local-dir:")  # timm reads these weights from disk
+    if not local and not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
         # The hub client would retry for half a minute before failing; say it now.
         raise TrainError(f"{role}.pretrained: cannot reach the Hugging Face hub (offline?). {advice}")
     kwargs = dict(spec.kwargs)
@@ -144,6 +145,12 @@ def load_pretrained(model: nn.Module, spec: TimmModelSpec, *, role: str, num_cla
 
 def _pretrained_classes(spec: TimmModelSpec) -> int | None:
     from timm.models import get_pretrained_cfg_value
+
+    if spec.timm.startswith("local-dir:"):  # a folder written by save_for_hf: its config.json says
+        from tasgen.spec._timm_names import local_dir_config
+
+        config = local_dir_config(spec.timm.removeprefix("local-dir:"))
+        return config.get("num_classes") if isinstance(config, dict) else None
 
     try:
         return get_pretrained_cfg_value(spec.timm, "num_classes")

@@ -1,0 +1,191 @@
+"""Datasets through timm's dataset factory (`timm.data.create_dataset`).
+
+One function per source, each returning ``(train, eval, num_classes)`` with items
+``(float CHW image in [0, 1], int label)``:
+
+- `image_folder_datasets`: ``root/train/<class>/<image>`` and ``root/val/...`` (or
+  ``valid/``, ``validation/``, ``eval/``), or ``root/train.tar`` and ``root/val.tar``
+  holding the same layout (timm's folder and tar readers);
+- `hfds_datasets`: a Hugging Face dataset, from the Hub or a local folder of parquet
+  or image files (timm's ``hfds/`` reader; ``hfids/`` when streaming);
+- `wds_datasets`: WebDataset shards, ``<key>.jpg`` + ``<key>.cls`` per sample, with an
+  ``_info.json`` naming each split's shards and sizes (timm's ``wds/`` reader).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from timm.data import create_dataset
+from torch.utils.data import Dataset
+
+from tasgen.spec.schema import DataSpec
+
+from .errors import DataError
+from .transforms import build_pil_transforms
+
+__all__ = ["hfds_datasets", "image_folder_datasets", "wds_datasets"]
+
+# timm's split synonyms (timm.data.dataset_factory), in the order we look for them.
+_EVAL_NAMES = ("validation", "val", "valid", "eval", "evaluation")
+_TRAIN_NAMES = ("train", "training")
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _split_path(root: Path, split: str) -> Path | None:
+    """``root/<split>`` as a folder or a ``.tar`` file, trying timm's synonyms of the split's name."""
+    names = [split]
+    for synonyms in (_TRAIN_NAMES, _EVAL_NAMES):
+        if split in synonyms:
+            names += [s for s in synonyms if s != split]
+    for name in names:
+        for candidate in (root / name, root / f"{name}.tar"):
+            if candidate.is_dir() or candidate.is_file():
+                return candidate
+    return None
+
+
+def _split_folders(split: str) -> str:
+    """How a missing split is named to the user: its folder and the synonyms timm accepts."""
+    for synonyms in (_TRAIN_NAMES, _EVAL_NAMES):
+        if split in synonyms:
+            ordered = sorted(synonyms, key=lambda s: (s != "val" and s != "train", s != split))
+            return f"{ordered[0]}/ (or {', '.join(f'{s}/' for s in ordered[1:])} or a .tar of one)"
+    return f"{split}/ (or {split}.tar)"
+
+
+def _classes(ds: Any) -> dict[str, int]:
+    # The folder and Hugging Face readers say class_to_idx, the tar reader class_name_to_idx.
+    reader = ds.reader
+    return dict(getattr(reader, "class_to_idx", None) or getattr(reader, "class_name_to_idx", None) or {})
+
+
+def image_folder_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
+    """Class folders or tar files under ``data.root``, read by timm's folder/tar readers.
+
+    Raises:
+        DataError: a split is missing or empty, or the two splits have different classes.
+    """
+    assert data.root is not None  # the schema requires a root for imagefolder
+    root = Path(data.root).expanduser()
+    layout = (f"expected {root}/{data.train_split}/<class>/<image> and {root}/val/<class>/<image> "
+              f"(or {data.train_split}.tar and val.tar holding <class>/<image>)")
+    if not root.is_dir():
+        raise DataError(f"imagefolder root {root} does not exist; {layout}")
+    paths = {split: _split_path(root, split) for split in (data.train_split, data.eval_split)}
+    missing = [_split_folders(split) for split, path in paths.items() if path is None]
+    if missing:
+        raise DataError(f"imagefolder {root} has no {' and no '.join(missing)}; {layout}")
+    train_tf, eval_tf = build_pil_transforms(data)
+    splits = []
+    for (split, path), transform in zip(paths.items(), (train_tf, eval_tf), strict=True):
+        try:
+            ds = create_dataset("", root=str(path), split=split, search_split=False, transform=transform)
+        except Exception as exc:  # noqa: BLE001 - timm's readers raise bare asserts and OS errors alike
+            raise DataError(f"imagefolder {path} lacks images ({_one_line(exc)}); {layout}") from None
+        if len(ds) == 0:
+            raise DataError(f"imagefolder {path} lacks images; {layout}")
+        splits.append(ds)
+    train, evaluate = splits
+    train_classes, eval_classes = _classes(train), _classes(evaluate)
+    if train_classes != eval_classes:
+        only_train = sorted(set(train_classes) - set(eval_classes))
+        only_eval = sorted(set(eval_classes) - set(train_classes))
+        raise DataError(
+            f"imagefolder {root}: the {data.train_split} and {data.eval_split} splits must hold the same class folders "
+            f"(only in {data.train_split}: {only_train}; only in {data.eval_split}: {only_eval})"
+        )
+    return train, evaluate, len(train_classes)
+
+
+def hfds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
+    """A Hugging Face dataset through timm's ``hfds/`` (or, streaming, ``hfids/``) reader.
+
+    The dataset needs an ``image`` column and a ``label`` column of class indices
+    (a ``ClassLabel`` gives the class count; without one, set ``num_classes``).
+
+    Raises:
+        DataError: ``datasets`` is not installed, the dataset or a split cannot be loaded.
+    """
+    assert data.name is not None  # the schema requires a name for hfds
+    try:
+        import datasets  # noqa: F401 - timm's reader needs it; say so before it prints and raises
+    except ImportError:
+        raise DataError("dataset 'hfds' needs the Hugging Face datasets package: pip install 'tasgen[hf]'") from None
+    name = _hf_name(data.name)
+    prefix = "hfids" if data.streaming else "hfds"
+    train_tf, eval_tf = build_pil_transforms(data)
+    splits = []
+    for split, transform, training in ((data.train_split, train_tf, True), (data.eval_split, eval_tf, False)):
+        try:
+            ds = create_dataset(f"{prefix}/{name}", root=str(data.root) if data.root else None, split=split,
+                                is_training=training, batch_size=data.batch_size, transform=transform)
+        except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; the user needs one line
+            hint = "" if Path(name).exists() else " (a Hub dataset needs network, or a filled Hugging Face cache)"
+            raise DataError(f"cannot load hfds {data.name!r} split {split!r}: {_one_line(exc)}{hint}") from None
+        splits.append(ds)
+    train, evaluate = splits
+    return train, evaluate, len(_classes(train))
+
+
+def _hf_name(name: str) -> str:
+    """A local folder as an absolute path (datasets reads it), a Hub name as is."""
+    local = Path(name).expanduser()
+    return str(local.resolve()) if local.exists() else name
+
+
+def wds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
+    """WebDataset shards under ``data.root`` through timm's ``wds/`` reader (always streamed).
+
+    ``_info.json`` (timm's format) lists each split's shard files and sample counts;
+    an optional top-level ``num_classes`` there gives the class count.
+
+    Raises:
+        DataError: ``webdataset`` is not installed, or the shards or their info are missing.
+    """
+    assert data.root is not None  # the schema requires a root for wds
+    try:
+        import webdataset  # noqa: F401
+    except ImportError:
+        raise DataError("dataset 'wds' needs the webdataset package: pip install 'tasgen[webdataset]'") from None
+    root = Path(data.root).expanduser()
+    info = wds_info(root)
+    train_tf, eval_tf = build_pil_transforms(data)
+    splits = []
+    for split, transform, training in ((data.train_split, train_tf, True), (data.eval_split, eval_tf, False)):
+        try:
+            ds = create_dataset("wds/", root=str(root), split=split, is_training=training,
+                                batch_size=data.batch_size, seed=0, transform=transform)
+        except Exception as exc:  # noqa: BLE001 - the reader raises RuntimeError/KeyError on bad info
+            raise DataError(f"wds {root} split {split!r}: {_one_line(exc)}; list it in {root}/_info.json "
+                            "or give a pattern with a count, e.g. 'val-{0000..0003}.tar|2000'") from None
+        if not len(ds):
+            raise DataError(f"wds {root} split {split!r} has no samples (num_samples 0 in _info.json?)")
+        splits.append(ds)
+    train, evaluate = splits
+    classes = info.get("num_classes")
+    return train, evaluate, int(classes) if isinstance(classes, int) else 0
+
+
+def wds_info(root: Path) -> dict[str, Any]:
+    """The ``_info.json`` (or ``info.json``) of a shard folder; {} when there is none.
+
+    Raises:
+        DataError: the folder is missing or the file is not JSON.
+    """
+    if not root.is_dir():
+        raise DataError(f"wds root {root} does not exist (the folder of the .tar shards and _info.json)")
+    for name in ("_info.json", "info.json"):
+        file = root / name
+        if file.is_file():
+            try:
+                return json.loads(file.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise DataError(f"{file} is not valid JSON ({exc})") from None
+    return {}
