@@ -11,7 +11,52 @@ from tasgen.spec.schema import DataSpec
 
 from .errors import DataError
 
-__all__ = ["EvalShardSampler", "build_loaders"]
+__all__ = ["EvalShardSampler", "NamedReadErrors", "build_loaders"]
+
+
+class NamedReadErrors(Dataset):
+    """A file-backed dataset whose unreadable image is a `DataError` naming the file.
+
+    PIL raises ``UnidentifiedImageError`` or ``OSError("image file is truncated")``
+    from deep inside a worker; the user needs the file's name and what to do.
+
+    Args:
+        dataset: A dataset whose items are read from files (ImageFolder, timm's ImageDataset, ...).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except OSError as err:  # UnidentifiedImageError is an OSError too
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise DataError(
+                f"cannot read the image {_file_of(self.dataset, index)} ({reason}). Replace or remove the file."
+            ) from None
+
+    def __getattr__(self, name: str):  # classes, samples, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def _file_of(dataset: Dataset, index: int) -> str:
+    samples = getattr(dataset, "samples", None)
+    if samples is not None:
+        return str(samples[index][0])
+    filename = getattr(dataset, "filename", None)
+    if callable(filename):
+        return str(filename(index))
+    return f"number {index} of the dataset"
+
+
+def _file_backed(dataset: Dataset) -> bool:
+    return hasattr(dataset, "samples") or callable(getattr(dataset, "filename", None))
 
 
 class EvalShardSampler(Sampler[int]):
@@ -75,6 +120,10 @@ def build_loaders(
             f"data.batch_size = {data.batch_size}; with drop_last no batch would remain. "
             "Lower data.batch_size or use more data."
         )
+    if _file_backed(train_ds):
+        train_ds = NamedReadErrors(train_ds)
+    if _file_backed(eval_ds):
+        eval_ds = NamedReadErrors(eval_ds)
     common: dict = {"num_workers": data.num_workers, "pin_memory": torch.cuda.is_available()}
     if data.num_workers > 0:
         common |= {"persistent_workers": True, "prefetch_factor": 4}
