@@ -201,12 +201,12 @@ def _read_text(file: Path, referrer: Problem | None) -> str:
         reasons = {errno.ENOENT: "not found", errno.EISDIR: "is a folder", errno.ELOOP: "is a symlink loop"}
         reason = reasons.get(err.errno or 0, f"cannot be read ({err.strerror or err})")
         raise SpecError([_unreadable(file, reason, referrer)]) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        reason = "is a folder" if stat.S_ISDIR(info.st_mode) else "is not a regular file (a device, pipe or socket)"
+        raise SpecError([_unreadable(file, reason, referrer)])
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if stat.S_ISDIR(info.st_mode):
-            raise SpecError([_unreadable(file, "is a folder", referrer)])
-        if not stat.S_ISREG(info.st_mode):
-            raise SpecError([_unreadable(file, "is not a regular file (a device, pipe or socket)", referrer)])
         try:
             raw = f.read(MAX_SPEC_BYTES + 1)
         except OSError as err:
