@@ -204,7 +204,10 @@ class RunFolder:
         epoch, best_epoch = manifest.get("epoch"), manifest.get("best_epoch")
         if epoch is not None and best_epoch == epoch and _epoch_of(self.best) != epoch:
             link_checkpoint(found, self.best)
-        self.write_metrics(rows)
+        text = _jsonl(rows)
+        current = self.metrics_jsonl.read_text(encoding="utf-8") if self.metrics_jsonl.is_file() else None
+        if current != text or not self.metrics_csv.is_file():
+            self.write_metrics(rows)
 
     # -------------------------------------------------------------- the commit
     def commit_epoch(
