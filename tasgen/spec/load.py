@@ -394,7 +394,8 @@ def _check_models(data: dict[str, Any], root: Site) -> list[Problem]:
 
 
 def check_data_root(loaded: LoadedSpec) -> None:
-    """Before training: an image folder's ``data.root`` exists and has ``train/``.
+    """Before training: an image folder's ``data.root`` exists, has ``train/``, and
+    no more class folders than ``num_classes``.
 
     Not part of `load_spec`: a spec is valid on a machine that lacks the data.
 
@@ -412,7 +413,15 @@ def check_data_root(loaded: LoadedSpec) -> None:
     elif not (path / "train").is_dir():
         message = f"{path} has no train/ folder (expected root/train/<class>/<image> and root/val/...)"
     else:
-        return
+        classes = sum(p.is_dir() for p in (path / "train").iterdir())
+        wanted = loaded.spec.num_classes
+        if wanted is None or classes <= wanted:
+            return
+        raise loaded.error(
+            ("num_classes",),
+            f"{path}/train has {classes} class folders, more than num_classes = {wanted}; "
+            f"set num_classes: {classes} or leave it out",
+        )
     raise loaded.error(("data", "root"), message)
 
 

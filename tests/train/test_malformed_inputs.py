@@ -179,6 +179,9 @@ CASES: dict[str, tuple[Callable[[Path, Path, Path], list[str]], str]] = {
     # ---- checked when training starts
     "imagefolder-root-missing": (_image_folder(lambda root: None), "the image folder does not exist"),
     "imagefolder-root-empty": (_image_folder(lambda root: root.mkdir()), "has no train/ folder"),
+    "imagefolder-more-classes": (_image_folder(lambda root: [(root / "train" / f"c{i}").mkdir(parents=True)
+                                                             for i in range(11)]),
+                                 "has 11 class folders, more than num_classes = 10"),
     # ---- damaged run folders
     "run-spec-yaml-broken": (_folder_run(_write("spec.yaml", "name: [unclosed\n")), "spec.yaml:"),
     "run-spec-yaml-tag": (_folder_run(_write("spec.yaml", "name: !!python/name:os.system\n")), "spec.yaml:1:7"),
@@ -234,11 +237,14 @@ def test_malformed_input_exits_2_with_a_located_message(case, tmp_path, monkeypa
         assert len(line) < 600, line  # one line each, not a dump
 
 
-def test_a_corrupt_image_is_named(tmp_path, monkeypatch, teacher_weights):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupt_image_is_named(tmp_path, monkeypatch, teacher_weights, workers):
     monkeypatch.chdir(tmp_path)
     _image_folder(_images_with_a_corrupt_one)(tmp_path, teacher_weights, tmp_path)
-    result = CliRunner().invoke(app, ["train", "spec.yaml", "--set", "data.batch_size=24", "--epochs", "1"])
+    result = CliRunner().invoke(app, ["train", "spec.yaml", "--set", "data.batch_size=24",
+                                      "--set", f"data.num_workers={workers}", "--epochs", "1"])
     assert result.exit_code == 2, result.output
-    assert "cannot read the image" in result.output and "5.png" in result.output
+    last = result.output.strip().splitlines()[-1]  # a worker's error arrives with its traceback: one line shown
+    assert last.startswith("error: cannot read the image ") and "5.png" in last, result.output
     assert "Traceback" not in result.output
 
