@@ -226,17 +226,40 @@ def reference(h: Harness) -> tuple[Path, float, int]:
 
 
 def random_kill(h: Harness, trial: str, ref: Path, seconds: float, rng: random.Random) -> dict[str, Any]:
-    proc = h.start(trial)
-    _wait_for(h.run_dir(trial) / "plan.json", proc)
-    delay = rng.uniform(0, 0.85 * seconds)  # the last moments are the process exiting
-    time.sleep(delay)
-    killed = proc.poll() is None
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    """SIGKILL at a random moment: in a random epoch, at a random time into it.
+
+    The epoch is drawn first and the delay counted from its start (the previous
+    commit), so that a busy machine still gets its kill during training; a run that
+    finishes before its kill is started again with a new draw.
+    """
+    per_epoch = seconds / h.epochs
+    for attempt in range(3):
+        shutil.rmtree(h.run_dir(trial).parent, ignore_errors=True)
+        proc = h.start(trial)
+        epoch = rng.randrange(h.epochs)
+        run = h.run_dir(trial)
+        _wait_for(run / "plan.json", proc)
+        while proc.poll() is None and _committed(run) < epoch:
+            time.sleep(0.005)
+        delay = rng.uniform(0, per_epoch)
+        time.sleep(delay)
+        killed = proc.poll() is None
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        if killed:
+            break
     code, out = h.resume(trial)
-    return {"trial": trial, "kind": "random", "after_s": round(delay, 3), "killed": killed,
-            "resume_exit": code, **check(h.run_dir(trial), ref, h.epochs), **({"output": out} if code else {})}
+    return {"trial": trial, "kind": "random", "epoch": epoch + 1, "after_s": round(delay, 3), "killed": killed,
+            "attempts": attempt + 1, "resume_exit": code, **check(h.run_dir(trial), ref, h.epochs),
+            **({"output": out} if code else {})}
+
+
+def _committed(run: Path) -> int:
+    """The epoch of the run's last commit (0 before the first)."""
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((run / "last" / "manifest.json").read_text())["epoch"]
+    return 0
 
 
 def save_kill(h: Harness, trial: str, ref: Path, total_steps: int, rng: random.Random) -> dict[str, Any]:
