@@ -233,7 +233,9 @@ def random_kill(h: Harness, trial: str, ref: Path, seconds: float, rng: random.R
     finishes before its kill is started again with a new draw.
     """
     per_epoch = seconds / h.epochs
-    for attempt in range(3):
+    attempts = 0
+    while attempts < 3:
+        attempts += 1
         shutil.rmtree(h.run_dir(trial).parent, ignore_errors=True)
         proc = h.start(trial)
         epoch = rng.randrange(h.epochs)
@@ -251,7 +253,7 @@ def random_kill(h: Harness, trial: str, ref: Path, seconds: float, rng: random.R
             break
     code, out = h.resume(trial)
     return {"trial": trial, "kind": "random", "epoch": epoch + 1, "after_s": round(delay, 3), "killed": killed,
-            "attempts": attempt + 1, "resume_exit": code, **check(h.run_dir(trial), ref, h.epochs),
+            "attempts": attempts, "resume_exit": code, **check(h.run_dir(trial), ref, h.epochs),
             **({"output": out} if code else {})}
 
 

@@ -427,7 +427,8 @@ def check_data_root(loaded: LoadedSpec) -> None:
 
 def _check_data(data: dict[str, Any], root: Site) -> list[Problem]:
     """What the schema alone cannot see: num_classes below a known dataset's class count."""
-    from tasgen.compiler import DATASET_CLASSES  # torch-free: the class counts of the known datasets
+    # torch-free: the class counts of the known datasets
+    from tasgen.compiler import DATASET_CLASSES
 
     section = data.get("data")
     dataset = section.get("dataset", "digits") if isinstance(section, dict) else "digits"

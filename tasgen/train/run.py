@@ -14,8 +14,8 @@ from .dist import barrier, default_device, init_from_env, is_main, shutdown
 from .errors import TrainError
 from .loop import TrainResult, train_loop
 from .progress import Reporter
-from .run_folder import RunFolder
 from .rng import deterministic, seed_everything
+from .run_folder import RunFolder
 from .setup import Role, build_student_setup, build_teacher_setup, run_folder
 from .weights import TEACHER_FILE, teacher_source
 
