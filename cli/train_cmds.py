@@ -47,9 +47,18 @@ def _user_errors() -> Iterator[None]:
 
         if isinstance(exc, SpecError | TrainError | CheckpointError | DataError | StudyError):
             if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(f"error: {_message(exc)}", err=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
         raise
+
+
+def _message(exc: Exception) -> str:
+    """The user's words of an error; a DataLoader worker's copy carries the worker's traceback."""
+    text = str(exc)
+    if "Original Traceback" in text:  # re-raised by torch's DataLoader: "...\nModule.DataError: message"
+        last = text.strip().splitlines()[-1]
+        text = last.split(f"{type(exc).__name__}: ", 1)[-1]
+    return text
 
 
 def train_command(
@@ -59,6 +68,9 @@ def train_command(
     ] = None,
     role: Annotated[Role, typer.Option(help="student: distil (fits the teacher first if needed); teacher: fit the teacher alone.")] = Role.student,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its last/ checkpoint.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start over in a run folder that holds an earlier run, removing its checkpoints and metrics.")
+    ] = False,
     epochs: Annotated[
         int | None,
         typer.Option("--epochs", min=1, help="Stop after this epoch; the schedule still spans train.epochs (continue with --resume)."),
@@ -70,6 +82,8 @@ def train_command(
     ] = 1,
 ) -> None:
     """Train: distil the student of SPEC into <train.output_dir>/<name>/."""
+    if resume and overwrite:
+        raise typer.BadParameter("--resume continues the run, --overwrite starts it over: give one")
     if nproc > 1:
         if "LOCAL_RANK" in os.environ:
             typer.echo("error: --nproc starts torchrun itself; under torchrun leave it out", err=True)
@@ -78,6 +92,7 @@ def train_command(
 
         args = [str(spec), *(a for value in set_ or [] for a in ("--set", value)), "--role", role.value]
         args += ["--resume"] if resume else []
+        args += ["--overwrite"] if overwrite else []
         args += ["--epochs", str(epochs)] if epochs is not None else []
         raise typer.Exit(launch(nproc, args))
     with _user_errors():
@@ -85,7 +100,7 @@ def train_command(
         from tasgen.train import train
 
         loaded = load_spec(spec, set_ or [])
-        result = train(loaded, role=role.value, resume=resume, max_epochs=epochs)
+        result = train(loaded, role=role.value, resume=resume, overwrite=overwrite, max_epochs=epochs)
     if os.environ.get("RANK", "0") != "0":
         return
     from tasgen.study.figures import plot_run

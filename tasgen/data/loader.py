@@ -5,13 +5,64 @@ from __future__ import annotations
 from collections.abc import Iterator, Sized
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler, Subset
 
 from tasgen.spec.schema import DataSpec
 
 from .errors import DataError
 
-__all__ = ["EvalShardSampler", "build_eval_loader", "build_loaders"]
+__all__ = ["EvalShardSampler", "NamedReadErrors", "build_eval_loader", "build_loaders"]
+
+
+class NamedReadErrors(Dataset):
+    """A file-backed dataset whose unreadable image is a `DataError` naming the file.
+
+    PIL raises ``UnidentifiedImageError`` or ``OSError("image file is truncated")``
+    from deep inside a worker; the user needs the file's name and what to do.
+
+    Args:
+        dataset: A dataset whose items are read from files (ImageFolder, timm's ImageDataset, ...).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except OSError as err:  # UnidentifiedImageError is an OSError too
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise DataError(
+                f"cannot read the image {_file_of(self.dataset, index)} ({reason}). Replace or remove the file."
+            ) from None
+
+    def __getattr__(self, name: str):  # classes, samples, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def _file_of(dataset: Dataset, index: int) -> str:
+    if isinstance(dataset, Subset):  # the train/validation carve: name the file, not the position
+        return _file_of(dataset.dataset, dataset.indices[index])
+    samples = getattr(dataset, "samples", None)
+    if samples is not None:
+        return str(samples[index][0])
+    filename = getattr(dataset, "filename", None)
+    if callable(filename):
+        return str(filename(index))
+    return f"number {index} of the dataset"
+
+
+def _file_backed(dataset: Dataset) -> bool:
+    if isinstance(dataset, IterableDataset):  # a stream is read in order, not by index
+        return False
+    if isinstance(dataset, Subset):
+        return _file_backed(dataset.dataset)
+    return hasattr(dataset, "samples") or callable(getattr(dataset, "filename", None))
 
 
 class EvalShardSampler(Sampler[int]):
@@ -75,6 +126,8 @@ def build_loaders(
             f"data.batch_size = {data.batch_size}; with drop_last no batch would remain. "
             "Lower data.batch_size or use more data."
         )
+    if _file_backed(train_ds):  # (the eval loader wraps its own dataset)
+        train_ds = NamedReadErrors(train_ds)
     common = _loader_options(data)
     if isinstance(train_ds, IterableDataset):
         # Streamed data (wds, hfds streaming): timm's readers shuffle, and shard over ranks
@@ -117,6 +170,8 @@ def build_eval_loader(
         rank: This process's rank.
         world_size: Number of processes.
     """
+    if _file_backed(dataset):
+        dataset = NamedReadErrors(dataset)
     streamed = isinstance(dataset, IterableDataset)  # a stream shards itself
     sampler = EvalShardSampler(dataset, rank, world_size) if distributed and not streamed else None  # type: ignore[arg-type]
     return DataLoader(

@@ -11,6 +11,8 @@ from .errors import Location, Problem
 
 # Anchors and aliases can blow a small file up exponentially ("billion laughs").
 _MAX_NODES = 100_000
+# A spec nests a handful of levels; PyYAML's composer recurses once per level.
+_MAX_DEPTH = 32
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -108,6 +110,10 @@ class LocatingLoader(yaml.SafeLoader):
             self._problems.append(Problem.at(_loc(self.file, mark), "", f"invalid YAML: {message}"))
         except yaml.YAMLError as err:
             self._problems.append(Problem.at(Location(self.file), "", f"invalid YAML: {err}"))
+        except RecursionError:
+            self._problems.append(
+                Problem.at(Location(self.file), "", f"nested too deeply (a spec nests at most {_MAX_DEPTH} levels)")
+            )
         finally:
             self.dispose()
         if self._problems:
@@ -121,6 +127,10 @@ class LocatingLoader(yaml.SafeLoader):
                 path,
                 node.start_mark,
                 f"the spec is too large (over {_MAX_NODES} values; nested aliases?)",
+            )
+        if len(path) > _MAX_DEPTH:
+            raise _NodeError(
+                path[:_MAX_DEPTH], node.start_mark, f"nested too deeply (a spec nests at most {_MAX_DEPTH} levels)"
             )
         if id(node) in stack:
             raise _NodeError(

@@ -7,7 +7,9 @@ spec.yaml (+ its bases) --read & merge--> raw dict + source sites
 from __future__ import annotations
 
 import copy
+import errno
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,9 @@ OVERRIDE_FILE = "--set"
 """The `file` of a problem in an override: line N is the N-th ``--set``, column the character in it."""
 
 _MODEL_ROLES = ("teacher", "student")
+
+MAX_SPEC_BYTES = 1 << 20
+"""A spec is a short YAML file; anything larger (or endless, like /dev/zero) is refused unread."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Lo
     Raises:
         SpecError: listing every problem found, each at file:line:column.
     """
-    file = Path(path).expanduser().resolve()
+    file = _resolve(Path(path).expanduser(), None)
     data, root = _read_chain(file, [], None)
     problems: list[Problem] = []
 
@@ -96,6 +101,31 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Lo
     name_defaulted = root.children.get("name") is default_name
 
     problems.extend(_check_models(data, root))
+    problems.extend(_check_data(data, root))
+    return _validated(file, data, root, problems, name_defaulted)
+
+
+def load_run_spec(path: str | os.PathLike[str]) -> LoadedSpec:
+    """Read a run folder's ``spec.yaml`` with the bounds and validation of `load_spec`.
+
+    The file was written resolved (bases merged, defaults filled in), so ``extends:``
+    is not followed, and files the run no longer needs (model checkpoints) are not
+    checked; a hand-edited or damaged file gets located errors like any spec.
+
+    Raises:
+        SpecError: listing every problem found, each at file:line:column.
+    """
+    file = _resolve(Path(path).expanduser(), None)
+    data, root = _read_file(file, None)
+    data.pop("extends", None)
+    root.children.pop("extends", None)
+    problems = [p for p in _check_models(data, root) if not p.path.endswith(".checkpoint")]
+    return _validated(file, data, root, problems, name_defaulted=False)
+
+
+def _validated(
+    file: Path, data: dict[str, Any], root: Site, problems: list[Problem], name_defaulted: bool
+) -> LoadedSpec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as err:
@@ -123,21 +153,78 @@ def _read_chain(
 
     ``referrer`` is a problem template located at the ``extends:`` that named ``file``.
     """
-    shown = _display(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        if isinstance(err, FileNotFoundError):
-            reason = "not found"
-        elif isinstance(err, IsADirectoryError):
-            reason = "is a folder"
-        else:
-            reason = f"cannot be read ({err})"
-        # A missing base is reported at the `extends:` that names it.
-        problem = _reword(referrer, f"base spec {reason}: {file}") or Problem(
-            shown, 1, 1, "", f"spec file {reason}"
+    data, site = _read_file(file, referrer)
+    _resolve_checkpoints(data, file.parent)
+
+    base = data.get("extends")
+    if base is None:
+        return data, site
+    where = site.children["extends"]
+    if not isinstance(base, str) or not base:
+        raise SpecError(
+            [Problem.at(where.value, "extends", "extends must be the path of a base spec file")]
         )
-        raise SpecError([problem]) from None
+    at_extends = Problem.at(where.value, "extends", "")
+    target = _resolve(file.parent / Path(base).expanduser(), at_extends)
+    if target in (*chain, file):
+        cycle = " -> ".join(_display(f) for f in (*chain, file, target))
+        raise SpecError([_reword(at_extends, f"extends cycle: {cycle}")])
+    base_data, base_site = _read_chain(target, [*chain, file], at_extends)
+    base_data.pop("name", None)
+    base_site.children.pop("name", None)
+    merged, merged_site = _merge(base_data, base_site, data, site)
+    merged["extends"] = str(target)
+    return merged, merged_site
+
+
+def _resolve(path: Path, referrer: Problem | None) -> Path:
+    """``path`` made absolute with its symlinks resolved; a symlink loop is a located problem."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a loop
+        raise SpecError([_unreadable(path, "is a symlink loop", referrer)]) from None
+
+
+def _unreadable(file: Path, reason: str, referrer: Problem | None) -> Problem:
+    # A bad base is reported at the `extends:` that names it.
+    return _reword(referrer, f"base spec {reason}: {file}") or Problem(
+        _display(file), 1, 1, "", f"spec file {reason}"
+    )
+
+
+def _read_text(file: Path, referrer: Problem | None) -> str:
+    """The text of a spec file: a regular file of at most `MAX_SPEC_BYTES` UTF-8 bytes."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        reasons = {errno.ENOENT: "not found", errno.EISDIR: "is a folder", errno.ELOOP: "is a symlink loop"}
+        reason = reasons.get(err.errno or 0, f"cannot be read ({err.strerror or err})")
+        raise SpecError([_unreadable(file, reason, referrer)]) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        reason = "is a folder" if stat.S_ISDIR(info.st_mode) else "is not a regular file (a device, pipe or socket)"
+        raise SpecError([_unreadable(file, reason, referrer)])
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+        except OSError as err:
+            raise SpecError([_unreadable(file, f"cannot be read ({err.strerror or err})", referrer)]) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(
+            [_unreadable(file, f"is larger than {MAX_SPEC_BYTES // 2**20} MiB (a spec is a short YAML file)", referrer)]
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError([_unreadable(file, f"is not UTF-8 text (byte {err.start})", referrer)]) from None
+
+
+def _read_file(file: Path, referrer: Problem | None) -> tuple[dict[str, Any], Site]:
+    """One spec file's mapping and site tree (no bases merged)."""
+    shown = _display(file)
+    text = _read_text(file, referrer)
     try:
         data, site = read_yaml(text, shown)
     except YamlProblem as err:
@@ -149,27 +236,7 @@ def _read_chain(
             [Problem.at(site.value if data is not None else Location(shown), "", message)]
         )
     site.value = Location(shown)  # the whole file starts at 1:1, whatever comments precede
-    _resolve_checkpoints(data, file.parent)
-
-    base = data.get("extends")
-    if base is None:
-        return data, site
-    where = site.children["extends"]
-    if not isinstance(base, str) or not base:
-        raise SpecError(
-            [Problem.at(where.value, "extends", "extends must be the path of a base spec file")]
-        )
-    target = (file.parent / Path(base).expanduser()).resolve()
-    at_extends = Problem.at(where.value, "extends", "")
-    if target in (*chain, file):
-        cycle = " -> ".join(_display(f) for f in (*chain, file, target))
-        raise SpecError([_reword(at_extends, f"extends cycle: {cycle}")])
-    base_data, base_site = _read_chain(target, [*chain, file], at_extends)
-    base_data.pop("name", None)
-    base_site.children.pop("name", None)
-    merged, merged_site = _merge(base_data, base_site, data, site)
-    merged["extends"] = str(target)
-    return merged, merged_site
+    return data, site
 
 
 def _reword(template: Problem | None, message: str) -> Problem | None:
@@ -203,7 +270,11 @@ def _resolve_checkpoints(data: dict[str, Any], folder: Path) -> None:
             and isinstance(model.get("checkpoint"), str)
             and model["checkpoint"]
         ):
-            model["checkpoint"] = str((folder / Path(model["checkpoint"]).expanduser()).resolve())
+            path = folder / Path(model["checkpoint"]).expanduser()
+            try:
+                model["checkpoint"] = str(path.resolve())
+            except (RuntimeError, OSError):  # a symlink loop: reported as not found by _check_models
+                model["checkpoint"] = str(path)
 
 
 # --------------------------------------------------------------- overrides
@@ -320,3 +391,56 @@ def _check_models(data: dict[str, Any], root: Site) -> list[Problem]:
                     Problem.at(locate((role, "checkpoint"), root), f"{role}.checkpoint", message)
                 )
     return problems
+
+
+def check_data_root(loaded: LoadedSpec) -> None:
+    """Before training: an image folder's ``data.root`` exists, has ``train/``, and
+    no more class folders than ``num_classes``.
+
+    Not part of `load_spec`: a spec is valid on a machine that lacks the data.
+
+    Raises:
+        SpecError: located at ``data.root``.
+    """
+    data = loaded.spec.data
+    if data.dataset != "imagefolder" or data.root is None:
+        return
+    path = Path(data.root).expanduser()
+    if not path.exists():
+        message = f"the image folder does not exist: {path}"
+    elif not path.is_dir():
+        message = f"the image folder is not a folder: {path}"
+    elif not (path / "train").is_dir():
+        message = f"{path} has no train/ folder (expected root/train/<class>/<image> and root/val/...)"
+    else:
+        classes = sum(p.is_dir() for p in (path / "train").iterdir())
+        wanted = loaded.spec.num_classes
+        if wanted is None or classes <= wanted:
+            return
+        raise loaded.error(
+            ("num_classes",),
+            f"{path}/train has {classes} class folders, more than num_classes = {wanted}; "
+            f"set num_classes: {classes} or leave it out",
+        )
+    raise loaded.error(("data", "root"), message)
+
+
+def _check_data(data: dict[str, Any], root: Site) -> list[Problem]:
+    """What the schema alone cannot see: num_classes below a known dataset's class count."""
+    # torch-free: the class counts of the known datasets
+    from tasgen.compiler import DATASET_CLASSES
+
+    section = data.get("data")
+    dataset = section.get("dataset", "digits") if isinstance(section, dict) else "digits"
+    classes = data.get("num_classes")
+    known = DATASET_CLASSES.get(dataset) if isinstance(dataset, str) else None
+    if isinstance(classes, int) and not isinstance(classes, bool) and known and 2 <= classes < known:
+        return [
+            Problem.at(
+                locate(("num_classes",), root),
+                "num_classes",
+                f"{dataset} has {known} classes (labels 0..{known - 1}), more than num_classes = {classes}; "
+                f"set num_classes: {known} or leave it out",
+            )
+        ]
+    return []

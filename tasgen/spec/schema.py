@@ -7,6 +7,7 @@ It must not import torch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -24,7 +25,9 @@ Mixer = Literal["conv", "attention", "mlp"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `epochs: true` is not 1, `lr: "0.1"` is not 0.1, `name: !!binary ...` is not a name.
+    # Paths stay lax (they arrive as strings from YAML).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --------------------------------------------------------------------- models
@@ -61,7 +64,7 @@ class StageSpec(_Strict):
 
 class _ModelCommon(_Strict):
     checkpoint: Path | None = Field(
-        None, description="Local weights: .safetensors, or a torch file loadable with weights_only=True."
+        None, strict=False, description="Local weights: .safetensors, or a torch file loadable with weights_only=True."
     )
 
 
@@ -161,7 +164,7 @@ class LogitLossSpec(_Strict):
 
 
 class CESpec(_Strict):
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0, le=1000, description="Weight of the cross-entropy on the labels.")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
 
 
@@ -180,10 +183,40 @@ class DistillSpec(_Strict):
 # ----------------------------------------------------------------------- data
 class AugmentSpec(_Strict):
     hflip: float = Field(0.5, ge=0, le=1)
-    randaugment: str | None = Field(None, description="timm auto-augment string, e.g. rand-m9-mstd0.5-inc1.")
+    randaugment: str | None = Field(None, description="timm RandAugment string, e.g. rand-m9-mstd0.5-inc1.")
     mixup: float = Field(0.0, ge=0)
     cutmix: float = Field(0.0, ge=0)
     random_erasing: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("randaugment")
+    @classmethod
+    def _randaugment_string(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_randaugment(value)
+        return value
+
+
+# timm's rand_augment_transform sections: key -> how its value parses.
+_RAND_SECTIONS = {"m": int, "n": int, "mstd": float, "mmax": int, "inc": int, "p": float}
+
+
+def check_randaugment(config: str) -> None:
+    """Raise ValueError unless ``config`` is a RandAugment string timm accepts (``rand-m9-n2-mstd0.5``)."""
+    usage = "expected 'rand' then '-'-separated sections such as m9, n2, mstd0.5, mmax10, inc1, p0.5"
+    head, *sections = config.split("-")
+    if head != "rand":
+        raise ValueError(f"{config!r} is not a RandAugment string: {usage}")
+    for section in sections:
+        if section.startswith("t") and len(section) > 1:  # a named transform choice, timm checks it
+            continue
+        match = re.fullmatch(r"([a-z]+)(\d[\d.]*)", section)
+        parse = _RAND_SECTIONS.get(match.group(1)) if match else None
+        try:
+            if parse is None:
+                raise ValueError
+            parse(match.group(2))  # type: ignore[union-attr]
+        except ValueError:
+            raise ValueError(f"{config!r}: unknown or malformed section {section!r}; {usage}") from None
 
 
 class DataSpec(_Strict):
@@ -202,6 +235,7 @@ class DataSpec(_Strict):
     )
     root: Path | None = Field(
         None,
+        strict=False,
         description="Dataset folder (cifar*, imagefolder: train/ and val/ folders or .tar files; wds: the shards "
         "and their _info.json); hfds: the download cache (default: Hugging Face's).",
     )
@@ -306,7 +340,7 @@ class TrainSpec(_Strict):
         "as hparams), wandb (Weights & Biases; WANDB_MODE=offline keeps it on disk). Only rank 0 logs.",
     )
     wandb_project: str = Field("tasgen", min_length=1, max_length=128, description="Weights & Biases project.")
-    output_dir: Path = Field(Path("runs"), description="Runs are written to <output_dir>/<name>.")
+    output_dir: Path = Field(Path("runs"), strict=False, description="Runs are written to <output_dir>/<name>.")
 
 
     @field_validator("loggers")
@@ -330,9 +364,9 @@ class Spec(_Strict):
         max_length=128,
         description="Run name; the loader defaults it to the spec's file name (it is not inherited).",
     )
-    extends: Path | None = Field(None, description="A base spec whose values this file overrides.")
+    extends: Path | None = Field(None, strict=False, description="A base spec whose values this file overrides.")
     num_classes: int | None = Field(None, ge=2, description="Default: the dataset's class count.")
-    seed: int = Field(0, ge=0, description="Seed of initialisation, data order and augmentation.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed of initialisation, data order and augmentation.")
     teacher: ModelSpec = Field(..., description="The larger, trained model: a timm name or a stage list.")
     student: ModelSpec = Field(..., description="The model being distilled: a timm name or a stage list.")
     assistant: AssistantSpec = Field(default_factory=AssistantSpec, description="Only used by method tas.")

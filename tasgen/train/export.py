@@ -7,13 +7,13 @@ from pathlib import Path
 
 from tasgen.checkpoint import (
     CheckpointError,
-    find_checkpoint,
     read_weights,
     save_weights,
     split_prefixes,
 )
 
 from .errors import TrainError
+from .run_folder import RunFolder
 
 
 def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", ema: bool = False) -> Path:
@@ -35,22 +35,25 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
 
     Raises:
         TrainError: no checkpoint, or no EMA weights in it.
-        CheckpointError: a corrupt checkpoint.
+        CheckpointError: a corrupt checkpoint, or one that fails its integrity check.
+        SpecError: the run's spec.yaml does not load.
     """
-    import yaml
+    from tasgen.spec.load import load_run_spec
 
     folder = Path(run_dir)
-    order = [checkpoint, "last" if checkpoint == "best" else "best"]
-    found = next((f for name in order if (f := find_checkpoint(folder / name)) is not None), None)
-    if found is None:
-        raise TrainError(f"{folder} has no checkpoint to export (no best/ or last/)")
+    found = RunFolder(folder).checkpoint(checkpoint)  # verified against its manifest
     parts = split_prefixes(read_weights(found / "model.safetensors"))
     prefix = "ema" if ema else "student" if "student" in parts else "teacher"
     if prefix not in parts:
         hint = " (the run had no train.ema.enabled)" if ema else ""
         raise CheckpointError(f"{found} holds no {prefix} weights{hint}")
-    spec = yaml.safe_load((folder / "spec.yaml").read_text(encoding="utf-8")) if (folder / "spec.yaml").is_file() else {}
-    plan = json.loads((folder / "plan.json").read_text(encoding="utf-8")) if (folder / "plan.json").is_file() else {}
+    spec = load_run_spec(folder / "spec.yaml").raw if (folder / "spec.yaml").is_file() else {}
+    try:
+        plan = json.loads((folder / "plan.json").read_text(encoding="utf-8")) if (folder / "plan.json").is_file() else {}
+    except (ValueError, RecursionError):
+        raise TrainError(f"{folder / 'plan.json'} is not valid JSON; the run folder was altered") from None
+    if not isinstance(plan, dict):
+        raise TrainError(f"{folder / 'plan.json'} is not a tasgen plan; the run folder was altered")
     model = (spec.get("student") if prefix != "teacher" else spec.get("teacher")) or {}
     meta = {"source": str(found), "num_classes": str(plan.get("num_classes", "")), "image_size": str(plan.get("image_size", ""))}
     if "timm" in model:

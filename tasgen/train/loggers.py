@@ -1,6 +1,6 @@
 """Metric loggers beyond the run folder's own record: TensorBoard and Weights & Biases.
 
-``metrics.jsonl`` and ``metrics.csv`` are written by `MetricsLog` (they are what
+``metrics.jsonl`` and ``metrics.csv`` are written by `RunFolder.commit_epoch` (they are what
 ``--resume``, ``tasgen eval`` and ``tasgen compare`` read); ``train.loggers`` adds
 ``tensorboard`` (``<run>/tensorboard/``, through ``torch.utils.tensorboard``) and
 ``wandb`` (``<run>/wandb/``; ``WANDB_MODE=offline`` keeps it on disk). Only rank 0

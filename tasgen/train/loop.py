@@ -14,7 +14,7 @@ import yaml
 from torch.utils.data import DataLoader
 from timm.utils import ModelEmaV3
 
-from tasgen.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from tasgen.checkpoint import find_checkpoint, load_checkpoint, read_manifest
 from tasgen.data import DataSplits, build_datasets, build_eval_loader, build_loaders
 
 from .dist import average_buffers, barrier, is_main, rank, world_size
@@ -25,7 +25,7 @@ from .loggers import Loggers
 from .optim import scheduler_state
 from .progress import Reporter
 from .rng import reseed_loader, rng_state, set_rng_state
-from .run_folder import MetricsLog, RunFolder
+from .run_folder import RunFolder, read_rows
 from .setup import Setup, load_trainable
 from .step import build_engine
 
@@ -61,6 +61,7 @@ def train_loop(
     setup: Setup,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     max_epochs: int | None = None,
     compile_backend: str | None = None,
     report: Reporter | None = None,
@@ -76,6 +77,8 @@ def train_loop(
     Args:
         setup: what to train (see `Setup`).
         resume: continue from ``last/``; refused when it belongs to another plan.
+        overwrite: a fresh start may remove an earlier run's checkpoints and metrics
+            (without it, a folder holding a run is refused).
         max_epochs: stop after this epoch (the schedule still spans ``setup.epochs``),
             e.g. to resume later.
         compile_backend: torch.compile backend when ``train.compile`` is on (None: inductor).
@@ -86,17 +89,19 @@ def train_loop(
         The `TrainResult`.
 
     Raises:
-        TrainError: unwritable folder, no disk space, a NaN/Inf loss, no checkpoint to resume.
-        CheckpointError: the checkpoint to resume is corrupt.
+        TrainError: unwritable folder, no disk space, a NaN/Inf loss, no checkpoint to resume,
+            an earlier run in the folder (without ``overwrite``).
+        CheckpointError: the checkpoint to resume is corrupt or fails its integrity check.
     """
     spec, cfg, device = setup.spec, setup.spec.train, setup.device
     report = report or Reporter(quiet=True)
-    folder = RunFolder(setup.run_dir)
+    folder = RunFolder(setup.run_dir, write_csv="csv" in cfg.loggers)
     trained_table = setup.plan.table(setup.role)
 
     # Data: images in [0, 1] (each model normalises its own input); under DDP one shard per rank.
     # The validation split chooses best/; the test split is reported and never chooses anything.
     splits = datasets or build_datasets(spec.data, budget=setup.role != "teacher")
+    _check_classes(splits.info.num_classes, splits.info.num_test or None, setup, report)  # None: a stream
     shards = {"distributed": world_size() > 1, "rank": rank(), "world_size": world_size()}
     train_loader, eval_loader = build_loaders(splits.train, splits.test, spec.data, spec.seed, **shards)
     val_loader = build_eval_loader(splits.val, spec.data, spec.seed, **shards) if splits.val is not None else None
@@ -111,22 +116,21 @@ def train_loop(
     )
     ema_system = Solo(ema.module, trained_table.mean, trained_table.std) if ema is not None else None
 
-    # Start fresh, or continue from last/ exactly where it stopped.
+    # Start fresh, or continue from last/ exactly where it stopped. Rank 0 (the folder's
+    # single writer, see RunFolder.lock) first tidies what an interrupted save left.
     if is_main():
         folder.check_writable()
-        folder.check_space(3 * _state_bytes(setup, ema))
-    start, step, best = 0, 0, -math.inf
+        folder.recover()
+    barrier()
+    start, step, best, best_epoch = 0, 0, -math.inf, 0
+    rows: list[dict[str, Any]] = []
     if resume:
         found = find_checkpoint(folder.last)
         if found is None:
             raise TrainError(f"nothing to resume: {folder.last} does not exist. Run without --resume to start.")
-        parts, state = load_checkpoint(found)
+        parts, state = load_checkpoint(found)  # verified against its manifest
         if state.get("plan_hash") != setup.key:
-            raise TrainError(
-                f"refusing to resume {found}: it was trained from plan {state.get('plan_hash')}, the spec now "
-                f"gives plan {setup.key}. The models, assistant or losses changed; start a new run "
-                "(another name or train.output_dir), or drop --resume to start this one over."
-            )
+            raise TrainError(_changed_plan(found, state, setup, folder))
         load_trainable(setup.trainable, parts, str(found))
         if ema is not None:  # EMA switched on since the checkpoint: start it from the weights
             ema.module.load_state_dict(parts.get("ema") or setup.trained.state_dict())
@@ -135,22 +139,30 @@ def train_loop(
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start, step, best = state["epoch"], state["step"], state["best"]
-        metrics = MetricsLog.resume(folder, start)
+        best_epoch = state.get("best_epoch", 0)
+        rows = read_rows(found)
+        if is_main():  # the metrics files become exactly the checkpoint's rows; best/ catches up
+            folder.repair(found, read_manifest(found), rows)
+        barrier()
         report.log(f"resuming {folder.path} after epoch {start} (step {step})")
-    else:
-        if is_main():
-            if find_checkpoint(folder.last) is not None:
-                report.log(f"starting over: replacing the run in {folder.path} (--resume would continue it)")
-            folder.start_fresh(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), setup.plan.to_json())
-        metrics = MetricsLog(folder)
-    metrics.write_csv = "csv" in cfg.loggers
+    elif is_main():
+        dump = spec.model_dump(mode="json")
+        dump.pop("extends", None)  # resolved already: the run's spec.yaml stands alone
+        removed = folder.start_fresh(yaml.safe_dump(dump, sort_keys=False), setup.plan.to_json(), overwrite=overwrite)
+        if removed:
+            report.log(f"--overwrite: removed {', '.join(removed)} of the earlier run in {folder.path}")
+    estimate = _checkpoint_bytes(setup, ema, optimizer)
+    if resume:  # a real checkpoint says better what the next one takes
+        estimate = max(estimate, sum(f.stat().st_size for f in found.iterdir()))
+    if is_main():
+        folder.check_space(2 * estimate, "checkpoints", "(last/ and the next epoch's copy while it is written.) ")
     loggers = Loggers(spec, setup.plan, folder.path, role=setup.role, active=is_main())
     engine.step = step
     scheduler.step_update(step)  # the learning rate of the next update
 
     # The teacher's own accuracy, once, so a weak teacher is seen before hours of distilling.
     # (A teacher fit has no separate teacher: its own accuracy is the epoch's result, not a constant.)
-    first = metrics.rows[0] if metrics.rows and setup.uses_teacher else {}
+    first = rows[0] if rows and setup.uses_teacher else {}
     teacher_metrics = {k: v for k, v in first.items() if k.startswith(("teacher_", "val_teacher_"))}
     if setup.uses_teacher and not teacher_metrics:
         teacher_metrics = _evaluate(setup.system, eval_loader, val_loader, device, precision, {"teacher": "teacher"})
@@ -195,28 +207,29 @@ def train_loop(
             top1 = results[f"val_{setup.role}_top1"] if val_loader is not None else results[f"{setup.role}_top1"]
             improved = top1 > best or val_loader is None
             best = top1 if val_loader is None else max(best, top1)
+
+            # One commit per epoch: last/ with every row so far, best/ when improved, then the metrics view.
+            best_epoch = epoch + 1 if improved else best_epoch
             parts = _checkpoint_parts(setup, ema)
             _check_finite(parts, epoch + 1, hint)
             state = {
                 "format": CHECKPOINT_FORMAT, "role": setup.role, "plan_hash": setup.key,
-                "epoch": epoch + 1, "step": step, "best": best, "epochs": setup.epochs,
+                "epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "epochs": setup.epochs,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler_state(scheduler),
                 "scaler": scaler.state_dict(), "rng": rng_state(),
             }
+            rows.append(row)
             if is_main():
                 meta = {"plan_hash": setup.key, "role": setup.role, "epoch": str(epoch + 1)}
-                _save(folder.last, parts, state, meta)
-                if improved:
-                    _save(folder.best, parts, state, meta)
-                metrics.append(row)
+                estimate = folder.commit_epoch(parts, state, meta, rows, improved=improved, estimate=estimate)
                 loggers.epoch(row)
             barrier()
             report.log(_epoch_line(row, setup.role, stop))
     finally:
         report.stop()
         loggers.close()
-    done = metrics.rows[-1]["epoch"] if metrics.rows else 0
-    return TrainResult(folder.path, done, setup.epochs, best, metrics.rows[-1] if metrics.rows else {})
+    done = rows[-1]["epoch"] if rows else start
+    return TrainResult(folder.path, done, setup.epochs, best, rows[-1] if rows else {})
 
 
 def _evaluate(
@@ -238,8 +251,63 @@ def _checkpoint_parts(setup: Setup, ema: ModelEmaV3 | None) -> dict[str, dict[st
     return parts
 
 
-def _state_bytes(setup: Setup, ema: ModelEmaV3 | None) -> int:
-    return sum(t.numel() * t.element_size() for sd in _checkpoint_parts(setup, ema).values() for t in sd.values())
+def _checkpoint_bytes(setup: Setup, ema: ModelEmaV3 | None, optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of a checkpoint before one is written: weights, optimizer slots, and headers.
+
+    The optimizer's state is created lazily at its first step, so its slots are
+    counted from its kind (SGD momentum: 1 per parameter, AdamW: 2). After the first
+    save, the real size of ``last/`` is used instead.
+    """
+    weights = sum(t.numel() * t.element_size() for sd in _checkpoint_parts(setup, ema).values() for t in sd.values())
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    slots = 2 if isinstance(optimizer, torch.optim.AdamW | torch.optim.Adam) else 1
+    slot_bytes = slots * sum(p.numel() * p.element_size() for p in params)
+    return weights + slot_bytes + 1024 * (len(params) + 64)  # headers and key names, generously
+
+
+def _changed_plan(found: Path, state: dict[str, Any], setup: Setup, folder: RunFolder) -> str:
+    """Why a checkpoint does not fit this spec, in the spec's words."""
+    from tasgen.spec.load import SpecError, load_run_spec
+
+    changed, before = "", {}
+    try:
+        before = load_run_spec(folder.spec_file).spec.model_dump(mode="json")
+        changed = ", ".join(_changed_keys(before, setup.spec.model_dump(mode="json"))[:6])
+    except (SpecError, OSError):
+        pass
+    head = (f"refusing to resume {found}: it was trained from plan {state.get('plan_hash')}, the spec now "
+            f"gives plan {setup.key}.")
+    if changed == "name":
+        return (f"{head} The folder holds the run {before['name']!r} (copied or renamed?): a checkpoint resumes "
+                f"only under the name it was trained as. Resume it as name: {before['name']} in its own folder, "
+                "or start this one over with --overwrite.")
+    if changed:
+        return (f"{head} Changed since that run: {changed}. Restore them, start a new run (another name or "
+                "train.output_dir), or start this one over with --overwrite.")
+    return (f"{head} Start a new run (another name or train.output_dir), or start this one over with --overwrite.")
+
+
+def _changed_keys(before: Any, now: Any, path: str = "") -> list[str]:
+    if isinstance(before, dict) and isinstance(now, dict):
+        keys = list(dict.fromkeys([*before, *now]))
+        return [k for key in keys for k in _changed_keys(before.get(key), now.get(key), f"{path}{key}.")]
+    return [path.rstrip(".")] if before != now else []
+
+
+def _check_classes(dataset_classes: int, eval_images: int | None, setup: Setup, report: Reporter) -> None:
+    """Refuse labels the model cannot output; warn of splits whose accuracy means little."""
+    classes = setup.plan.num_classes
+    if dataset_classes > classes:
+        raise TrainError(
+            f"the dataset has {dataset_classes} classes (labels 0..{dataset_classes - 1}) but num_classes = {classes}: "
+            f"set num_classes: {dataset_classes} in the spec, or leave it out"
+        )
+    if dataset_classes < 2:
+        report.warn(f"the dataset has {dataset_classes} class: every prediction is right, so top-1 is 100 % "
+                    "whatever the model learns. Check data.root (one folder per class).")
+    if eval_images is not None and eval_images < classes:
+        report.warn(f"the eval split holds {eval_images} image{'s' if eval_images != 1 else ''}, fewer than the "
+                    f"{classes} classes: its accuracy says little. Raise data.eval_fraction (or data.num_samples).")
 
 
 def _check_finite(parts: dict[str, dict[str, torch.Tensor]], epoch: int, hint: str) -> None:
@@ -251,13 +319,6 @@ def _check_finite(parts: dict[str, dict[str, torch.Tensor]], epoch: int, hint: s
         f"weights became NaN/Inf in epoch {epoch} ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}); "
         f"not saved. {hint}"
     )
-
-
-def _save(folder: Path, parts: dict, state: dict, meta: dict[str, str]) -> None:
-    try:
-        save_checkpoint(folder, parts, state, meta)
-    except OSError as exc:
-        raise TrainError(f"could not write the checkpoint {folder}: {exc.strerror or exc}") from None
 
 
 def _epoch_line(row: dict[str, Any], role: str, epochs: int) -> str:

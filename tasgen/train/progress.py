@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from rich.console import Console
@@ -27,6 +28,13 @@ class Reporter:
         """One line of news (above the bar when there is one)."""
         if not self.quiet:
             self.console.print(message)
+
+    def warn(self, message: str) -> None:
+        """Something legal but suspicious: shown like news, or as a Python warning when quiet."""
+        if self.quiet:
+            warnings.warn(message, UserWarning, stacklevel=2)
+        else:
+            self.console.print(f"[bold yellow]warning:[/] {message}")
 
     def start(self, total_updates: int, done: int, description: str) -> None:
         """Show the bar for ``total_updates`` updates, ``done`` of them already made."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from .errors import TrainError
 from .loop import TrainResult, train_loop
 from .progress import Reporter
 from .rng import deterministic, seed_everything
+from .run_folder import RunFolder
 from .setup import Role, build_student_setup, build_teacher_setup, run_folder
 from .weights import TEACHER_FILE, check_teacher_split, teacher_source, teacher_split_metadata
 
@@ -28,6 +30,7 @@ def train(
     *,
     role: Role = "student",
     resume: bool = False,
+    overwrite: bool = False,
     max_epochs: int | None = None,
     device: torch.device | str | None = None,
     compile_backend: str | None = None,
@@ -45,10 +48,15 @@ def train(
     process group (NCCL on CUDA, gloo on CPU), trains its shard of each batch under
     DDP, and leaves the group at the end; only rank 0 logs and writes files.
 
+    The run folder has one writer: this process holds its lock until it returns, and
+    a second ``train`` on the same folder is refused. A fresh start refuses a folder
+    that holds a run unless ``overwrite``; ``resume`` on a finished run returns its result.
+
     Args:
         loaded: the loaded spec.
         role: "student" or "teacher".
         resume: continue from the run's ``last/`` checkpoint.
+        overwrite: a fresh start removes an earlier run's checkpoints and metrics.
         max_epochs: stop after this epoch (the schedule still spans ``train.epochs``).
         device: default: this process's GPU, else the CPU.
         compile_backend: torch.compile backend when ``train.compile`` is on.
@@ -63,7 +71,9 @@ def train(
     """
     created = init_from_env()
     try:
-        result = _train(loaded, role, resume, max_epochs, device, compile_backend, quiet)
+        lock = RunFolder(run_folder(loaded.spec)).lock() if is_main() else contextlib.nullcontext()
+        with lock:
+            result = _train(loaded, role, resume, overwrite, max_epochs, device, compile_backend, quiet)
     except BaseException:
         if created:  # no barrier: the other ranks may be failing too, or waiting in a collective
             shutdown(wait=False)
@@ -74,20 +84,23 @@ def train(
 
 
 def _train(
-    loaded: LoadedSpec, role: Role, resume: bool, max_epochs: int | None,
+    loaded: LoadedSpec, role: Role, resume: bool, overwrite: bool, max_epochs: int | None,
     device: torch.device | str | None, compile_backend: str | None, quiet: bool,
 ) -> TrainResult:
     from tasgen.compiler import plan_spec
+    from tasgen.spec.load import check_data_root
 
     device = torch.device(device) if device is not None else default_device()
     report = Reporter(quiet=quiet or not is_main())
     spec = loaded.spec
+    check_data_root(loaded)  # before the planner counts its classes
     plan = plan_spec(loaded)
     run_dir = run_folder(spec)
     splits = build_datasets(spec.data, budget=role != "teacher")
     with deterministic(device):
         if role == "teacher":
-            return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report, splits)
+            return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report, splits,
+                                overwrite)
         source = None
         if plan.method != "none":
             source = teacher_source(spec, run_dir, plan.num_classes)
@@ -106,22 +119,21 @@ def _train(
         seed_everything(spec.seed)
         setup = build_student_setup(spec, plan, run_dir, device, source, init=not resume)
         report.log(f"distilling {spec.name}: {plan.method}, {setup.epochs} epochs -> {run_dir}")
-        return train_loop(
-            setup, resume=resume, max_epochs=max_epochs, compile_backend=compile_backend, report=report, datasets=splits
-        )
+        return train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
+                          compile_backend=compile_backend, report=report, datasets=splits)
 
 
 def _fit_teacher(
     loaded: LoadedSpec, plan: Plan, run_dir: Path, device: torch.device, resume: bool,
     max_epochs: int | None, compile_backend: str | None, report: Reporter, splits: DataSplits,
+    overwrite: bool = False,
 ) -> TrainResult:
     spec = loaded.spec
     seed_everything(spec.seed)
     setup = build_teacher_setup(spec, plan, run_dir, device, init=not resume)
     report.log(f"fitting the teacher {plan.teacher.model}: {setup.epochs} epochs -> {setup.run_dir}")
-    result = train_loop(
-        setup, resume=resume, max_epochs=max_epochs, compile_backend=compile_backend, report=report, datasets=splits
-    )
+    result = train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
+                        compile_backend=compile_backend, report=report, datasets=splits)
     if result.finished and is_main():
         # The split travels with the weights: a run on another split must not reuse them.
         meta = {"plan_hash": setup.key, "role": "teacher", "seed": str(spec.seed), **teacher_split_metadata(splits.info)}

@@ -1,19 +1,58 @@
-"""The run folder ``<output_dir>/<name>/``: its files, checked before training starts."""
+"""The run folder ``<output_dir>/<name>/``: one writer, one commit per epoch, checked inputs.
+
+Layout::
+
+    spec.yaml  plan.json          what the run trains (spec.yaml loads like any spec)
+    metrics.jsonl  metrics.csv    one row per epoch: a view of last/metrics.jsonl
+    last/  best/                  checkpoints (see tasgen.checkpoint), best/ hard-linked from last/
+    .lock                         held by the process training in the folder
+
+An epoch is committed when ``last/`` is renamed into place: its ``metrics.jsonl``
+holds the rows up to that epoch, and its manifest the epoch of ``best/``. Everything
+else (``best/``, the top-level metrics files) is derived from it, so a crash at any
+point is repaired by the next start (`RunFolder.recover`) and loses nothing committed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasgen.checkpoint import atomic_write_text
+import torch
+
+from tasgen.checkpoint import (
+    MANIFEST_FILE,
+    CheckpointError,
+    atomic_write_text,
+    find_checkpoint,
+    link_checkpoint,
+    read_manifest,
+    recover_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
 
 from .errors import TrainError
+
+try:  # POSIX; elsewhere a run folder is not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"
+_SPACE_MARGIN = 1.1  # the next checkpoint may be a little larger than the last (optimizer state, rows)
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass(frozen=True)
@@ -21,6 +60,7 @@ class RunFolder:
     """Paths of a run: ``spec.yaml``, ``plan.json``, ``metrics.jsonl``/``.csv``, ``last/``, ``best/``."""
 
     path: Path
+    write_csv: bool = True
 
     @property
     def last(self) -> Path:
@@ -40,11 +80,43 @@ class RunFolder:
 
     @property
     def metrics_jsonl(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / METRICS_FILE
 
     @property
     def metrics_csv(self) -> Path:
         return self.path / "metrics.csv"
+
+    # ------------------------------------------------------------ one writer
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's exclusive lock for the ``with`` block.
+
+        The lock is an ``flock`` on ``.lock``: the OS drops it when the process ends,
+        however it ends, so a killed run leaves no stale lock behind.
+
+        Raises:
+            TrainError: another process holds it (named by its pid), or the folder
+                cannot be created.
+        """
+        self.check_writable()
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                raise TrainError(
+                    f"{self.path} is in use: another tasgen process (pid {holder}) is training in it. "
+                    "Wait for it to finish, or give this run another name (--set name=...)."
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock; the file stays (removing it would race a waiting writer)
 
     def check_writable(self) -> None:
         """Create the folder and write a probe file in it.
@@ -62,64 +134,199 @@ class RunFolder:
                 "Set train.output_dir to a writable folder."
             ) from None
 
-    def check_space(self, need_bytes: int) -> None:
+    def check_space(self, need_bytes: int, what: str = "checkpoints", hint: str = "") -> None:
         """Raise a `TrainError` unless the disk has ``need_bytes`` free."""
         free = shutil.disk_usage(self.path).free
         if free < need_bytes:
             raise TrainError(
-                f"not enough disk space for checkpoints in {self.path}: {_mib(free)} free, about "
-                f"{_mib(need_bytes)} needed (last/ and best/ and a temporary copy). Free space or "
-                "set train.output_dir elsewhere."
+                f"not enough disk space for {what} in {self.path}: {_mib(free)} free, about "
+                f"{_mib(need_bytes)} needed. {hint}Free space, or set train.output_dir elsewhere."
             )
 
-    def start_fresh(self, spec_yaml: str, plan_json: str) -> None:
-        """Write the run's inputs and remove what an earlier run of the same name left."""
-        for name in ("last", "best", "last.tmp", "best.tmp", "last.old", "best.old"):
-            shutil.rmtree(self.path / name, ignore_errors=True)
-        for file in (self.metrics_jsonl, self.metrics_csv):
-            file.unlink(missing_ok=True)
+    # ------------------------------------------------------- start and resume
+    def recover(self) -> None:
+        """Tidy what an interrupted save left: ``*.tmp`` removed, ``*.old`` adopted or removed.
+
+        Call with the lock held. ``best/`` lagging ``last/`` is repaired by `resume_rows`.
+        """
+        for folder in (self.last, self.best):
+            recover_checkpoint(folder)
+        if self.path.is_dir():
+            for stray in self.path.glob(".*.tmp"):  # files of atomic_path cut short
+                stray.unlink(missing_ok=True)
+
+    def leftovers(self) -> list[str]:
+        """What a fresh start would remove: the names of an earlier run's checkpoints and metrics."""
+        names = ["last", "best", "last.old", "best.old", "last.tmp", "best.tmp", METRICS_FILE, "metrics.csv"]
+        return [name for name in names if (self.path / name).exists()]
+
+    def describe(self) -> str:
+        """``"finished after epoch 3 of 3"``-style words for the run held in the folder."""
+        found = find_checkpoint(self.last)
+        with contextlib.suppress(CheckpointError):
+            if found is not None:
+                manifest = read_manifest(found)
+                epoch, epochs = manifest.get("epoch"), manifest.get("epochs")
+                if isinstance(epoch, int) and isinstance(epochs, int):
+                    state = "finished" if epoch >= epochs else "stopped"
+                    return f"a run {state} after epoch {epoch} of {epochs}"
+        return "an earlier run"
+
+    def start_fresh(self, spec_yaml: str, plan_json: str, *, overwrite: bool) -> list[str]:
+        """Write the run's inputs; remove an earlier run only when ``overwrite``.
+
+        Returns:
+            The names removed.
+
+        Raises:
+            TrainError: the folder holds a run and ``overwrite`` is off; the message
+                lists what ``--overwrite`` would remove.
+        """
+        found = self.leftovers()
+        if found and not overwrite:
+            raise TrainError(
+                f"{self.path} holds {self.describe()}. --resume continues it; --overwrite starts over "
+                f"and removes {', '.join(found)}; or give this run another name (--set name=...)."
+            )
+        for name in found:
+            path = self.path / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         atomic_write_text(self.spec_file, spec_yaml)
         atomic_write_text(self.plan_file, plan_json)
+        return found
 
+    def repair(self, found: Path, manifest: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        """Make the folder agree with the resumed checkpoint ``found`` and its metrics ``rows``.
 
-class MetricsLog:
-    """One row per epoch, kept as ``metrics.jsonl`` and ``metrics.csv``.
+        ``best/`` is relinked when it lags the checkpoint's best epoch (a crash between
+        the commit of ``last/`` and the copy to ``best/``); the top-level metrics files
+        are rewritten to exactly these rows.
+        """
+        epoch, best_epoch = manifest.get("epoch"), manifest.get("best_epoch")
+        if epoch is not None and best_epoch == epoch and _epoch_of(self.best) != epoch:
+            link_checkpoint(found, self.best)
+        text = _jsonl(rows)
+        current = self.metrics_jsonl.read_text(encoding="utf-8") if self.metrics_jsonl.is_file() else None
+        if current != text or (self.write_csv and not self.metrics_csv.is_file()):
+            self.write_metrics(rows)
 
-    Both files are rewritten atomically after each epoch (they are small), so they
-    never hold half a row and always agree with each other. ``write_csv = False``
-    (``csv`` not in ``train.loggers``) keeps only the JSONL file.
-    """
+    # -------------------------------------------------------------- the commit
+    def commit_epoch(
+        self,
+        parts: dict[str, dict[str, torch.Tensor]],
+        state: dict[str, Any],
+        meta: dict[str, str],
+        rows: list[dict[str, Any]],
+        *,
+        improved: bool,
+        estimate: int,
+    ) -> int:
+        """Make an epoch durable: ``last/`` (with the rows), then ``best/`` when improved, then the metrics view.
 
-    write_csv = True
+        Args:
+            parts: weights by prefix.
+            state: the training state; ``epoch``, ``epochs``, ``best_epoch`` go to the manifest too.
+            meta: strings for the safetensors header.
+            rows: every metrics row up to this epoch.
+            improved: whether this epoch is the new best.
+            estimate: bytes the checkpoint is expected to take.
 
-    def __init__(self, folder: RunFolder, rows: list[dict[str, Any]] | None = None) -> None:
-        self.folder = folder
-        self.rows = list(rows or [])
+        Returns:
+            The bytes the checkpoint took (the next epoch's estimate).
 
-    @classmethod
-    def resume(cls, folder: RunFolder, epochs_done: int) -> MetricsLog:
-        """The rows of epochs 1..epochs_done (later rows belong to epochs being redone)."""
-        rows = []
-        if folder.metrics_jsonl.is_file():
-            for line in folder.metrics_jsonl.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    if row.get("epoch", 0) <= epochs_done:
-                        rows.append(row)
-        return cls(folder, rows)
+        Raises:
+            TrainError: not enough disk space, or the write failed; the last good
+                checkpoint is kept and nothing is left that blocks ``--resume``.
+        """
+        epoch = state["epoch"]
+        hint = (f"The last good checkpoint (epoch {epoch - 1}) stays in {self.last}; continue with --resume. "
+                if epoch > 1 else "No checkpoint was written. ")
+        self.check_space(int(estimate * _SPACE_MARGIN), f"the checkpoint of epoch {epoch}", hint)
+        info = {key: state[key] for key in ("epoch", "epochs", "best_epoch") if key in state}
+        written = 0
+        try:
+            written = save_checkpoint(self.last, parts, state, meta, files={METRICS_FILE: _jsonl(rows)}, info=info)
+            if improved:
+                link_checkpoint(self.last, self.best)
+            self.write_metrics(rows)
+        except OSError as exc:
+            if written:  # last/ holds this epoch; best/ and the metrics files are repaired by --resume
+                hint = f"Epoch {epoch} is saved in {self.last}; --resume completes best/ and the metrics files. "
+            if exc.errno in _OUT_OF_SPACE:
+                raise TrainError(f"the disk ran out of space while saving epoch {epoch} to {self.path}. {hint}"
+                                 "Free space, then continue.") from None
+            raise TrainError(f"could not save epoch {epoch} to {self.path}: {exc.strerror or exc}. {hint}") from None
+        return written
 
-    def append(self, row: dict[str, Any]) -> None:
-        """Add a row and rewrite both files."""
-        self.rows.append(row)
-        atomic_write_text(self.folder.metrics_jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite ``metrics.jsonl`` and ``metrics.csv`` (each atomically) to exactly ``rows``.
+
+        ``write_csv = False`` (``csv`` not in ``train.loggers``) keeps only the JSONL file.
+        """
+        atomic_write_text(self.metrics_jsonl, _jsonl(rows))
         if not self.write_csv:
             return
-        columns = list(dict.fromkeys(k for r in self.rows for k in r))
+        columns = list(dict.fromkeys(k for r in rows for k in r))
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.folder.metrics_csv, out.getvalue())
+        writer.writerows(rows)
+        atomic_write_text(self.metrics_csv, out.getvalue())
+
+    # ------------------------------------------------------------ for readers
+    def checkpoint(self, which: str = "best") -> Path:
+        """The verified checkpoint folder ``best`` or ``last`` (falling back to the other one).
+
+        ``best`` is read from ``last/`` when ``last/`` holds the best epoch but ``best/``
+        does not yet (a crash between the two writes of one commit).
+
+        Raises:
+            TrainError: no checkpoint at all.
+            CheckpointError: the checkpoint fails its integrity check.
+        """
+        last, best = find_checkpoint(self.last), find_checkpoint(self.best)
+        if which == "last":
+            found = last or best
+        else:
+            found = best or last
+            if best is not None and last is not None:
+                with contextlib.suppress(CheckpointError):
+                    manifest = read_manifest(last)
+                    if manifest.get("best_epoch") == manifest.get("epoch") != _epoch_of(best):
+                        found = last
+        if found is None:
+            raise TrainError(f"{self.path} has no checkpoint yet (no best/ or last/)")
+        verify_checkpoint(found)
+        return found
+
+
+def read_rows(checkpoint: Path) -> list[dict[str, Any]]:
+    """The metrics rows a checkpoint holds (none for checkpoints without them)."""
+    file = checkpoint / METRICS_FILE
+    if not file.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise CheckpointError(f"{file}:{number}: not a JSON metrics row") from None
+    return rows
+
+
+def _epoch_of(folder: Path) -> int | None:
+    found = find_checkpoint(folder)
+    if found is None or not (found / MANIFEST_FILE).is_file():
+        return None
+    try:
+        return read_manifest(found).get("epoch")
+    except CheckpointError:
+        return None
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def _mib(n: int) -> str:

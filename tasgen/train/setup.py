@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
 from torch import nn
 
-from tasgen.checkpoint import CheckpointError, check_fits, find_checkpoint, load_checkpoint
+from tasgen.checkpoint import CheckpointError, check_fits, load_checkpoint
 from tasgen.compiler import build_models, build_system
 from tasgen.losses import TASObjective
 from tasgen.plan import Plan
@@ -199,32 +198,34 @@ def load_trainable(trainable: nn.ModuleDict, parts: Mapping[str, Mapping[str, to
 def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str | None = None) -> tuple[Setup, dict]:
     """Rebuild a finished (or interrupted) run from its folder, with trained weights.
 
-    Reads ``spec.yaml``, ``plan.json`` and the ``best`` (default) or ``last``
-    checkpoint, falling back to the other one when it is absent.
+    Reads ``spec.yaml`` (through the spec loader, so a tampered file gets a located
+    error), ``plan.json`` and the ``best`` (default) or ``last`` checkpoint, falling back
+    to the other one when it is absent; the checkpoint is verified against its manifest.
 
     Returns:
         ``(setup, state)``: the setup in eval mode and the checkpoint's training state.
 
     Raises:
         TrainError: the folder is not a tasgen run, or the teacher's weights are gone.
-        CheckpointError: a checkpoint file is corrupt.
+        SpecError: its spec.yaml does not load.
+        CheckpointError: a checkpoint file is corrupt or fails its integrity check.
     """
+    from tasgen.spec.load import load_run_spec
+
     from .dist import default_device
+    from .run_folder import RunFolder
 
     folder = Path(run_dir)
     device = torch.device(device) if device is not None else default_device()
     spec_file, plan_file = folder / "spec.yaml", folder / "plan.json"
     if not spec_file.is_file() or not plan_file.is_file():
         raise TrainError(f"{folder} is not a tasgen run folder (it needs spec.yaml and plan.json)")
-    spec = Spec.model_validate(yaml.safe_load(spec_file.read_text(encoding="utf-8")))
+    spec = load_run_spec(spec_file).spec
     try:
         plan = Plan.from_json(plan_file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise TrainError(f"{plan_file}: {exc}") from None
-    order = [checkpoint, "last" if checkpoint == "best" else "best"]
-    found = next((f for name in order if (f := find_checkpoint(folder / name)) is not None), None)
-    if found is None:
-        raise TrainError(f"{folder} has no checkpoint yet (no best/ or last/)")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise TrainError(f"{plan_file} is not a tasgen plan ({_one_line(exc)}); the run folder was altered") from None
+    found = RunFolder(folder).checkpoint(checkpoint)
     parts, state = load_checkpoint(found)
     if state.get("role") == "teacher":
         setup = build_teacher_setup(spec, plan, folder.parent, device, init=False)
@@ -237,3 +238,8 @@ def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.dev
     load_trainable(setup.trainable, parts, str(found))
     setup.system.eval()
     return setup, state
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

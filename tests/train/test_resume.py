@@ -61,11 +61,13 @@ def test_corrupt_checkpoint_is_reported(make_spec):
     result = train(make_spec(name="c"), max_epochs=1, quiet=True)
     state = result.run_dir / "last" / "state.pt"
     state.write_bytes(state.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointError, match=r"state\.pt fails its integrity check \(100 bytes"):
         train(make_spec(name="c"), resume=True, quiet=True)
     weights = result.run_dir / "last" / "model.safetensors"
-    weights.write_bytes(b"\x00" * 10)
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    data = bytearray(weights.read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])  # 64 flipped bytes of tensor data, same size
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors fails its integrity check \(its sha256"):
         train(make_spec(name="c"), resume=True, quiet=True)
 
 
