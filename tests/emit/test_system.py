@@ -132,20 +132,33 @@ def test_compiles_whole_without_graph_breaks(pair: str) -> None:
         torch.testing.assert_close(out[name][0], eager[name][0], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("pair", ["cnn->vit", "vit->cnn", "cnn->staged"])
-def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(pair: str, tmp_path) -> None:
-    spec, plan, system = make(*PAIRS[pair])
+EMIT_CASES = {
+    "cnn->vit": (PAIRS["cnn->vit"], {}),
+    "vit->cnn": (PAIRS["vit->cnn"], {}),
+    "cnn->staged": (PAIRS["cnn->staged"], {}),
+    "cnn->vit pooled, head": (PAIRS["cnn->vit"], {"assistant": {"bridge": {"prefix_tokens": "pooled"}},
+                                                  "distill": {"feature": {"pool": "head"}}}),
+    "vit->cnn embed": (PAIRS["vit->cnn"], {"assistant": {"bridge": {"prefix_tokens": "embed"}}}),
+}
+
+
+@pytest.mark.parametrize("case", list(EMIT_CASES), ids=list(EMIT_CASES))
+def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(case: str, tmp_path) -> None:
+    pair, extra = EMIT_CASES[case]
+    spec, plan, system = make(*pair, **extra)
     system.eval()
     x = torch.rand(2, 3, SIZE, SIZE)
     local_norm = system.norm_student if plan.local_role == "student" else system.norm_teacher
     with torch.no_grad():
         expected = system.assistant(local_norm(x))
+        torch.testing.assert_close(expected, system(x)["assistant"][0])  # as the system computes it
+        features = system(x)["assistant"][1].contiguous().clone()
     source = assistant_source(spec, plan)
     assert "import tasgen" not in source and "from tasgen" not in source
     assert plan.hash in source.splitlines()[0]
     (tmp_path / "assistant.py").write_text(source)
     save_file({k: v.contiguous() for k, v in system.state_dict().items()}, tmp_path / "system.safetensors")
-    save_file({"x": local_norm(x), "expected": expected}, tmp_path / "io.safetensors")
+    save_file({"x": local_norm(x), "expected": expected, "features": features}, tmp_path / "io.safetensors")
     code = (
         "import sys, torch\n"
         "from safetensors.torch import load_file\n"
@@ -156,8 +169,11 @@ def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(pair: str, t
         "io = load_file(sys.argv[1] + '/io.safetensors')\n"
         "with torch.no_grad():\n"
         "    out = a(io['x'])\n"
+        "    prefix = a.global_prefix(io['x']) if hasattr(a, 'global_prefix') else None\n"
+        "    feature = a.global_head(a.local_features(io['x']), prefix)[1]\n"
         "assert 'tasgen' not in sys.modules\n"
         "torch.testing.assert_close(out, io['expected'], rtol=1e-5, atol=1e-5)\n"
+        "torch.testing.assert_close(feature, io['features'], rtol=1e-5, atol=1e-5)\n"
         "print('ok')\n"
     )
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
