@@ -74,6 +74,12 @@ class Bridge(nn.Module):
         """Whether `forward` takes the global member's prefix tokens at this depth."""
         return self.geometry.out_prefix_tokens > 0 and self.geometry.prefix_source == "depth"
 
+    def stand_in_prefix(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Zero prefix tokens for input `x`, where `needs_prefix` (shape checks and FLOP counts)."""
+        if not self.needs_prefix:
+            return None
+        return x.new_zeros(x.shape[0], self.geometry.out_prefix_tokens, self.geometry.out_channels)
+
     def forward(self, x: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Map a local stage output to the global member's next stage input.
 
@@ -108,8 +114,7 @@ class Bridge(nn.Module):
     def check(self, x: torch.Tensor) -> None:
         """Raise BridgeError unless this bridge maps a sample of its input correctly."""
         g = self.geometry
-        prefix = x.new_zeros(x.shape[0], g.out_prefix_tokens, g.out_channels) if self.needs_prefix else None
-        y = self(x, prefix)
+        y = self(x, self.stand_in_prefix(x))
         if g.out_layout == "NLC":
             want = (x.shape[0], self.out_grid * self.out_grid + g.out_prefix_tokens, g.out_channels)
         elif g.out_layout == "NHWC":
