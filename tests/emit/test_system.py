@@ -334,3 +334,13 @@ def test_plan_loss_pairs_are_what_the_trainer_computes() -> None:
     spec, plan, _ = make({"timm": "resnet18"}, TINY_VIT, distill={"method": "kd"})
     assert (plan.ce_weight, plan.logits["loss"], plan.logits["temperature"]) == (0.1, "kd", 4.0)
     assert plan.loss_pairs[0].logit_weight == 0.9
+
+
+def test_auto_prefix_tokens_follow_the_global_member() -> None:
+    # A frozen teacher head gets the class token at its depth; a learning student keeps its own.
+    _, plan, _ = make(*PAIRS["vit->cnn"])
+    assert (plan.global_role, plan.bridge.prefix_source) == ("teacher", "depth")
+    _, plan, _ = make(*PAIRS["cnn->vit"])
+    assert (plan.global_role, plan.bridge.prefix_source) == ("student", "embed")
+    _, plan, _ = make(*PAIRS["cnn->vit"], assistant={"bridge": {"prefix_tokens": "pooled"}})
+    assert plan.bridge.prefix_source == "pooled"
