@@ -104,28 +104,8 @@ def auto_heads(channels: int) -> int:
     return heads
 
 
-def prefix_source(spec: Spec, global_role: Role) -> str:
-    """Where the bridge's prefix tokens come from: `assistant.bridge.prefix_tokens`, with auto resolved.
-
-    auto: `depth` when the global member is the teacher (its head is frozen, so it
-    gets the class token it was trained on), `embed` when it is the student (its
-    class token and head learn with the assistant). Chosen by measurement
-    (docs/design.md).
-    """
-    choice = spec.assistant.bridge.prefix_tokens
-    if choice != "auto":
-        return choice
-    return "depth" if global_role == "teacher" else "embed"
-
-
-def bridge_geometry(
-    src: Part, dst: Part, spec: Spec, image_size: int, prefix: str = "embed"
-) -> tuple[BridgeGeometry | None, str]:
-    """The bridge between two parts, or (None, reason) when none can be built.
-
-    Args:
-        prefix: where its prefix tokens come from (`prefix_source`).
-    """
+def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[BridgeGeometry | None, str]:
+    """The bridge between two parts, or (None, reason) when none can be built."""
     opts = spec.assistant.bridge
     ratio = dst.reduction / src.reduction
     if dst.reduction == src.reduction:
@@ -152,7 +132,8 @@ def bridge_geometry(
     return BridgeGeometry(
         in_channels=c_in, in_reduction=src.reduction, in_layout=src.layout, in_prefix_tokens=src.prefix_tokens,
         out_channels=c, out_reduction=dst.reduction, out_layout=dst.layout, out_prefix_tokens=dst.prefix_tokens,
-        resample=resample, prefix_source=prefix, window_size=window, heads=heads, mlp_ratio=opts.mlp_ratio, params=params,
+        resample=resample, prefix_source=opts.prefix_tokens, window_size=window, heads=heads,
+        mlp_ratio=opts.mlp_ratio, params=params,
     ), ""
 
 
@@ -215,8 +196,7 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         u, v = next((a, b) for a, b in zip(path, path[1:], strict=False) if g.edges[a, b]["kind"] == "bridge")
         split, start = u[1], v[1]
         reason = _check(split, start, local, glob, pair, spec)
-        bridge, why = bridge_geometry(local.stages[split - 1], glob.stage_input(start), spec, image_size,
-                                      prefix_source(spec, global_role))
+        bridge, why = bridge_geometry(local.stages[split - 1], glob.stage_input(start), spec, image_size)
         reason = reason or why
         if reason or bridge is None:
             candidates.append(Candidate(split=split, global_start=start, valid=False, reason=reason))

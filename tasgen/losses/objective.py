@@ -149,7 +149,8 @@ class TASObjective(nn.Module):
         self.ofa_eps = spec.logits.eps
         self.logit_temperature = spec.kd.temperature if kd else spec.logits.temperature
         self.global_negatives = spec.feature.negatives == "global"
-        from tasgen.train.dist import gather_batch  # here, not at the top: tasgen.train imports this module
+        # Imported here, not at the top: tasgen.train imports this module.
+        from tasgen.train.dist import gather_batch
 
         self._gather = gather_batch
         self.pairs: tuple[DistillPair, ...] = tuple(distill_pairs(spec))

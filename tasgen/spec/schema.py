@@ -99,15 +99,14 @@ class BridgeSpec(_Strict):
     resample: Literal["auto", "conv", "interpolate"] = Field(
         "auto", description="How the token grid is resized: strided/patch convolution or interpolation."
     )
-    prefix_tokens: Literal["auto", "depth", "pooled", "embed"] = Field(
-        "auto",
+    prefix_tokens: Literal["pooled", "depth", "embed"] = Field(
+        "pooled",
         description="Where the class/register tokens after the bridge come from, when the global member's "
-        "next stage expects them (ViTs). depth: the global member's own prefix tokens as they stand at "
-        "that depth in its forward pass of the same images (detached); pooled: the mean of the bridge's "
-        "grid tokens; embed: the model's input-level tokens (its raw class token, as before the first "
-        "block); auto (chosen by measurement): depth when the global member is the teacher, embed when "
-        "it is the student. Grid tokens get the model's position embeddings in every case. "
-        "See docs/design.md.",
+        "next stage expects them (ViTs). pooled (chosen by measurement, see docs/design.md): the mean of "
+        "the bridge's grid tokens; depth: the global member's own prefix tokens as they stand at that "
+        "depth in its forward pass of the same images (detached); embed: the model's input-level tokens "
+        "(its raw class token, as before the first block). Grid tokens get the model's position "
+        "embeddings in every case.",
     )
 
 

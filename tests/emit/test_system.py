@@ -136,8 +136,8 @@ EMIT_CASES = {
     "cnn->vit": (PAIRS["cnn->vit"], {}),
     "vit->cnn": (PAIRS["vit->cnn"], {}),
     "cnn->staged": (PAIRS["cnn->staged"], {}),
-    "cnn->vit pooled, head": (PAIRS["cnn->vit"], {"assistant": {"bridge": {"prefix_tokens": "pooled"}},
-                                                  "distill": {"feature": {"pool": "head"}}}),
+    "cnn->vit depth, head": (PAIRS["cnn->vit"], {"assistant": {"bridge": {"prefix_tokens": "depth"}},
+                                                 "distill": {"feature": {"pool": "head"}}}),
     "vit->cnn embed": (PAIRS["vit->cnn"], {"assistant": {"bridge": {"prefix_tokens": "embed"}}}),
 }
 
@@ -336,11 +336,8 @@ def test_plan_loss_pairs_are_what_the_trainer_computes() -> None:
     assert plan.loss_pairs[0].logit_weight == 0.9
 
 
-def test_auto_prefix_tokens_follow_the_global_member() -> None:
-    # A frozen teacher head gets the class token at its depth; a learning student keeps its own.
-    _, plan, _ = make(*PAIRS["vit->cnn"])
-    assert (plan.global_role, plan.bridge.prefix_source) == ("teacher", "depth")
-    _, plan, _ = make(*PAIRS["cnn->vit"])
-    assert (plan.global_role, plan.bridge.prefix_source) == ("student", "embed")
-    _, plan, _ = make(*PAIRS["cnn->vit"], assistant={"bridge": {"prefix_tokens": "pooled"}})
-    assert plan.bridge.prefix_source == "pooled"
+def test_default_prefix_tokens_are_pooled() -> None:
+    # Chosen by measurement (docs/design.md): the best student top-1 in both pair directions.
+    for pair in ("vit->cnn", "cnn->vit"):
+        _, plan, _ = make(*PAIRS[pair])
+        assert plan.bridge.prefix_source == "pooled"
