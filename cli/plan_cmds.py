@@ -66,15 +66,18 @@ def render_plan_table(plan, *, show_all: bool, exact: dict[str, tuple[int, int]]
     console.print(table)
     b = plan.bridge
     console.print(f"bridge: {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> {b.out_channels}ch /{b.out_reduction} "
-                  f"{b.out_layout}" + (f" +{b.out_prefix_tokens} prefix" if b.out_prefix_tokens else "")
+                  f"{b.out_layout}" + (f" +{b.out_prefix_tokens} prefix ({b.prefix_source})" if b.out_prefix_tokens else "")
                   + f", resample {b.resample}, window {b.window_size}, {b.heads} heads")
     losses = Table(title="losses", title_justify="left")
     for col in ("pair", "target -> learner", "feature (InfoNCE)", "logits"):
         losses.add_column(col)
     losses.add_row("ce", "labels -> student", "-", f"{plan.ce_weight} (smoothing {plan.label_smoothing})")
+    logit = f"{plan.logits['loss']}, T {plan.logits['temperature']}"
+    if plan.method == "ofa":  # the trainer pulls every exit branch and the final logits
+        logit += f", exits 1-{len(plan.student.stages)} + final"
     for pair in plan.loss_pairs:
         losses.add_row(pair.name, f"{pair.target} -> {pair.learner}", str(pair.feature_weight),
-                       f"{pair.logit_weight} ({plan.logits['loss']})")
+                       f"{pair.logit_weight} ({logit})")
     console.print(losses)
     if show_all:
         cands = Table(title=f"candidates ({plan.local_role} stage -> {plan.global_role} stage)", title_justify="left")

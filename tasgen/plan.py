@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from tasgen.arch.table import Layout, Mixer, StageTable
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 Role = Literal["teacher", "student"]
 
 
@@ -55,6 +55,9 @@ class BridgeGeometry(_Frozen):
     out_layout: Layout
     out_prefix_tokens: int
     resample: Literal["identity", "conv", "interpolate"]
+    prefix_source: Literal["depth", "pooled", "embed"] = Field(
+        description="where the prefix tokens after the bridge come from (assistant.bridge.prefix_tokens)"
+    )
     window_size: int
     heads: int
     mlp_ratio: float
@@ -117,6 +120,11 @@ class Plan(_Frozen):
 
     def table(self, role: Role) -> StageTable:
         return self.teacher if role == "teacher" else self.student
+
+    def feature_width(self, role: Role | Literal["assistant"]) -> int:
+        """Width of the feature f a model contributes to InfoNCE (the assistant's is its global member's)."""
+        head = self.table(self.global_role if role == "assistant" else role).head
+        return head.feature_channels if self.feature.get("pool", "avg") == "avg" else head.num_features
 
     @property
     def assistant_params(self) -> int:

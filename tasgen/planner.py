@@ -132,7 +132,8 @@ def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[
     return BridgeGeometry(
         in_channels=c_in, in_reduction=src.reduction, in_layout=src.layout, in_prefix_tokens=src.prefix_tokens,
         out_channels=c, out_reduction=dst.reduction, out_layout=dst.layout, out_prefix_tokens=dst.prefix_tokens,
-        resample=resample, window_size=window, heads=heads, mlp_ratio=opts.mlp_ratio, params=params,
+        resample=resample, prefix_source=opts.prefix_tokens, window_size=window, heads=heads,
+        mlp_ratio=opts.mlp_ratio, params=params,
     ), ""
 
 
@@ -226,10 +227,11 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         teacher=teacher, student=student, pair=pair, local_role=local_role, global_role=global_role,
         split=split, global_start=start, assistant=parts, bridge=bridge,
         teacher_stages=spec.assistant.teacher_stages, loss_pairs=loss_pairs(spec),
-        ce_weight=d.ce.weight, label_smoothing=d.ce.label_smoothing,
-        feature={"loss": d.feature.loss, "dim": d.feature.dim, "temperature": d.feature.temperature,
-                 "learnable_temperature": d.feature.learnable_temperature},
-        logits={"loss": d.logits.loss, "eps": d.logits.eps, "temperature": d.logits.temperature},
+        label_smoothing=d.ce.label_smoothing,
+        feature={"loss": d.feature.loss, "pool": d.feature.pool, "dim": d.feature.dim,
+                 "temperature": d.feature.temperature, "learnable_temperature": d.feature.learnable_temperature,
+                 "negatives": d.feature.negatives},
+        logits=_logits(spec), ce_weight=_ce_weight(spec),
         candidates=candidates, reason=reason,
     )
 
@@ -260,12 +262,28 @@ def _assistant_parts(local_role: Role, global_role: Role, local: StageTable, glo
     return out
 
 
-def loss_pairs(spec: Spec) -> list[LossPair]:
-    """The distillation pairs the method uses, with their weights."""
+def _logits(spec: Spec) -> dict[str, float | str]:
+    """The logit loss the trainer computes: method kd has its own recipe, ofa is always OFA."""
     d = spec.distill
-    if d.method == "none":
+    if d.method == "kd":
+        return {"loss": "kd", "temperature": d.kd.temperature}
+    loss = "ofa" if d.method == "ofa" else d.logits.loss
+    return {"loss": loss, "eps": d.logits.eps, "temperature": d.logits.temperature}
+
+
+def _ce_weight(spec: Spec) -> float:
+    return spec.distill.kd.ce_weight if spec.distill.method == "kd" else spec.distill.ce.weight
+
+
+def loss_pairs(spec: Spec) -> list[LossPair]:
+    """The distillation pairs the method uses, with their weights (as the trainer computes them)."""
+    d = spec.distill
+    if d.method == "none" or not d.pairs.teacher_student.enabled and d.method in ("kd", "ofa"):
         return []
-    if d.method in ("kd", "ofa"):
+    if d.method == "kd":
+        return [LossPair(name="teacher_student", target="teacher", learner="student",
+                         feature_weight=0.0, logit_weight=d.kd.kd_weight)]
+    if d.method == "ofa":
         p = d.pairs.teacher_student
         return [LossPair(name="teacher_student", target="teacher", learner="student",
                          feature_weight=0.0, logit_weight=p.logit_weight)]

@@ -306,6 +306,9 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
             _, ch, gh, _ = ref.shape
             stages.append(_stage(model, i, mods, ch, max(1, round(size[0] / gh)), "NCHW", 0))
 
+    f_layout, f_channels, _, f_prefix = _layout(
+        tuple(features.shape), getattr(model, "num_features", None), reductions[-1], size
+    )
     head_params = count_params(model.modules()) - count_params(_mods(model, [*stem_m, *[m for s in stage_m for m in s]]))
     mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
     std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
@@ -318,7 +321,8 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         std=std,
         stem=stem,
         stages=stages,
-        head=Head(final_modules=final_m, num_features=int(pooled.shape[-1]), num_classes=int(logits.shape[-1]),
+        head=Head(final_modules=final_m, feature_channels=f_channels, feature_layout=f_layout,
+                  feature_prefix_tokens=f_prefix, num_features=int(pooled.shape[-1]), num_classes=int(logits.shape[-1]),
                   params=head_params),
         params=count_params([model]),
         staged=staged_error is None,

@@ -57,6 +57,9 @@ class Head(_Frozen):
     """What follows the stages: the pooled feature and the classifier."""
 
     final_modules: list[str] = Field(description="post-stage modules of forward_features (norms, 1x1 convs)")
+    feature_channels: int = Field(description="channels of the final feature map (forward_features' output)")
+    feature_layout: Layout = Field(description="layout of the final feature map")
+    feature_prefix_tokens: int = Field(0, description="class/register tokens in front of its grid tokens (NLC)")
     num_features: int = Field(description="width of the pooled feature (forward_head(pre_logits=True))")
     num_classes: int
     params: int = Field(description="parameters of the final modules and the head")
@@ -75,7 +78,7 @@ class StageTable(_Frozen):
             assistant from it); ``staged_error`` says why not.
     """
 
-    version: int = 1
+    version: int = 2
     model: str
     source: Literal["timm", "spec"]
     family: str

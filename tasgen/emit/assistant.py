@@ -28,6 +28,7 @@ class Assistant(nn.Module):
 
     def __init__(self, plan: Plan, teacher: nn.Module, student: nn.Module) -> None:
         super().__init__()
+        pool = str(plan.feature.get("pool", "avg"))
         self.plan = plan
         self.split, self.global_start = plan.split, plan.global_start
         models = {"teacher": teacher, "student": student}
@@ -35,9 +36,17 @@ class Assistant(nn.Module):
             # A trainable copy, so the real teacher never changes.
             self.teacher_copy = copy.deepcopy(teacher).requires_grad_(True)
             models["teacher"] = self.teacher_copy
-        self.local = StagedModel(models[plan.local_role], plan.table(plan.local_role))
-        self.glob = StagedModel(models[plan.global_role], plan.table(plan.global_role))
+        self.local = StagedModel(models[plan.local_role], plan.table(plan.local_role), pool)
+        self.glob = StagedModel(models[plan.global_role], plan.table(plan.global_role), pool)
         self.bridge = Bridge(plan.bridge, plan.image_size, self.glob)
+        # Prefix tokens of design `depth`: the global member's tokens entering stage global_start.
+        self.prefix_depth = self.global_start - 1
+        local_t, glob_t = plan.table(plan.local_role), plan.table(plan.global_role)
+        # Local-normalised images -> global-normalised ones (x * s_l + m_l - m_g) / s_g, for `forward`.
+        scale = [sl / sg for sl, sg in zip(local_t.std, glob_t.std, strict=True)]
+        shift = [(ml - mg) / sg for ml, mg, sg in zip(local_t.mean, glob_t.mean, glob_t.std, strict=True)]
+        self.register_buffer("renorm_scale", torch.tensor(scale).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("renorm_shift", torch.tensor(shift).view(1, -1, 1, 1), persistent=False)
 
     def forward_local(self, x: torch.Tensor) -> torch.Tensor:
         """Local stem and stages 1..split (what the system computes once and shares)."""
@@ -46,13 +55,34 @@ class Assistant(nn.Module):
             x = self.local.stage(i, x)
         return x
 
-    def forward_from_local(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bridge -> global stages -> head, from the local stage output `h`."""
-        x = self.bridge(h)
+    def prefix_tokens(self, global_input: torch.Tensor) -> torch.Tensor:
+        """The global member's prefix tokens at the bridge's depth, detached (design `depth`).
+
+        Args:
+            global_input: Its stage ``prefix_depth`` output (the stem's when 0).
+        """
+        return global_input[:, : self.plan.bridge.out_prefix_tokens].detach()
+
+    def forward_from_local(
+        self, h: torch.Tensor, prefix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bridge -> global stages -> head, from the local stage output `h`.
+
+        Args:
+            h: The local member's stage ``split`` output.
+            prefix: The global member's prefix tokens at the bridge's depth, when
+                ``bridge.needs_prefix`` (see `prefix_tokens`).
+        """
+        x = self.bridge(h, prefix)
         for i in range(self.global_start, self.glob.num_stages + 1):
             x = self.glob.stage(i, x)
         return self.glob.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for images normalised as the local member expects."""
-        return self.forward_from_local(self.forward_local(x))[0]
+        prefix = None
+        if self.bridge.needs_prefix:
+            with torch.no_grad():
+                g = self.glob.forward_to(x * self.renorm_scale + self.renorm_shift, self.prefix_depth)
+            prefix = self.prefix_tokens(g)
+        return self.forward_from_local(self.forward_local(x), prefix)[0]

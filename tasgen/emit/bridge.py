@@ -25,9 +25,12 @@ class Bridge(nn.Module):
     2. Resize the grid and change channels: a 1x1 conv (same resolution), a patch
        conv with kernel = stride = the reduction ratio, or interpolation + 1x1 conv.
     3. One Swin-style windowed attention block (local -> global receptive field).
-    4. Emit the global member's layout. When that member's tokens carry class or
-       register tokens and position embeddings, its own ``_pos_embed`` adds them,
-       so the learned prefix tokens and positions are the model's, not new ones.
+    4. Emit the global member's layout. When that member's tokens carry position
+       embeddings, its own ``_pos_embed`` adds them to the grid tokens. Its class or
+       register tokens (``geometry.prefix_source``) are, for ``depth``, the global
+       member's own prefix tokens as they stand at this depth of its forward pass
+       (given to `forward`); for ``pooled``, the mean of the grid tokens; for
+       ``embed``, the ones ``_pos_embed`` inserts (the model's input-level tokens).
 
     Args:
         geometry: the plan's bridge record.
@@ -66,7 +69,25 @@ class Bridge(nn.Module):
         x = x[:, g.in_prefix_tokens :]
         return x.transpose(1, 2).reshape(x.shape[0], g.in_channels, self.in_grid, self.in_grid)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def needs_prefix(self) -> bool:
+        """Whether `forward` takes the global member's prefix tokens at this depth."""
+        return self.geometry.out_prefix_tokens > 0 and self.geometry.prefix_source == "depth"
+
+    def stand_in_prefix(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Zero prefix tokens for input `x`, where `needs_prefix` (shape checks and FLOP counts)."""
+        if not self.needs_prefix:
+            return None
+        return x.new_zeros(x.shape[0], self.geometry.out_prefix_tokens, self.geometry.out_channels)
+
+    def forward(self, x: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Map a local stage output to the global member's next stage input.
+
+        Args:
+            x: The local stage output.
+            prefix: (B, prefix tokens, C): the global member's prefix tokens at this
+                depth; needed when `needs_prefix`, ignored otherwise.
+        """
         g = self.geometry
         x = self._to_nchw(x)
         if g.resample == "interpolate":
@@ -77,14 +98,23 @@ class Bridge(nn.Module):
             return x
         if g.out_layout == "NCHW":
             return x.permute(0, 3, 1, 2)
-        if self._pos_embed is not None:
-            return self._pos_embed(x if self._grid_tokens == "NHWC" else x.flatten(1, 2))
-        return x.flatten(1, 2)
+        if self._pos_embed is None:
+            return x.flatten(1, 2)
+        x = self._pos_embed(x if self._grid_tokens == "NHWC" else x.flatten(1, 2))
+        n = g.out_prefix_tokens
+        if n == 0 or g.prefix_source == "embed":
+            return x
+        grid = x[:, n:]
+        if g.prefix_source == "pooled":
+            prefix = grid.mean(1, keepdim=True).expand(-1, n, -1)
+        elif prefix is None:
+            raise BridgeError("this bridge takes the global member's prefix tokens at its depth; none were given")
+        return torch.cat([prefix.to(grid.dtype), grid], dim=1)
 
     def check(self, x: torch.Tensor) -> None:
         """Raise BridgeError unless this bridge maps a sample of its input correctly."""
         g = self.geometry
-        y = self(x)
+        y = self(x, self.stand_in_prefix(x))
         if g.out_layout == "NLC":
             want = (x.shape[0], self.out_grid * self.out_grid + g.out_prefix_tokens, g.out_channels)
         elif g.out_layout == "NHWC":

@@ -97,20 +97,45 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
     forward_global = [f"# bridge (new): {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> "
                       f"{b.out_channels}ch /{b.out_reduction} {b.out_layout}", "x = self.bridge(h)"]
     pos_embed = b.out_layout == "NLC" and "_pos_embed" in glob.stem.modules
+    n = b.out_prefix_tokens
+    needs_prefix = pos_embed and n > 0 and b.prefix_source == "depth"
     if pos_embed:
-        forward_global.append(f"x = self.glob._pos_embed(x)  # {plan.global_role}'s own prefix tokens and positions")
+        forward_global.append(f"x = self.glob._pos_embed(x)  # {plan.global_role}'s positions (and its input-level prefix tokens)")
+    if pos_embed and n and b.prefix_source == "pooled":
+        forward_global.append(f"x = torch.cat([x[:, {n}:].mean(1, keepdim=True).expand(-1, {n}, -1), x[:, {n}:]], dim=1)"
+                              "  # prefix tokens: the mean grid token")
+    elif needs_prefix:
+        forward_global.append(f"x = torch.cat([prefix.to(x.dtype), x[:, {n}:]], dim=1)"
+                              f"  # prefix tokens: {plan.global_role}'s own, at this depth")
     for s in glob.stages[plan.global_start - 1 :]:
         forward_global.append(f"# stage {s.index}: {plan.global_role} {glob.model} ({s.mixer})")
         forward_global += _calls("glob", s.modules)
     forward_global.append(f"# final and head: {plan.global_role} {glob.model}")
     forward_global += _calls("glob", glob.head.final_modules)
-    forward_global.append("return self.glob.forward_head(x), self.glob.forward_head(x, pre_logits=True)")
+    if plan.feature.get("pool", "avg") == "avg":
+        pooled = {"NCHW": "x.mean((2, 3))", "NHWC": "x.mean((1, 2))",
+                  "NLC": f"x[:, {glob.head.feature_prefix_tokens}:].mean(1)"}[glob.head.feature_layout]
+        forward_global.append(f"return self.glob.forward_head(x), {pooled}  # logits, final map average pooled")
+    else:
+        forward_global += ["feature = self.glob.forward_head(x, pre_logits=True)",
+                           "classifier = self.glob.get_classifier()",
+                           "if isinstance(classifier, nn.Module):",
+                           "    return classifier(feature), feature",
+                           "return self.glob.forward_head(x), feature"]
+    global_prefix = [f"# {plan.global_role} {glob.model}'s prefix tokens entering stage {plan.global_start}",
+                     "x = images * self.renorm_scale + self.renorm_shift  # its own normalisation"]
+    global_prefix += _calls("glob", glob.stem.modules)
+    for s in glob.stages[: plan.global_start - 1]:
+        global_prefix += _calls("glob", s.modules)
+    global_prefix.append(f"return x[:, :{n}]")
 
     def method(name: str, args: str, ret: str, doc: str, lines: list[str]) -> str:
         inner = "\n".join(lines)
         return (f"    def {name}(self, {args}) -> {ret}:\n        \"\"\"{doc}\"\"\"\n"
                 + textwrap.indent(inner, " " * 8) + "\n")
 
+    renorm = ([sl / sg for sl, sg in zip(local.std, glob.std, strict=True)],
+              [(ml - mg) / sg for ml, mg, sg in zip(local.mean, glob.mean, glob.std, strict=True)])
     prefix = {"teacher": "teacher.", "student": "student."}
     assistant_cls = (
         "class Assistant(nn.Module):\n"
@@ -120,15 +145,25 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         "        super().__init__()\n"
         f"        self.local = build_{plan.local_role}()  # parts used: stem, stages 1-{plan.split}\n"
         f"        self.glob = build_{plan.global_role}()  # parts used: stages {plan.global_start}-, final, head\n"
-        f"        self.bridge = Bridge()\n\n"
+        f"        self.bridge = Bridge()\n"
+        + (f"        self.register_buffer('renorm_scale', torch.tensor({renorm[0]!r}).view(1, -1, 1, 1), persistent=False)\n"
+           f"        self.register_buffer('renorm_shift', torch.tensor({renorm[1]!r}).view(1, -1, 1, 1), persistent=False)\n"
+           if needs_prefix else "")
+        + "\n"
         + method("local_features", "images: torch.Tensor", "torch.Tensor", "Local stem and stages.", forward_local)
         + "\n"
-        + method("global_head", "h: torch.Tensor", "tuple[torch.Tensor, torch.Tensor]",
+        + method("global_head", "h: torch.Tensor, prefix: torch.Tensor | None = None",
+                 "tuple[torch.Tensor, torch.Tensor]",
                  "Bridge, global stages and head: (logits, pooled feature).", forward_global)
         + "\n"
-        "    def forward(self, images: torch.Tensor) -> torch.Tensor:\n"
-        "        return self.global_head(self.local_features(images))[0]\n\n"
-        "    def load_system_state_dict(self, state: dict[str, torch.Tensor]) -> None:\n"
+        + (method("global_prefix", "images: torch.Tensor", "torch.Tensor",
+                  "The global member's own prefix tokens at the bridge's depth.", global_prefix) + "\n"
+           if needs_prefix else "")
+        + "    def forward(self, images: torch.Tensor) -> torch.Tensor:\n"
+        + ("        with torch.no_grad():\n            prefix = self.global_prefix(images)\n"
+           "        return self.global_head(self.local_features(images), prefix)[0]\n\n"
+           if needs_prefix else "        return self.global_head(self.local_features(images))[0]\n\n")
+        + "    def load_system_state_dict(self, state: dict[str, torch.Tensor]) -> None:\n"
         '        """Load the weights of a tasgen DistillationSystem (student, teacher, bridge)."""\n'
         f"        local, glob = {prefix[plan.local_role]!r}, {prefix[plan.global_role]!r}\n"
         + ("        if any(k.startswith('assistant.teacher_copy.') for k in state):\n"

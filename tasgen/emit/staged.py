@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tasgen.arch.table import StageTable
+from tasgen.emit.feature import knowledge
 
 
 def _resolve(model: nn.Module, path: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -24,13 +25,16 @@ class StagedModel:
     Args:
         model: a timm model or a tasgen Backbone.
         table: its stage table (must be ``staged``).
+        pool: the feature `head` returns: ``avg`` (the final feature map, average
+            pooled over positions or grid tokens) or ``head`` (the classifier's input).
     """
 
-    def __init__(self, model: nn.Module, table: StageTable) -> None:
+    def __init__(self, model: nn.Module, table: StageTable, pool: str = "avg") -> None:
         if not table.staged:
             raise ValueError(table.staged_error or f"{table.model} cannot be run stage by stage")
         self.model = model
         self.table = table
+        self.pool = pool
         self._stem = [_resolve(model, p) for p in table.stem.modules]
         self._stages = [[_resolve(model, p) for p in s.modules] for s in table.stages]
         self._final = [_resolve(model, p) for p in table.head.final_modules]
@@ -59,12 +63,15 @@ class StagedModel:
         return [m for m in self._stem if isinstance(m, nn.Module)]
 
     def head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final part and head: returns (logits, pooled feature)."""
-        x = self._run(self._final, x)
-        return self.model.forward_head(x), self.model.forward_head(x, pre_logits=True)
+        """Final part and head, one pass: returns (logits, pooled feature)."""
+        return knowledge(self.model, self.table.head, self._run(self._final, x), self.pool)
+
+    def forward_to(self, x: torch.Tensor, depth: int) -> torch.Tensor:
+        """Stem and stages 1..depth (0: the stem alone)."""
+        x = self.stem(x)
+        for i in range(1, depth + 1):
+            x = self.stage(i, x)
+        return x
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stem(x)
-        for i in range(1, self.num_stages + 1):
-            x = self.stage(i, x)
-        return self.head(x)
+        return self.head(self.forward_to(x, self.num_stages))

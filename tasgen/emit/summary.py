@@ -49,7 +49,8 @@ def part_costs(spec: Spec, plan: Plan) -> dict[str, tuple[int, int]]:
     for part in plan.assistant:
         view = a.local if part.source == plan.local_role else a.glob
         if part.name == "bridge":
-            params, fn = _count(a.bridge.parameters())[0], a.bridge
+            # Design `depth` reads prefix tokens the system has computed anyway: no FLOPs of its own.
+            params, fn = _count(a.bridge.parameters())[0], lambda t: a.bridge(t, a.bridge.stand_in_prefix(t))
         elif part.name == "stem":
             params, fn = _count(p for m in view.stem_modules() for p in m.parameters())[0], view.stem
         elif part.name == "head":
@@ -85,9 +86,10 @@ def summarise(spec: Spec, plan: Plan) -> list[PartSummary]:
         rows.append(PartSummary(f"assistant: {plan.local_role} stem + stages 1-{plan.split} (shared)",
                                 total, trainable, _flops(a.forward_local, x)))
         total, trainable = _count(a.bridge.parameters())
-        rows.append(PartSummary("assistant: bridge (new)", total, trainable, _flops(a.bridge, h)))
+        bridge = lambda t: a.bridge(t, a.bridge.stand_in_prefix(t))  # noqa: E731
+        rows.append(PartSummary("assistant: bridge (new)", total, trainable, _flops(bridge, h)))
         g = a.glob
-        hb = torch.no_grad()(a.bridge)(h)
+        hb = torch.no_grad()(bridge)(h)
         mods = [m for i in range(plan.global_start, g.num_stages + 1) for m in g.stage_modules(i)]
         total, trainable = _count(p for m in mods for p in m.parameters())
 

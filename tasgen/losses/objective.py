@@ -81,11 +81,10 @@ def _tas_pairs(spec: DistillSpec) -> list[DistillPair]:
 
 
 def _kd_pairs(spec: DistillSpec) -> list[DistillPair]:
-    pair = spec.pairs.teacher_student
-    if not pair.enabled:
+    if not spec.pairs.teacher_student.enabled:
         return []
-    # Hinton KD is logit-only, whatever spec.logits.loss and the feature settings say.
-    return [DistillPair("teacher_student", "teacher", "student", 0.0, pair.logit_weight, "kd")]
+    # Hinton KD is logit-only, with its own recipe (distill.kd), whatever the TAS settings say.
+    return [DistillPair("teacher_student", "teacher", "student", 0.0, spec.kd.kd_weight, "kd")]
 
 
 def _no_pairs(spec: DistillSpec) -> list[DistillPair]:
@@ -126,7 +125,10 @@ class TASObjective(nn.Module):
     """CE on the student plus the distillation terms of `spec.method` (tas, kd or none).
 
     Only terms with a non-zero weight are built and computed. `forward` has no
-    data-dependent control flow, so it compiles with `fullgraph=True`.
+    data-dependent control flow, so it compiles with `fullgraph=True`. Method kd
+    takes its CE weight and temperature from ``spec.kd``. With
+    ``feature.negatives: global`` the keys of InfoNCE are gathered from every
+    process under DDP (a no-op in one process).
 
     Args:
         spec: The distillation section of a spec.
@@ -141,10 +143,16 @@ class TASObjective(nn.Module):
         super().__init__()
         self.method = spec.method
         self.num_classes = num_classes
-        self.ce_weight = spec.ce.weight
+        kd = spec.method == "kd"
+        self.ce_weight = spec.kd.ce_weight if kd else spec.ce.weight
         self.label_smoothing = spec.ce.label_smoothing
         self.ofa_eps = spec.logits.eps
-        self.logit_temperature = spec.logits.temperature
+        self.logit_temperature = spec.kd.temperature if kd else spec.logits.temperature
+        self.global_negatives = spec.feature.negatives == "global"
+        # Imported here, not at the top: tasgen.train imports this module.
+        from tasgen.train.dist import gather_batch
+
+        self._gather = gather_batch
         self.pairs: tuple[DistillPair, ...] = tuple(distill_pairs(spec))
         if self.ce_weight == 0 and not self.pairs:
             raise ValueError(
@@ -210,8 +218,11 @@ class TASObjective(nn.Module):
             if pair.feature_weight > 0:
                 key = self.projector(pair.target, target_feats.detach()).float()
                 query = self.projector(pair.learner, learner_feats).float()
+                offset = 0
+                if self.global_negatives:
+                    key, offset = self._gather(key)
                 tau = self.temperatures[pair.name]()
-                terms[f"{pair.name}.feature"] = pair.feature_weight * info_nce(query, key, tau)
+                terms[f"{pair.name}.feature"] = pair.feature_weight * info_nce(query, key, tau, offset)
             if pair.logit_weight > 0:
                 teacher = target_logits.detach().float()
                 student = learner_logits.float()

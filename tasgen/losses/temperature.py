@@ -11,11 +11,14 @@ __all__ = ["LearnableTemperature"]
 
 
 class LearnableTemperature(nn.Module):
-    """Temperature T stored as log(1 / T), CLIP style, and clamped to [min_value, max_value].
+    """Temperature T stored as log(1 / T), CLIP style, and bounded to [min_value, max_value].
 
-    Learning log(1/T) keeps T positive and makes steps relative, not absolute. The clamp
+    Learning log(1/T) keeps T positive and makes steps relative, not absolute. The bound
     stops T from collapsing to 0 (exploding logits); the range is widened to contain
-    the initial value.
+    the initial value. The bound is a straight-through clamp: the value is clamped but
+    the gradient passes as if it were not, so a parameter pushed past a bound still
+    learns and comes back as soon as the loss asks for it (a plain clamp has zero
+    gradient out there and would hold it at the bound for good).
 
     Args:
         init: Initial temperature, > 0.
@@ -44,9 +47,9 @@ class LearnableTemperature(nn.Module):
 
     def forward(self) -> torch.Tensor:
         """Return T as a 0-d tensor."""
-        log_inv = self.log_inv_temperature.clamp(
-            math.log(1.0 / self.max_value), math.log(1.0 / self.min_value)
-        )
+        raw = self.log_inv_temperature
+        bounded = raw.clamp(math.log(1.0 / self.max_value), math.log(1.0 / self.min_value))
+        log_inv = raw + (bounded - raw).detach()  # clamped value, identity gradient
         return torch.exp(-log_inv)
 
     def extra_repr(self) -> str:

@@ -110,6 +110,15 @@ class BridgeSpec(_Strict):
     resample: Literal["auto", "conv", "interpolate"] = Field(
         "auto", description="How the token grid is resized: strided/patch convolution or interpolation."
     )
+    prefix_tokens: Literal["pooled", "depth", "embed"] = Field(
+        "pooled",
+        description="Where the class/register tokens after the bridge come from, when the global member's "
+        "next stage expects them (ViTs). pooled (chosen by measurement, see docs/design.md): the mean of "
+        "the bridge's grid tokens; depth: the global member's own prefix tokens as they stand at that "
+        "depth in its forward pass of the same images (detached); embed: the model's input-level tokens "
+        "(its raw class token, as before the first block). Grid tokens get the model's position "
+        "embeddings in every case.",
+    )
 
 
 class AssistantSpec(_Strict):
@@ -151,10 +160,24 @@ class PairsSpec(_Strict):
 
 
 class FeatureLossSpec(_Strict):
+    """InfoNCE on each model's pooled final features (method tas)."""
+
     loss: Literal["infonce", "none"] = "infonce"
+    pool: Literal["avg", "head"] = Field(
+        "avg",
+        description="The feature f of each model. avg: its final feature map averaged over spatial "
+        "positions or grid tokens (prefix tokens left out), as the paper does; head: the input of its "
+        "classifier (forward_head(pre_logits=True); a ViT's class token).",
+    )
     dim: int = Field(256, ge=1, le=8192, description="Common width of the per-model projection heads.")
     temperature: float = Field(0.07, gt=0, le=10, description="Initial InfoNCE temperature.")
     learnable_temperature: bool = True
+    negatives: Literal["global", "local"] = Field(
+        "global",
+        description="Under DDP, global: every process's keys are gathered, so each query's negatives are "
+        "the whole global batch (the loss does not depend on the process count); local: only this "
+        "process's batch. Gradients flow through the local queries only.",
+    )
 
 
 class LogitLossSpec(_Strict):
@@ -168,6 +191,16 @@ class CESpec(_Strict):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
 
 
+class KDSpec(_Strict):
+    """Hinton KD, read by method kd only; the defaults are mdistiller's small-data (CIFAR) recipe."""
+
+    temperature: float = Field(4.0, gt=0, le=32, description="Softmax temperature T (4 for CIFAR, 1 for ImageNet).")
+    ce_weight: float = Field(0.1, ge=0, description="Weight of cross-entropy on the labels (replaces ce.weight).")
+    kd_weight: float = Field(
+        0.9, ge=0, description="Weight of the KD term (replaces pairs.teacher_student.logit_weight)."
+    )
+
+
 class DistillSpec(_Strict):
     """The distillation method and its losses."""
 
@@ -178,6 +211,11 @@ class DistillSpec(_Strict):
     feature: FeatureLossSpec = Field(default_factory=FeatureLossSpec)
     logits: LogitLossSpec = Field(default_factory=LogitLossSpec)
     ce: CESpec = Field(default_factory=CESpec)
+    kd: KDSpec = Field(
+        default_factory=KDSpec,
+        description="Method kd's recipe; it applies whenever the method is kd, so `--set distill.method=kd` "
+        "on any spec gives the usual KD baseline.",
+    )
 
 
 # ----------------------------------------------------------------------- data

@@ -85,6 +85,23 @@ def all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def gather_batch(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every process's ``x`` concatenated along dim 0 in rank order, and where this process's rows start.
+
+    Only this process's rows carry gradient; the other processes' rows are
+    constants (each process differentiates its own part). Every process must pass
+    the same shape, which the training loader guarantees (it drops the last,
+    incomplete batch). In one process this returns ``(x, 0)``.
+    """
+    if not is_distributed():
+        return x, 0
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    tdist.all_gather(parts, x.detach().contiguous())
+    me = rank()
+    parts[me] = x
+    return torch.cat(parts), me * x.shape[0]
+
+
 def average_buffers(module: nn.Module) -> None:
     """Average the floating-point buffers of ``module`` over processes (BN running statistics).
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tasgen.data.transforms import Normalize
+from tasgen.emit.feature import head_pass
 from tasgen.emit.system import Outputs
 
 
@@ -33,7 +34,9 @@ class Distiller(nn.Module):
 class Solo(nn.Module):
     """One model alone, answering as a system does: ``{"student": (logits, pooled feature)}``.
 
-    Used to fit a teacher with the same loop that distils a student.
+    Used to fit a teacher with the same loop that distils a student (and to evaluate
+    an EMA copy). Its feature is the classifier's input, from the same head pass as
+    the logits; no loss reads it.
 
     Args:
         model: a timm model or a tasgen Backbone.
@@ -46,5 +49,4 @@ class Solo(nn.Module):
         self.norm = Normalize(tuple(mean), tuple(std))
 
     def forward(self, images: torch.Tensor) -> Outputs:
-        x = self.model.forward_features(self.norm(images))
-        return {"student": (self.model.forward_head(x), self.model.forward_head(x, pre_logits=True))}
+        return {"student": head_pass(self.model, self.model.forward_features(self.norm(images)))}

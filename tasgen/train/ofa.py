@@ -1,12 +1,14 @@
 """The OFA-KD baseline (Hao et al., NeurIPS 2023): exit branches on the student's stages.
 
-A small branch after each student stage but the last turns that stage's output
-into logits; each branch, and the student's own logits, are pulled toward the
-teacher's logits with the OFA loss, next to cross-entropy on the labels.
+A small branch after each student stage, the last included (OFA-KD's default
+stages 1 2 3 4), turns that stage's output into logits; each branch, and the
+student's own logits, are pulled toward the teacher's logits with the OFA loss,
+next to cross-entropy on the labels.
 
 Simplification (ours): OFA-KD's branches stack a few blocks of the student's kind;
 here a branch is one 1x1 conv + BN + ReLU (maps) or a LayerNorm (tokens), then
-global pooling and a linear classifier.
+global pooling (a token stage with a class token reads the class token, as OFA-KD
+does for ViT students) and a linear classifier.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ class ExitBranch(nn.Module):
         layout: the stage output's layout (NCHW maps, NHWC or NLC tokens).
         channels: its channels.
         num_classes: classes of the logits.
+        prefix_tokens: class/register tokens in front of the grid tokens (NLC); when
+            there are any, the branch reads the first (the class token).
     """
 
-    def __init__(self, layout: Layout, channels: int, num_classes: int) -> None:
+    def __init__(self, layout: Layout, channels: int, num_classes: int, prefix_tokens: int = 0) -> None:
         super().__init__()
         self.layout = layout
+        self.prefix_tokens = prefix_tokens
         if layout == "NCHW":
             self.body: nn.Module = nn.Sequential(
                 nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
@@ -45,16 +50,20 @@ class ExitBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.body(x)
-        # Mean over every spatial position or token (prefix tokens included).
-        pooled = x.mean((2, 3)) if self.layout == "NCHW" else x.mean((1, 2)) if self.layout == "NHWC" else x.mean(1)
+        if self.layout == "NCHW":
+            pooled = x.mean((2, 3))
+        elif self.layout == "NHWC":
+            pooled = x.mean((1, 2))
+        else:
+            pooled = x[:, 0] if self.prefix_tokens else x.mean(1)
         return self.fc(pooled), pooled
 
 
 class OFASystem(nn.Module):
-    """A DistillationSystem whose student also answers at the exit of each stage but the last.
+    """A DistillationSystem whose student also answers at the exit of each stage.
 
     ``forward(images)`` returns the system's ``teacher`` and ``student`` outputs plus
-    ``exit<i>`` for student stage i = 1..n-1.
+    ``exit<i>`` for student stage i = 1..n.
 
     Args:
         system: a DistillationSystem of method ``ofa`` (teacher and student, no assistant).
@@ -65,7 +74,7 @@ class OFASystem(nn.Module):
         self.system = system
         table: StageTable = system.plan.student
         self.branches = nn.ModuleList(
-            ExitBranch(s.layout, s.channels, system.plan.num_classes) for s in table.stages[:-1]
+            ExitBranch(s.layout, s.channels, system.plan.num_classes, s.prefix_tokens) for s in table.stages
         )
 
     def forward(self, images: torch.Tensor) -> Outputs:
@@ -78,8 +87,7 @@ class OFASystem(nn.Module):
         x = view.stem(xs)
         for i in range(1, view.num_stages + 1):
             x = view.stage(i, x)
-            if i < view.num_stages:
-                out[f"exit{i}"] = self.branches[i - 1](x)
+            out[f"exit{i}"] = self.branches[i - 1](x)
         out["student"] = view.head(x)
         return out
 
@@ -93,7 +101,7 @@ class OFAObjective(nn.Module):
 
     Args:
         spec: the distill section of the spec.
-        num_exits: branches on the student (its stages minus one).
+        num_exits: branches on the student (one per stage).
     """
 
     def __init__(self, spec: DistillSpec, num_exits: int) -> None:

@@ -173,11 +173,7 @@ def sync_batchnorm(model: nn.Module, spec: Spec, device: torch.device) -> nn.Mod
 
 
 def _feature_dims(plan: Plan) -> dict[str, int]:
-    return {
-        "teacher": plan.teacher.head.num_features,
-        "student": plan.student.head.num_features,
-        "assistant": plan.table(plan.global_role).head.num_features,
-    }
+    return {role: plan.feature_width(role) for role in ("teacher", "student", "assistant")}
 
 
 def load_trainable(trainable: nn.ModuleDict, parts: Mapping[str, Mapping[str, torch.Tensor]], source: str) -> None:

@@ -52,7 +52,12 @@ def test_table_matches_real_forward(name: str, kind: str) -> None:
         logits, feat = view.head(h)
         # Running the parts in turn is the model's own forward.
         torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-4)
-        assert feat.shape == (2, table.head.num_features)
+        # f (default pool avg): the final feature map, as wide as the table says.
+        assert feat.shape == (2, table.head.feature_channels)
+        final = model.forward_features(x)
+        assert final.shape[1 if table.head.feature_layout == "NCHW" else -1] == table.head.feature_channels
+        pre_logits = StagedModel(model, table, pool="head").head(h)[1]
+        assert pre_logits.shape == (2, table.head.num_features)
     assert table.head.num_classes == 7
     assert table.params == sum(p.numel() for p in model.parameters())
     mixers = [s.mixer for s in table.stages]

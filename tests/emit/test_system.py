@@ -132,20 +132,33 @@ def test_compiles_whole_without_graph_breaks(pair: str) -> None:
         torch.testing.assert_close(out[name][0], eager[name][0], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("pair", ["cnn->vit", "vit->cnn", "cnn->staged"])
-def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(pair: str, tmp_path) -> None:
-    spec, plan, system = make(*PAIRS[pair])
+EMIT_CASES = {
+    "cnn->vit": (PAIRS["cnn->vit"], {}),
+    "vit->cnn": (PAIRS["vit->cnn"], {}),
+    "cnn->staged": (PAIRS["cnn->staged"], {}),
+    "cnn->vit depth, head": (PAIRS["cnn->vit"], {"assistant": {"bridge": {"prefix_tokens": "depth"}},
+                                                 "distill": {"feature": {"pool": "head"}}}),
+    "vit->cnn embed": (PAIRS["vit->cnn"], {"assistant": {"bridge": {"prefix_tokens": "embed"}}}),
+}
+
+
+@pytest.mark.parametrize("case", list(EMIT_CASES), ids=list(EMIT_CASES))
+def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(case: str, tmp_path) -> None:
+    pair, extra = EMIT_CASES[case]
+    spec, plan, system = make(*pair, **extra)
     system.eval()
     x = torch.rand(2, 3, SIZE, SIZE)
     local_norm = system.norm_student if plan.local_role == "student" else system.norm_teacher
     with torch.no_grad():
         expected = system.assistant(local_norm(x))
+        torch.testing.assert_close(expected, system(x)["assistant"][0])  # as the system computes it
+        features = system(x)["assistant"][1].contiguous().clone()
     source = assistant_source(spec, plan)
     assert "import tasgen" not in source and "from tasgen" not in source
     assert plan.hash in source.splitlines()[0]
     (tmp_path / "assistant.py").write_text(source)
     save_file({k: v.contiguous() for k, v in system.state_dict().items()}, tmp_path / "system.safetensors")
-    save_file({"x": local_norm(x), "expected": expected}, tmp_path / "io.safetensors")
+    save_file({"x": local_norm(x), "expected": expected, "features": features}, tmp_path / "io.safetensors")
     code = (
         "import sys, torch\n"
         "from safetensors.torch import load_file\n"
@@ -156,10 +169,175 @@ def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(pair: str, t
         "io = load_file(sys.argv[1] + '/io.safetensors')\n"
         "with torch.no_grad():\n"
         "    out = a(io['x'])\n"
+        "    prefix = a.global_prefix(io['x']) if hasattr(a, 'global_prefix') else None\n"
+        "    feature = a.global_head(a.local_features(io['x']), prefix)[1]\n"
         "assert 'tasgen' not in sys.modules\n"
         "torch.testing.assert_close(out, io['expected'], rtol=1e-5, atol=1e-5)\n"
+        "torch.testing.assert_close(feature, io['features'], rtol=1e-5, atol=1e-5)\n"
         "print('ok')\n"
     )
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "ok"
+
+
+# ------------------------------------------------------------- the feature f
+def test_default_feature_is_the_final_map_average_pooled_over_grid_tokens() -> None:
+    # The paper's f: the final feature map, globally average pooled; a ViT's class token is left out.
+    _, plan, system = make({"timm": "resnet18"}, TINY_VIT)
+    system.eval()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        out = system(x)
+        s_map = system.student.forward_features(system.norm_student(x))
+        t_map = system.teacher.forward_features(system.norm_teacher(x))
+    prefix = plan.student.head.feature_prefix_tokens
+    assert prefix == 1 and plan.student.head.feature_layout == "NLC"
+    torch.testing.assert_close(out["student"][1], s_map[:, prefix:].mean(1))
+    torch.testing.assert_close(out["teacher"][1], t_map.mean((2, 3)))
+    assert out["assistant"][1].shape == (2, plan.feature_width("assistant"))
+
+
+def test_head_pool_is_the_classifier_input() -> None:
+    _, plan, system = make({"timm": "resnet18"}, TINY_VIT, distill={"feature": {"pool": "head"}})
+    system.eval()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        out = system(x)
+        s_map = system.student.forward_features(system.norm_student(x))
+    torch.testing.assert_close(out["student"][1], system.student.forward_head(s_map, pre_logits=True))
+    assert plan.feature_width("student") == plan.student.head.num_features
+
+
+@pytest.mark.parametrize("pool", ["avg", "head"])
+def test_logits_and_feature_come_from_one_head_pass(pool: str) -> None:
+    # With head dropout, two passes would give the logits and the feature different masks.
+    vit = {**TINY_VIT, "kwargs": {**TINY_VIT["kwargs"], "drop_rate": 0.5}}
+    _, _, system = make({"timm": "resnet18"}, vit, distill={"feature": {"pool": pool}})
+    system.train()
+    calls: Counter[str] = Counter()
+    for role in ("teacher", "student"):
+        model = getattr(system, role)
+        original = model.forward_head
+
+        def counted(*args, role=role, original=original, **kwargs):
+            calls.update([role])
+            return original(*args, **kwargs)
+
+        model.forward_head = counted
+    torch.manual_seed(0)
+    out = system(torch.rand(4, 3, SIZE, SIZE))
+    # Student once for itself, once as the assistant's global member; teacher once.
+    assert calls == {"student": 2, "teacher": 1}
+    if pool == "head":
+        logits, feature = out["student"]
+        torch.testing.assert_close(logits, system.student.get_classifier()(feature))
+
+
+def test_one_head_pass_matches_forward_head_across_families() -> None:
+    from tasgen.emit.feature import head_pass
+
+    for name in ("resnet18", "mobilenetv3_small_100", "convnext_atto", "deit_tiny_distilled_patch16_224",
+                 "swin_tiny_patch4_window7_224", "resmlp_12_224"):
+        torch.manual_seed(0)
+        model = create_model(Spec.model_validate({"name": "t", "teacher": {"timm": name},
+                                                  "student": {"timm": name}}).teacher,
+                             num_classes=10, image_size=SIZE).eval()
+        with torch.no_grad():
+            x = model.forward_features(torch.rand(1, 3, SIZE, SIZE))
+            logits, feature = head_pass(model, x)
+            torch.testing.assert_close(logits, model.forward_head(x), msg=name)
+            torch.testing.assert_close(feature, model.forward_head(x, pre_logits=True), msg=name)
+
+
+# ------------------------------------------------------ the bridge into a ViT
+def _bridge_tokens(system, x):
+    """The tokens the bridge hands the global member's next stage."""
+    seen = {}
+    a = system.assistant
+    original = a.bridge.forward
+
+    def keep(*args, **kwargs):
+        seen["out"] = original(*args, **kwargs)
+        return seen["out"]
+
+    a.bridge.forward = keep
+    with torch.no_grad():
+        system(x)
+    return seen["out"]
+
+
+@pytest.mark.parametrize("pair", ["cnn->vit", "vit->cnn", "cnn->registers-vit"])
+def test_bridge_prefix_tokens_depth_are_the_global_members_own_at_that_depth(pair: str) -> None:
+    _, plan, system = make(*PAIRS[pair], assistant={"bridge": {"prefix_tokens": "depth"}})
+    system.eval()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    tokens = _bridge_tokens(system, x)
+    glob = system.assistant.glob
+    norm = system.norm_teacher if plan.global_role == "teacher" else system.norm_student
+    with torch.no_grad():
+        reference = glob.forward_to(norm(x), plan.global_start - 1)
+    n = plan.bridge.out_prefix_tokens
+    assert n >= 1
+    torch.testing.assert_close(tokens[:, :n], reference[:, :n])
+    # The stand-alone assistant (local-normalised input) finds the same tokens itself.
+    local_norm = system.norm_student if plan.local_role == "student" else system.norm_teacher
+    with torch.no_grad():
+        torch.testing.assert_close(system.assistant(local_norm(x)), system(x)["assistant"][0])
+
+
+def test_bridge_prefix_tokens_pooled_and_embed() -> None:
+    x = torch.rand(2, 3, SIZE, SIZE)
+    _, plan, pooled = make({"timm": "resnet18"}, TINY_VIT, assistant={"bridge": {"prefix_tokens": "pooled"}})
+    tokens = _bridge_tokens(pooled.eval(), x)
+    torch.testing.assert_close(tokens[:, 0], tokens[:, 1:].mean(1))
+    _, _, embed = make({"timm": "resnet18"}, TINY_VIT, assistant={"bridge": {"prefix_tokens": "embed"}})
+    tokens = _bridge_tokens(embed.eval(), x)
+    vit = embed.student
+    torch.testing.assert_close(tokens[:, 0], (vit.cls_token + vit.pos_embed[:, :1]).expand(2, -1, -1)[:, 0])
+
+
+@pytest.mark.parametrize("design", ["depth", "pooled", "embed"])
+def test_every_shared_stage_runs_once_per_step_with_each_bridge_design(design: str) -> None:
+    _, plan, system = make({"timm": "resnet18"}, TINY_VIT, assistant={"bridge": {"prefix_tokens": design}})
+    calls: Counter[str] = Counter()
+    for role, model in (("teacher", system.teacher), ("student", system.student)):
+        for stage in plan.table(role).stages:
+            for path in stage.modules:
+                model.get_submodule(path).register_forward_hook(
+                    lambda *_, key=f"{role}:{path}": calls.update([key]))
+    system(torch.rand(2, 3, SIZE, SIZE))
+    teacher = plan.table("teacher").stages
+    assert all(calls[f"teacher:{p}"] == 1 for s in teacher for p in s.modules)  # local stages shared
+    student = plan.table("student").stages
+    # The student's stages before the bridge run once (in its own pass); those after it twice.
+    for s in student:
+        want = 1 if s.index < plan.global_start else 2
+        assert all(calls[f"student:{p}"] == want for p in s.modules), s.index
+
+
+def test_plan_loss_pairs_are_what_the_trainer_computes() -> None:
+    from tasgen.losses import TASObjective
+
+    for method in ("kd", "tas"):
+        spec, plan, _ = make({"timm": "resnet18"}, TINY_VIT, distill={"method": method})
+        objective = TASObjective(spec.distill, {r: plan.feature_width(r) for r in ("teacher", "student",
+                                                                                    "assistant")}, 10)
+        assert plan.ce_weight == objective.ce_weight
+        assert plan.logits["temperature"] == objective.logit_temperature
+        by_name = {p.name: p for p in objective.pairs}
+        assert [p.name for p in plan.loss_pairs] == list(by_name)
+        for p in plan.loss_pairs:
+            assert p.logit_weight == by_name[p.name].logit_weight
+            assert p.feature_weight == by_name[p.name].feature_weight
+            assert plan.logits["loss"] == by_name[p.name].logit_loss
+    spec, plan, _ = make({"timm": "resnet18"}, TINY_VIT, distill={"method": "kd"})
+    assert (plan.ce_weight, plan.logits["loss"], plan.logits["temperature"]) == (0.1, "kd", 4.0)
+    assert plan.loss_pairs[0].logit_weight == 0.9
+
+
+def test_default_prefix_tokens_are_pooled() -> None:
+    # Chosen by measurement (docs/design.md): the best student top-1 in both pair directions.
+    for pair in ("vit->cnn", "cnn->vit"):
+        _, plan, _ = make(*PAIRS[pair])
+        assert plan.bridge.prefix_source == "pooled"

@@ -167,3 +167,49 @@ def test_learnable_temperature() -> None:
     assert LearnableTemperature(2.0)().item() == pytest.approx(2.0, rel=1e-6)
     with pytest.raises(ValueError):
         LearnableTemperature(0.0)
+
+
+def test_ofa_soft_target_uses_its_argmax_as_the_one_hot() -> None:
+    # Mixup/cutmix/smoothing make soft targets; OFA-KD boosts the argmax class only.
+    torch.manual_seed(2)
+    student, teacher = torch.randn(4, 5), torch.randn(4, 5)
+    hard = torch.tensor([0, 3, 1, 4])
+    other = torch.tensor([2, 0, 4, 1])
+    soft = 0.7 * F.one_hot(hard, 5).float() + 0.3 * F.one_hot(other, 5).float()
+    for eps in (1.0, 1.5):
+        torch.testing.assert_close(
+            ofa_loss(student, teacher, soft, eps=eps), ofa_loss(student, teacher, hard, eps=eps)
+        )
+
+
+def test_info_nce_positive_offset_picks_the_right_key_among_more() -> None:
+    # 2 queries against 4 keys (a global batch): the positives are keys 2 and 3.
+    torch.manual_seed(3)
+    keys = torch.randn(4, 6)
+    query = torch.randn(2, 6)
+    logits = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T / 0.5
+    expected = F.cross_entropy(logits, torch.tensor([2, 3]))
+    torch.testing.assert_close(info_nce(query, keys, 0.5, positive_offset=2), expected)
+
+
+def test_temperature_past_a_bound_still_learns_and_comes_back() -> None:
+    tau = LearnableTemperature(0.07)
+    with torch.no_grad():
+        tau.log_inv_temperature.fill_(8.0)  # T = e^-8, far below the floor 0.01
+    assert tau().item() == pytest.approx(0.01, rel=1e-5)  # the value is bounded
+    opt = torch.optim.SGD(tau.parameters(), lr=0.5)
+    for step in range(20):
+        opt.zero_grad()
+        (-torch.log(tau())).backward()  # a loss that wants T larger
+        grad = tau.log_inv_temperature.grad
+        assert grad is not None and grad.abs().item() > 0, f"no gradient at step {step}"
+        opt.step()
+        if tau().item() > 0.01 * 1.01:
+            break
+    assert tau().item() > 0.01 * 1.01, "the temperature stayed at its floor"
+    # And from above the ceiling.
+    with torch.no_grad():
+        tau.log_inv_temperature.fill_(-3.0)  # T = e^3 > 1
+    tau.zero_grad()
+    torch.log(tau()).backward()  # wants T smaller
+    assert tau.log_inv_temperature.grad.abs().item() > 0

@@ -144,15 +144,27 @@ def test_assistant_student_pair_alone_leaves_assistant_untouched() -> None:
 def test_kd_method_is_ce_plus_hinton_kd() -> None:
     spec = _spec(
         method="kd",
-        ce={"weight": 0.1, "label_smoothing": 0.0},
-        logits={"loss": "ofa", "temperature": 4.0},  # kd ignores the logit loss kind
-        pairs={"teacher_student": {"logit_weight": 0.9}},
+        ce={"weight": 1.0, "label_smoothing": 0.0},
+        logits={"loss": "ofa", "temperature": 1.0},  # kd reads distill.kd, not the TAS logit settings
+        pairs={"teacher_student": {"logit_weight": 1.0}},
+        kd={"temperature": 2.0, "ce_weight": 0.3, "kd_weight": 0.7},
     )
     objective = TASObjective(spec, {}, NUM_CLASSES)
     assert objective.models == ("teacher", "student")
     outs = _outputs()
     total, terms = objective(outs, TARGET)
     assert list(terms) == ["ce", "teacher_student.logit"]
+    s_logits, t_logits = outs["student"][0], outs["teacher"][0]
+    expected = 0.3 * cross_entropy(s_logits, TARGET) + 0.7 * kd_loss(s_logits, t_logits, 2.0)
+    torch.testing.assert_close(total, expected)
+
+
+def test_switching_a_tas_spec_to_kd_gives_the_recipe_baseline() -> None:
+    # What `--set distill.method=kd` does to a TAS spec: T = 4, CE 0.1 + KD 0.9 (mdistiller).
+    tas = {"ce": {"label_smoothing": 0.0}, "logits": {"loss": "ofa", "temperature": 1.0}}
+    objective = TASObjective(_spec(**tas, method="kd"), {}, NUM_CLASSES)
+    outs = _outputs()
+    total, _ = objective(outs, TARGET)
     s_logits, t_logits = outs["student"][0], outs["teacher"][0]
     expected = 0.1 * cross_entropy(s_logits, TARGET) + 0.9 * kd_loss(s_logits, t_logits, 4.0)
     torch.testing.assert_close(total, expected)
