@@ -18,11 +18,12 @@ $(VENV)/.installed-extras: $(VENV)/.installed
 	touch $@
 
 # The quickstart on the bundled digits: fit the teacher, distil with TAS, train the
-# same student alone for comparison, and print both.
+# same student alone for comparison, and print both. --overwrite makes a second
+# `make demo` start the two runs over (the fitted teacher is kept and reused).
 demo: $(VENV)/.installed
 	$(VENV)/bin/tasgen plan specs/quickstart.yaml
-	$(VENV)/bin/tasgen train specs/quickstart.yaml
-	$(VENV)/bin/tasgen train specs/quickstart.yaml --set distill.method=none --set name=quickstart-alone
+	$(VENV)/bin/tasgen train specs/quickstart.yaml --overwrite
+	$(VENV)/bin/tasgen train specs/quickstart.yaml --set distill.method=none --set name=quickstart-alone --overwrite
 	$(VENV)/bin/tasgen compare runs/quickstart-alone runs/quickstart
 
 test: $(VENV)/.installed-extras

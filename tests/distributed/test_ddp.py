@@ -50,7 +50,7 @@ def _spec(tmp_path: Path, teacher: Path, name: str, batch_size: int) -> Path:
         "student": STUDENT,
         "distill": {"method": "kd"},
         "data": {"dataset": "synthetic", "image_size": 32, "batch_size": batch_size, "num_samples": 40,
-                 "eval_fraction": 0.2, "augment": {"hflip": 0.0}},
+                 "eval_fraction": 0.2, "val_fraction": 0, "augment": {"hflip": 0.0}},
         "train": {"epochs": 3, "output_dir": str(tmp_path / "runs"), "log_interval": 1,
                   "optimizer": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "constant"}},
     }
