@@ -278,7 +278,7 @@ def test_python_tags_are_never_executed(
         (
             "data: {",
             "data: {epoch: 3, ",
-            "8:8: data.epoch: unknown key 'epoch' (valid keys: dataset, name, root, train_split, eval_split, streaming, download, image_size, batch_size, eval_batch_size, num_workers, eval_fraction, num_samples, augment)",
+            "8:8: data.epoch: unknown key 'epoch' (valid keys: dataset, name, root, train_split, eval_split, streaming, download, image_size, batch_size, eval_batch_size, num_workers, eval_fraction, val_fraction, split_seed, train_samples, num_samples, augment)",
         ),
         (
             "name: demo",
