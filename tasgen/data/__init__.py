@@ -1,6 +1,6 @@
 """Data of tasgen: datasets, un-normalised transforms, mixup and seeded loaders."""
 
-from .datasets import DataSplits, DatasetInfo, build_datasets
+from .datasets import DatasetInfo, DataSplits, build_datasets
 from .errors import DataError
 from .loader import EvalShardSampler, build_eval_loader, build_loaders
 from .mixup import build_mixup

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 import yaml
-from torch.utils.data import DataLoader
 from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader
 
 from tasgen.checkpoint import find_checkpoint, load_checkpoint, read_manifest
 from tasgen.data import DataSplits, build_datasets, build_eval_loader, build_loaders

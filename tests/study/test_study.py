@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tasgen.study import StudyError, aggregate, method_variants, prepare_study, read_study, run_study
+from tasgen.study import (
+    StudyError,
+    aggregate,
+    method_variants,
+    prepare_study,
+    read_study,
+    run_study,
+)
 from tasgen.study.table import read_run
 from tasgen_cli.app import app
 from tests.train.conftest import spec_dict, write_spec_file
