@@ -31,22 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-TEACHER = {
-    "stem": {"channels": 16},
-    "stages": [
-        {"mixer": "conv", "channels": 16, "depth": 1},
-        {"mixer": "conv", "channels": 32, "depth": 1, "stride": 2},
-        {"mixer": "attention", "channels": 32, "depth": 1, "stride": 2, "heads": 2},
-    ],
-}
-STUDENT = {
-    "stem": {"channels": 8},
-    "stages": [
-        {"mixer": "conv", "channels": 8, "depth": 1},
-        {"mixer": "conv", "channels": 16, "depth": 1, "stride": 2},
-        {"mixer": "conv", "channels": 32, "depth": 1, "stride": 2},
-    ],
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from tests.train.conftest import STUDENT, TEACHER  # noqa: E402 - the suite's tiny models
+
 TIMING = ("seconds", "images_per_s")  # the only columns that may differ between runs
 ENV_KILL_AT = "TASGEN_CRASH_KILL_AT"  # read by the child entry point below, never by tasgen
 
