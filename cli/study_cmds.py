@@ -39,17 +39,19 @@ def _progress() -> Any:
     return report
 
 
+def pm(mean: float, std: float) -> str:
+    """``mean ± std``; the mean alone without a std (one seed); ``-`` without a mean."""
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
 def print_study(record: dict[str, Any], title: str) -> None:
     """The aggregate table: per spec and variant, test top-1 over seeds and the paired gain over `none`."""
     from rich import box
     from rich.table import Table
 
     from tasgen_cli._render import console
-
-    def pm(mean: float, std: float) -> str:
-        if math.isnan(mean):
-            return "-"
-        return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
     def num(v: float) -> str:
         return "-" if v is None or math.isnan(v) else f"{v:.2f}"
@@ -125,9 +127,6 @@ def register(app: typer.Typer) -> None:
                       title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("rank", "split", "global start", "planner score", "validation", "test", "assistant (test)"):
             table.add_column(column, justify="right", no_wrap=True)
-
-        def pm(mean: float, std: float) -> str:
-            return "-" if math.isnan(mean) else (f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}")
 
         for rank, row in enumerate(result.rows, 1):
             table.add_row(str(rank), f"{row['split']}{' *' if row['planned'] else ''}", str(row["global_start"]),

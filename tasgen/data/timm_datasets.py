@@ -15,6 +15,7 @@ One function per source, each returning ``(train, eval, num_classes)`` with item
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,18 +121,38 @@ def hfds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
         raise DataError("dataset 'hfds' needs the Hugging Face datasets package: pip install 'tasgen[hf]'") from None
     name = _hf_name(data.name)
     prefix = "hfids" if data.streaming else "hfds"
+    hint = "" if Path(name).exists() else " (a Hub dataset needs network, or a filled Hugging Face cache)"
+
+    def problem(split: str, exc: Exception) -> str:
+        return f"cannot load hfds {data.name!r} split {split!r}: {_one_line(exc)}{hint}"
+
+    train, evaluate = _train_and_eval(
+        data, problem, f"{prefix}/{name}", root=str(data.root) if data.root else None, batch_size=data.batch_size
+    )
+    return train, evaluate, len(_classes(train))
+
+
+def _train_and_eval(
+    data: DataSpec, problem: Callable[[str, Exception], str], name: str, **kwargs: Any
+) -> tuple[Dataset, Dataset]:
+    """timm's ``create_dataset`` for the train split (training transform) and the eval split.
+
+    Args:
+        problem: The one-line message for a split that cannot be loaded.
+        name: timm's dataset name (``hfds/...``, ``hfids/...``, ``wds/``).
+        kwargs: Passed on to ``create_dataset``.
+
+    Raises:
+        DataError: A split cannot be loaded.
+    """
     train_tf, eval_tf = build_pil_transforms(data)
     splits = []
     for split, transform, training in ((data.train_split, train_tf, True), (data.eval_split, eval_tf, False)):
         try:
-            ds = create_dataset(f"{prefix}/{name}", root=str(data.root) if data.root else None, split=split,
-                                is_training=training, batch_size=data.batch_size, transform=transform)
-        except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; the user needs one line
-            hint = "" if Path(name).exists() else " (a Hub dataset needs network, or a filled Hugging Face cache)"
-            raise DataError(f"cannot load hfds {data.name!r} split {split!r}: {_one_line(exc)}{hint}") from None
-        splits.append(ds)
-    train, evaluate = splits
-    return train, evaluate, len(_classes(train))
+            splits.append(create_dataset(name, split=split, is_training=training, transform=transform, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - datasets and the readers raise many kinds; one line for the user
+            raise DataError(problem(split, exc)) from None
+    return splits[0], splits[1]
 
 
 def _hf_name(name: str) -> str:
@@ -156,19 +177,15 @@ def wds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
         raise DataError("dataset 'wds' needs the webdataset package: pip install 'tasgen[webdataset]'") from None
     root = Path(data.root).expanduser()
     info = wds_info(root)
-    train_tf, eval_tf = build_pil_transforms(data)
-    splits = []
-    for split, transform, training in ((data.train_split, train_tf, True), (data.eval_split, eval_tf, False)):
-        try:
-            ds = create_dataset("wds/", root=str(root), split=split, is_training=training,
-                                batch_size=data.batch_size, seed=0, transform=transform)
-        except Exception as exc:  # noqa: BLE001 - the reader raises RuntimeError/KeyError on bad info
-            raise DataError(f"wds {root} split {split!r}: {_one_line(exc)}; list it in {root}/_info.json "
-                            "or give a pattern with a count, e.g. 'val-{0000..0003}.tar|2000'") from None
+
+    def problem(split: str, exc: Exception) -> str:
+        return (f"wds {root} split {split!r}: {_one_line(exc)}; list it in {root}/_info.json "
+                "or give a pattern with a count, e.g. 'val-{0000..0003}.tar|2000'")
+
+    train, evaluate = _train_and_eval(data, problem, "wds/", root=str(root), batch_size=data.batch_size, seed=0)
+    for split, ds in ((data.train_split, train), (data.eval_split, evaluate)):
         if not len(ds):
             raise DataError(f"wds {root} split {split!r} has no samples (num_samples 0 in _info.json?)")
-        splits.append(ds)
-    train, evaluate = splits
     classes = info.get("num_classes")
     return train, evaluate, int(classes) if isinstance(classes, int) else 0
 

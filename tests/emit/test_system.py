@@ -77,8 +77,8 @@ def test_system_forward_backward(pair: str) -> None:
     assert a.local.model is models[plan.local_role] and a.glob.model is models[plan.global_role]
 
 
-def test_every_shared_stage_runs_once_per_step() -> None:
-    _, plan, system = make({"timm": "deit_tiny_patch16_224"}, {"timm": "resnet18"})
+def _stage_calls(plan, system) -> Counter[str]:
+    """How often each stage module of teacher and student runs in one forward of the system."""
     calls: Counter[str] = Counter()
     for role, model in (("teacher", system.teacher), ("student", system.student)):
         for stage in plan.table(role).stages:
@@ -86,6 +86,12 @@ def test_every_shared_stage_runs_once_per_step() -> None:
                 model.get_submodule(path).register_forward_hook(
                     lambda *_, key=f"{role}:{path}": calls.update([key]))
     system(torch.rand(2, 3, SIZE, SIZE))
+    return calls
+
+
+def test_every_shared_stage_runs_once_per_step() -> None:
+    _, plan, system = make({"timm": "deit_tiny_patch16_224"}, {"timm": "resnet18"})
+    calls = _stage_calls(plan, system)
     student_calls = {k: v for k, v in calls.items() if k.startswith("student")}
     assert student_calls and set(student_calls.values()) == {1}  # stages 1-3 shared, not recomputed
     # The teacher's last stage runs twice: once for the teacher (no grad), once in the assistant.
@@ -300,13 +306,7 @@ def test_bridge_prefix_tokens_pooled_and_embed() -> None:
 @pytest.mark.parametrize("design", ["depth", "pooled", "embed"])
 def test_every_shared_stage_runs_once_per_step_with_each_bridge_design(design: str) -> None:
     _, plan, system = make({"timm": "resnet18"}, TINY_VIT, assistant={"bridge": {"prefix_tokens": design}})
-    calls: Counter[str] = Counter()
-    for role, model in (("teacher", system.teacher), ("student", system.student)):
-        for stage in plan.table(role).stages:
-            for path in stage.modules:
-                model.get_submodule(path).register_forward_hook(
-                    lambda *_, key=f"{role}:{path}": calls.update([key]))
-    system(torch.rand(2, 3, SIZE, SIZE))
+    calls = _stage_calls(plan, system)
     teacher = plan.table("teacher").stages
     assert all(calls[f"teacher:{p}"] == 1 for s in teacher for p in s.modules)  # local stages shared
     student = plan.table("student").stages
