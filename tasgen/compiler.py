@@ -38,6 +38,9 @@ def num_classes(spec: Spec) -> int:
 def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, StageTable]:
     """Read the teacher's and the student's stage tables.
 
+    Args:
+        use_cache: read (and store) tables in the on-disk cache; False re-reads the models.
+
     Raises:
         SpecError: located at the model that cannot be built or read.
     """
@@ -53,7 +56,8 @@ def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, Sta
         model = getattr(spec, role)
         where = (role, "timm") if isinstance(model, TimmModelSpec) else (role, "stages")
         try:
-            tables[role] = stage_table(model, role=role, num_classes=classes, image_size=spec.data.image_size)
+            tables[role] = stage_table(model, role=role, num_classes=classes, image_size=spec.data.image_size,
+                                       use_cache=use_cache)
         except Exception as exc:  # noqa: BLE001 - whatever timm raises, the user needs one located line
             from tasgen.spec._timm_names import hub_model_error
 

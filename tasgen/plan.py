@@ -85,12 +85,26 @@ class LossPair(_Frozen):
     logit_weight: float
 
 
-class Plan(_Frozen):
-    """The complete, deterministic description of a distillation system."""
+class Losses(_Frozen):
+    """The objective a run trains with: CE on the labels, the distillation pairs and their settings.
+
+    `tasgen.planner.plan_losses` derives it from the spec (the one place it is
+    derived); `tasgen plan` prints it and the trainer's objectives are built from it.
+    """
+
+    method: Literal["tas", "ofa", "kd", "none"]
+    loss_pairs: list[LossPair] = Field(description="pairs with at least one non-zero term, in tas.md's order")
+    ce_weight: float
+    label_smoothing: float
+    feature: dict[str, float | int | str | bool]
+    logits: dict[str, float | str] = Field(description="the logit loss of every pair ('ofa' or 'kd') and its settings")
+
+
+class Plan(Losses):
+    """The complete, deterministic description of a distillation system (its objective included)."""
 
     version: int = PLAN_VERSION
     name: str
-    method: Literal["tas", "ofa", "kd", "none"]
     num_classes: int
     image_size: int
     teacher: StageTable
@@ -103,11 +117,6 @@ class Plan(_Frozen):
     assistant: list[AssistantPart]
     bridge: BridgeGeometry
     teacher_stages: Literal["frozen", "finetune"]
-    loss_pairs: list[LossPair]
-    ce_weight: float
-    label_smoothing: float
-    feature: dict[str, float | int | str | bool]
-    logits: dict[str, float | str]
     candidates: list[Candidate]
     reason: str
 
@@ -125,10 +134,6 @@ class Plan(_Frozen):
         """Width of the feature f a model contributes to InfoNCE (the assistant's is its global member's)."""
         head = self.table(self.global_role if role == "assistant" else role).head
         return head.feature_channels if self.feature.get("pool", "avg") == "avg" else head.num_features
-
-    @property
-    def assistant_params(self) -> int:
-        return sum(p.params for p in self.assistant)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

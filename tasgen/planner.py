@@ -16,8 +16,8 @@ import math
 import networkx as nx
 
 from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable
-from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, LossPair, Plan, Role
-from tasgen.spec.schema import Spec
+from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, LossPair, Losses, Plan, Role
+from tasgen.spec.schema import DistillSpec, Spec
 
 PAPER_SPLIT = 0.75  # the paper keeps 3 of 4 stages local
 WEIGHTS = {"split": 4.0, "alignment": 2.0, "resolution": 0.5, "width": 0.25, "added_params": 1.0}
@@ -221,18 +221,12 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         f"stages (the paper keeps 3 of 4), resumes at {global_role} stage {start} of {len(glob.stages)}; "
         f"lowest score {score} of {sum(c.valid for c in candidates)} valid candidates"
     )
-    d = spec.distill
     return Plan(
-        name=spec.name, method=d.method, num_classes=num_classes, image_size=image_size,
+        **dict(plan_losses(spec.distill)),
+        name=spec.name, num_classes=num_classes, image_size=image_size,
         teacher=teacher, student=student, pair=pair, local_role=local_role, global_role=global_role,
         split=split, global_start=start, assistant=parts, bridge=bridge,
-        teacher_stages=spec.assistant.teacher_stages, loss_pairs=loss_pairs(spec),
-        label_smoothing=d.ce.label_smoothing,
-        feature={"loss": d.feature.loss, "pool": d.feature.pool, "dim": d.feature.dim,
-                 "temperature": d.feature.temperature, "learnable_temperature": d.feature.learnable_temperature,
-                 "negatives": d.feature.negatives},
-        logits=_logits(spec), ce_weight=_ce_weight(spec),
-        candidates=candidates, reason=reason,
+        teacher_stages=spec.assistant.teacher_stages, candidates=candidates, reason=reason,
     )
 
 
@@ -262,38 +256,38 @@ def _assistant_parts(local_role: Role, global_role: Role, local: StageTable, glo
     return out
 
 
-def _logits(spec: Spec) -> dict[str, float | str]:
-    """The logit loss the trainer computes: method kd has its own recipe, ofa is always OFA."""
-    d = spec.distill
+def plan_losses(d: DistillSpec) -> Losses:
+    """The objective of ``distill.method``: the one derivation of the loss pairs and their settings.
+
+    `build_plan` records it in the Plan, `tasgen plan` prints it, and the trainer's
+    objectives (`TASObjective`, `OFAObjective`) are built from it. Method kd has its
+    own recipe (``distill.kd``: Hinton KD, logit-only); ofa's logit loss is always OFA;
+    a pair with no non-zero term is left out.
+    """
     if d.method == "kd":
-        return {"loss": "kd", "temperature": d.kd.temperature}
-    loss = "ofa" if d.method == "ofa" else d.logits.loss
-    return {"loss": loss, "eps": d.logits.eps, "temperature": d.logits.temperature}
-
-
-def _ce_weight(spec: Spec) -> float:
-    return spec.distill.kd.ce_weight if spec.distill.method == "kd" else spec.distill.ce.weight
-
-
-def loss_pairs(spec: Spec) -> list[LossPair]:
-    """The distillation pairs the method uses, with their weights (as the trainer computes them)."""
-    d = spec.distill
-    if d.method == "none" or not d.pairs.teacher_student.enabled and d.method in ("kd", "ofa"):
-        return []
-    if d.method == "kd":
-        return [LossPair(name="teacher_student", target="teacher", learner="student",
-                         feature_weight=0.0, logit_weight=d.kd.kd_weight)]
-    if d.method == "ofa":
-        p = d.pairs.teacher_student
-        return [LossPair(name="teacher_student", target="teacher", learner="student",
-                         feature_weight=0.0, logit_weight=p.logit_weight)]
-    feature_on = d.feature.loss != "none"
-    out = []
-    for name, target, learner in (("teacher_student", "teacher", "student"),
-                                  ("teacher_assistant", "teacher", "assistant"),
-                                  ("assistant_student", "assistant", "student")):
+        ce_weight = d.kd.ce_weight
+        logits: dict[str, float | str] = {"loss": "kd", "temperature": d.kd.temperature}
+    else:
+        ce_weight = d.ce.weight
+        logits = {"loss": "ofa" if d.method == "ofa" else d.logits.loss, "eps": d.logits.eps,
+                  "temperature": d.logits.temperature}
+    names = {"tas": ("teacher_student", "teacher_assistant", "assistant_student"),
+             "kd": ("teacher_student",), "ofa": ("teacher_student",), "none": ()}[d.method]
+    pairs = []
+    for name in names:
         p = getattr(d.pairs, name)
-        if p.enabled:
-            out.append(LossPair(name=name, target=target, learner=learner,
-                                feature_weight=p.feature_weight if feature_on else 0.0, logit_weight=p.logit_weight))
-    return out
+        if not p.enabled:
+            continue
+        target, learner = name.split("_")
+        feature_weight = p.feature_weight if d.method == "tas" and d.feature.loss != "none" else 0.0
+        logit_weight = d.kd.kd_weight if d.method == "kd" else p.logit_weight
+        if feature_weight > 0 or logit_weight > 0:
+            pairs.append(LossPair(name=name, target=target, learner=learner,
+                                  feature_weight=feature_weight, logit_weight=logit_weight))
+    return Losses(
+        method=d.method, loss_pairs=pairs, ce_weight=ce_weight, label_smoothing=d.ce.label_smoothing,
+        feature={"loss": d.feature.loss, "pool": d.feature.pool, "dim": d.feature.dim,
+                 "temperature": d.feature.temperature, "learnable_temperature": d.feature.learnable_temperature,
+                 "negatives": d.feature.negatives},
+        logits=logits,
+    )

@@ -1,21 +1,21 @@
-"""Losses of tasgen: the pure loss functions and the objective built from a spec."""
+"""Losses of tasgen: the pure loss functions and the objectives built from a plan."""
 
 from .classification import cross_entropy
 from .info_nce import info_nce
 from .kd import kd_loss
-from .objective import MODEL_ROLES, DistillPair, TASObjective, distill_pairs
+from .objective import MODEL_ROLES, OFAObjective, TASObjective, gather_batch
 from .ofa import ofa_loss
 from .projector import FeatureProjector
 from .temperature import LearnableTemperature
 
 __all__ = [
     "MODEL_ROLES",
-    "DistillPair",
     "FeatureProjector",
     "LearnableTemperature",
+    "OFAObjective",
     "TASObjective",
     "cross_entropy",
-    "distill_pairs",
+    "gather_batch",
     "info_nce",
     "kd_loss",
     "ofa_loss",

@@ -1,4 +1,4 @@
-"""The training objective of a run, assembled from `DistillSpec`.
+"""The training objective of a run, built from the plan's `Losses`.
 
 TAS (tas.md):  L = CE(p_S, y) + L(K_T, K_S) + L(K_T, K_A) + L(K_A, K_S),
 with L(K_i, K_j) = w_f * InfoNCE(f_j -> f_i) + w_l * logit_loss(p_i -> p_j).
@@ -8,22 +8,21 @@ output: the target model gets no gradient from the pair, while the target's
 projection head still learns, so both heads can meet in the common space (a frozen
 random head on the teacher side would fix the space for everyone).
 
-A method is a list of `DistillPair`s (see `_METHOD_PAIRS`); adding a method means
-adding one function there.
+Which pairs a method uses, and with which weights, is decided once, by
+`tasgen.planner.plan_losses`; this module only computes them.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
 
 import torch
+import torch.distributed as tdist
 from torch import nn
 
-from tasgen.spec.schema import DistillSpec
+from tasgen.plan import LossPair, Losses
 
 from .classification import cross_entropy
 from .info_nce import info_nce
@@ -32,128 +31,57 @@ from .ofa import ofa_loss
 from .projector import FeatureProjector
 from .temperature import LearnableTemperature
 
-__all__ = ["MODEL_ROLES", "DistillPair", "TASObjective", "distill_pairs"]
+__all__ = ["MODEL_ROLES", "OFAObjective", "TASObjective", "gather_batch"]
 
 MODEL_ROLES = ("teacher", "assistant", "student")
 ModelOutputs = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-@dataclass(frozen=True)
-class DistillPair:
-    """One `target -> learner` distillation pair and the weights of its two terms.
+def gather_batch(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every process's ``x`` concatenated along dim 0 in rank order, and where this process's rows start.
 
-    Attributes:
-        name: Term prefix, e.g. 'teacher_student'.
-        target: Model whose knowledge is transferred (detached).
-        learner: Model that learns from it.
-        feature_weight: Weight of InfoNCE on projected pooled features; 0 = no term.
-        logit_weight: Weight of the logit loss; 0 = no term.
-        logit_loss: 'ofa' or 'kd'.
+    InfoNCE's global negatives. Only this process's rows carry gradient; the other
+    processes' rows are constants (each process differentiates its own part). Every
+    process must pass the same shape, which the training loader guarantees (it drops
+    the last, incomplete batch). In one process this returns ``(x, 0)``.
     """
-
-    name: str
-    target: str
-    learner: str
-    feature_weight: float
-    logit_weight: float
-    logit_loss: Literal["ofa", "kd"]
-
-
-def _tas_pairs(spec: DistillSpec) -> list[DistillPair]:
-    use_features = spec.feature.loss != "none"
-    pairs = []
-    for name in ("teacher_student", "teacher_assistant", "assistant_student"):
-        pair = getattr(spec.pairs, name)
-        if not pair.enabled:
-            continue
-        target, learner = name.split("_")
-        pairs.append(
-            DistillPair(
-                name=name,
-                target=target,
-                learner=learner,
-                feature_weight=pair.feature_weight if use_features else 0.0,
-                logit_weight=pair.logit_weight,
-                logit_loss=spec.logits.loss,
-            )
-        )
-    return pairs
-
-
-def _kd_pairs(spec: DistillSpec) -> list[DistillPair]:
-    if not spec.pairs.teacher_student.enabled:
-        return []
-    # Hinton KD is logit-only, with its own recipe (distill.kd), whatever the TAS settings say.
-    return [DistillPair("teacher_student", "teacher", "student", 0.0, spec.kd.kd_weight, "kd")]
-
-
-def _no_pairs(spec: DistillSpec) -> list[DistillPair]:
-    return []
-
-
-_METHOD_PAIRS: dict[str, Callable[[DistillSpec], list[DistillPair]]] = {
-    "tas": _tas_pairs,
-    "kd": _kd_pairs,
-    "none": _no_pairs,
-    # "ofa": multi-branch OFA-KD needs stage outputs; it gets its own builder here.
-}
-
-
-def distill_pairs(spec: DistillSpec) -> list[DistillPair]:
-    """The pairs of `spec.method` that contribute at least one term.
-
-    Args:
-        spec: The distillation section of a spec.
-
-    Returns:
-        Pairs in the order tas.md lists them; disabled or all-zero pairs are left out.
-
-    Raises:
-        NotImplementedError: For a method without a pair builder yet.
-    """
-    try:
-        build = _METHOD_PAIRS[spec.method]
-    except KeyError:
-        raise NotImplementedError(
-            f"distill.method '{spec.method}' has no objective yet; "
-            f"available: {', '.join(sorted(_METHOD_PAIRS))}"
-        ) from None
-    return [p for p in build(spec) if p.feature_weight > 0 or p.logit_weight > 0]
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return x, 0
+    parts = [torch.empty_like(x) for _ in range(tdist.get_world_size())]
+    tdist.all_gather(parts, x.detach().contiguous())
+    me = tdist.get_rank()
+    parts[me] = x
+    return torch.cat(parts), me * x.shape[0]
 
 
 class TASObjective(nn.Module):
-    """CE on the student plus the distillation terms of `spec.method` (tas, kd or none).
+    """CE on the student plus the distillation pairs of ``losses`` (methods tas, kd and none).
 
     Only terms with a non-zero weight are built and computed. `forward` has no
-    data-dependent control flow, so it compiles with `fullgraph=True`. Method kd
-    takes its CE weight and temperature from ``spec.kd``. With
+    data-dependent control flow, so it compiles with `fullgraph=True`. With
     ``feature.negatives: global`` the keys of InfoNCE are gathered from every
     process under DDP (a no-op in one process).
 
     Args:
-        spec: The distillation section of a spec.
+        losses: The run's objective (`Plan` is one; `plan_losses(spec.distill)` gives one).
         feature_dims: Pooled feature width per model ('teacher', 'assistant', 'student');
             needed for every model that takes part in a feature term.
         num_classes: Number of classes of the logits.
     """
 
-    def __init__(
-        self, spec: DistillSpec, feature_dims: Mapping[str, int], num_classes: int
-    ) -> None:
+    def __init__(self, losses: Losses, feature_dims: Mapping[str, int], num_classes: int) -> None:
         super().__init__()
-        self.method = spec.method
+        if losses.method == "ofa":
+            raise NotImplementedError("distill.method 'ofa' trains exit branches: its objective is OFAObjective")
+        self.method = losses.method
         self.num_classes = num_classes
-        kd = spec.method == "kd"
-        self.ce_weight = spec.kd.ce_weight if kd else spec.ce.weight
-        self.label_smoothing = spec.ce.label_smoothing
-        self.ofa_eps = spec.logits.eps
-        self.logit_temperature = spec.kd.temperature if kd else spec.logits.temperature
-        self.global_negatives = spec.feature.negatives == "global"
-        # Imported here, not at the top: tasgen.train imports this module.
-        from tasgen.train.dist import gather_batch
-
-        self._gather = gather_batch
-        self.pairs: tuple[DistillPair, ...] = tuple(distill_pairs(spec))
+        self.ce_weight = losses.ce_weight
+        self.label_smoothing = losses.label_smoothing
+        self.logit_loss = losses.logits["loss"]
+        self.ofa_eps = float(losses.logits.get("eps", 1.0))  # method kd has no eps (its loss is not OFA)
+        self.logit_temperature = losses.logits["temperature"]
+        self.global_negatives = losses.feature["negatives"] == "global"
+        self.pairs: tuple[LossPair, ...] = tuple(losses.loss_pairs)
         if self.ce_weight == 0 and not self.pairs:
             raise ValueError(
                 "the objective has no terms: distill.ce.weight is 0 and no pair is active"
@@ -167,12 +95,12 @@ class TASObjective(nn.Module):
                 f"feature_dims lacks {missing}: InfoNCE terms need the pooled feature width "
                 f"of every model they involve (got {sorted(feature_dims)})"
             )
-        self.projector = FeatureProjector({m: feature_dims[m] for m in projected}, spec.feature.dim)
+        self.projector = FeatureProjector({m: feature_dims[m] for m in projected}, int(losses.feature["dim"]))
         # One temperature per pair: each pair aligns a different couple of feature spaces.
         self.temperatures = nn.ModuleDict(
             {
                 p.name: LearnableTemperature(
-                    spec.feature.temperature, learnable=spec.feature.learnable_temperature
+                    float(losses.feature["temperature"]), learnable=bool(losses.feature["learnable_temperature"])
                 )
                 for p in feature_pairs
             }
@@ -220,13 +148,13 @@ class TASObjective(nn.Module):
                 query = self.projector(pair.learner, learner_feats).float()
                 offset = 0
                 if self.global_negatives:
-                    key, offset = self._gather(key)
+                    key, offset = gather_batch(key)
                 tau = self.temperatures[pair.name]()
                 terms[f"{pair.name}.feature"] = pair.feature_weight * info_nce(query, key, tau, offset)
             if pair.logit_weight > 0:
                 teacher = target_logits.detach().float()
                 student = learner_logits.float()
-                if pair.logit_loss == "ofa":
+                if self.logit_loss == "ofa":
                     loss = ofa_loss(student, teacher, target, self.ofa_eps, self.logit_temperature)
                 else:
                     loss = kd_loss(student, teacher, self.logit_temperature)
@@ -246,3 +174,43 @@ class TASObjective(nn.Module):
             names += [f"{p.name}.feature"] * (p.feature_weight > 0)
             names += [f"{p.name}.logit"] * (p.logit_weight > 0)
         return names
+
+
+class OFAObjective(nn.Module):
+    """CE on the student, plus OFA from the teacher's logits to every exit and the student.
+
+    The OFA-KD baseline (method ofa), for the outputs of `tasgen.emit.ofa.OFASystem`.
+    Terms: ``ce``, ``ofa.exit<i>``, ``ofa.final``. The OFA terms take the weight of the
+    plan's teacher -> student pair (no pair: no OFA terms); eps and temperature come
+    from ``losses.logits``.
+
+    Args:
+        losses: the run's objective (`Plan` is one), of method ofa.
+        num_exits: branches on the student (one per stage).
+    """
+
+    def __init__(self, losses: Losses, num_exits: int) -> None:
+        super().__init__()
+        self.ce_weight = losses.ce_weight
+        self.label_smoothing = losses.label_smoothing
+        self.weight = next((p.logit_weight for p in losses.loss_pairs if p.name == "teacher_student"), 0.0)
+        self.eps = float(losses.logits["eps"])
+        self.temperature = float(losses.logits["temperature"])
+        self.learners = [f"exit{i}" for i in range(1, num_exits + 1)] + ["student"]
+
+    @property
+    def term_names(self) -> list[str]:
+        """Names of the terms `forward` returns, in order."""
+        ofa = [f"ofa.{'final' if n == 'student' else n}" for n in self.learners] if self.weight > 0 else []
+        return ["ce", *ofa]
+
+    def forward(self, outputs: ModelOutputs, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(total, terms)`` for the outputs of an `OFASystem` and class indices or soft targets."""
+        smoothing = self.label_smoothing if target.ndim == 1 else 0.0
+        terms = {"ce": self.ce_weight * cross_entropy(outputs["student"][0].float(), target, smoothing)}
+        if self.weight > 0:
+            teacher = outputs["teacher"][0].detach().float()
+            for name in self.learners:
+                loss = ofa_loss(outputs[name][0].float(), teacher, target, self.eps, self.temperature)
+                terms[f"ofa.{'final' if name == 'student' else name}"] = self.weight * loss
+        return functools.reduce(operator.add, terms.values()), terms

@@ -5,16 +5,12 @@ from .errors import TrainError
 from .evaluate import accuracy, evaluate
 from .export import export_student
 from .loop import TrainResult, train_loop
-from .ofa import ExitBranch, OFAObjective, OFASystem
 from .run import train
 from .setup import Setup, build_student_setup, build_teacher_setup, restore_run, run_folder
 from .weights import TEACHER_FILE, TeacherSource, load_pretrained, teacher_source
 
 __all__ = [
     "TEACHER_FILE",
-    "ExitBranch",
-    "OFAObjective",
-    "OFASystem",
     "Setup",
     "TeacherSource",
     "TrainError",

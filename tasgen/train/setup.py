@@ -13,13 +13,14 @@ from torch import nn
 
 from tasgen.checkpoint import CheckpointError, check_fits, load_checkpoint
 from tasgen.compiler import build_models, build_system
-from tasgen.losses import TASObjective
+from tasgen.emit.ofa import OFASystem
+from tasgen.losses import OFAObjective, TASObjective
 from tasgen.plan import Plan
+from tasgen.planner import plan_losses
 from tasgen.spec.schema import CESpec, DistillSpec, Spec
 
 from .distiller import Solo
 from .errors import TrainError
-from .ofa import OFAObjective, OFASystem
 from .weights import TeacherSource, load_initial_weights, load_teacher, teacher_source
 
 Role = Literal["student", "teacher"]
@@ -95,7 +96,7 @@ def build_teacher_setup(spec: Spec, plan: Plan, run_dir: Path, device: torch.dev
     return Setup(
         role="teacher", spec=spec, plan=plan, run_dir=run_dir / TEACHER_FIT_DIR, key=teacher_fit_key(plan),
         system=Solo(teacher, plan.teacher.mean, plan.teacher.std).to(device),
-        objective=TASObjective(ce_only, {}, plan.num_classes).to(device),
+        objective=TASObjective(plan_losses(ce_only), {}, plan.num_classes).to(device),
         trainable=nn.ModuleDict({"teacher": teacher}), trained=teacher,
         epochs=spec.train.teacher_epochs or spec.train.epochs, device=device, uses_teacher=False,
     )
@@ -136,9 +137,9 @@ def assemble_student_setup(
     if plan.method == "ofa":
         system = OFASystem(system)
         trainable["branches"] = system.branches
-        objective: nn.Module = OFAObjective(spec.distill, len(system.branches))
+        objective: nn.Module = OFAObjective(plan, len(system.branches))
     else:
-        objective = TASObjective(spec.distill, _feature_dims(plan), plan.num_classes)
+        objective = TASObjective(plan, _feature_dims(plan), plan.num_classes)
         if objective.state_dict():
             trainable["objective"] = objective  # projection heads, learnable temperatures
     optimised = {id(p) for p in trainable.parameters()}

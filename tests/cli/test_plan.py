@@ -140,3 +140,91 @@ def test_no_valid_candidate_lists_them_all(write_spec) -> None:
     result = _tasgen("plan", str(path))
     _located(result, f"{path}:1:1: assistant: no valid assistant for spec:teacher -> resnet18: "
                      "student stage 1 -> teacher stage 1: global stage before a local one")
+
+
+def _printed_losses(stdout: str) -> dict[str, list[str]]:
+    """The rows of `tasgen plan`'s losses table, by pair name (the cells, stripped)."""
+    section = stdout[stdout.index("losses"):]
+    rows = [line.strip("│ ").split("│") for line in section.splitlines() if line.startswith("│")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+@pytest.mark.parametrize("overrides", [
+    ["distill.method=none"], ["distill.method=kd"], ["distill.method=ofa"], ["distill.method=tas"],
+    ["distill.method=kd", "distill.pairs.teacher_student.enabled=false"],
+    ["distill.method=tas", "distill.feature.loss=none", "distill.pairs.teacher_assistant.logit_weight=0"],
+], ids=["none", "kd", "ofa", "tas", "kd-no-pair", "tas-logits-only"])
+def test_plan_prints_the_objective_the_trainer_computes(overrides: list[str], tmp_path: Path) -> None:
+    import torch
+
+    from tasgen.compiler import build_models, plan_spec
+    from tasgen.losses import cross_entropy, kd_loss, ofa_loss
+    from tasgen.spec import load_spec
+    from tasgen.train.setup import assemble_student_setup
+
+    spec_file = ROOT / "specs" / "quickstart.yaml"
+    args = [a for o in overrides for a in ("--set", o)]
+    result = runner.invoke(app, ["plan", str(spec_file), *args])
+    assert result.exit_code == 0, result.output
+    printed = _printed_losses(result.stdout)
+
+    loaded = load_spec(spec_file, overrides)
+    plan = plan_spec(loaded)
+    torch.manual_seed(0)
+    teacher, student = build_models(loaded.spec, plan, device="cpu")
+    setup = assemble_student_setup(loaded.spec, plan, tmp_path, torch.device("cpu"), teacher, student)
+    objective = setup.objective
+    outputs = setup.system.eval()(torch.rand(4, 3, plan.image_size, plan.image_size))
+    target = torch.tensor([0, 1, 2, 3])
+    total, terms = objective(outputs, target)
+    assert list(terms) == objective.term_names
+
+    # CE: the weight printed is the weight the trainer applies.
+    ce_weight = float(printed.pop("ce")[2].split()[0])
+    student_logits = outputs["student"][0]
+    torch.testing.assert_close(terms["ce"], ce_weight * cross_entropy(student_logits, target, plan.label_smoothing))
+    # Every printed pair, and only those, is a term of the trainer's objective, with the printed weights.
+    computed_pairs = {name.split(".")[0] for name in terms if name != "ce"}
+    if plan.method == "ofa":
+        computed_pairs = {"teacher_student"} if len(terms) > 1 else set()
+    assert set(printed) == computed_pairs
+    for name, (direction, feature, logit) in printed.items():
+        target_role, learner = direction.split(" -> ")
+        logit_weight, recipe = logit.split(" ", 1)
+        loss, temperature = recipe.strip("()").split(", ")[:2]
+        temperature = float(temperature.removeprefix("T "))
+        assert (f"{name}.feature" in terms) == (float(feature) > 0)
+        teacher_logits = outputs[target_role][0]
+        pulled = [learner] if plan.method != "ofa" else [f"exit{i}" for i in range(1, len(plan.student.stages) + 1)]
+        keys = [f"{name}.logit"] if plan.method != "ofa" else [f"ofa.exit{i}" for i in range(1, len(pulled) + 1)]
+        if plan.method == "ofa":
+            assert "exits 1-4 + final" in recipe and "ofa.final" in terms
+        for role, key in zip(pulled, keys, strict=True):
+            learner_logits = outputs[role][0]
+            if loss == "kd":
+                want = kd_loss(learner_logits, teacher_logits, temperature)
+            else:
+                want = ofa_loss(learner_logits, teacher_logits, target, float(plan.logits["eps"]), temperature)
+            torch.testing.assert_close(terms[key], float(logit_weight) * want)
+    torch.testing.assert_close(total, sum(terms.values()))
+
+
+def test_no_cache_bypasses_a_stale_cache_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("TASGEN_CACHE_DIR", str(tmp_path))
+    spec = str(ROOT / "specs" / "quickstart.yaml")
+    fresh = Plan.from_json(runner.invoke(app, ["plan", spec, "-f", "json"]).stdout)
+    entries = sorted((tmp_path / "tables").glob("*.json"))
+    assert len(entries) == 2  # the teacher's and the student's tables
+    for entry in entries:  # a stale entry: still a valid table, with a wrong parameter count
+        table = json.loads(entry.read_text())
+        table["params"] = 1
+        entry.write_text(json.dumps(table))
+    cached = Plan.from_json(runner.invoke(app, ["plan", spec, "-f", "json"]).stdout)
+    assert cached.teacher.params == cached.student.params == 1
+    result = runner.invoke(app, ["plan", spec, "-f", "json", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    reread = Plan.from_json(result.stdout)
+    assert reread.teacher.params == fresh.teacher.params > 1
+    assert reread.hash == fresh.hash

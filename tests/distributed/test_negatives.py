@@ -8,20 +8,22 @@ import pytest
 import torch
 
 from tasgen.losses import TASObjective
+from tasgen.plan import Losses
+from tasgen.planner import plan_losses
 from tasgen.spec.schema import DistillSpec
 
 DIMS = {"teacher": 6, "student": 5}
 BATCH = 8  # the global batch; each of the 2 processes holds half
 
 
-def _spec(negatives: str) -> DistillSpec:
+def _spec(negatives: str) -> Losses:
     # InfoNCE teacher -> student alone, so the loss is the feature term only.
-    return DistillSpec.model_validate({
+    return plan_losses(DistillSpec.model_validate({
         "ce": {"weight": 0.0},
         "feature": {"negatives": negatives, "learnable_temperature": False},
         "pairs": {"teacher_student": {"logit_weight": 0.0}, "teacher_assistant": {"enabled": False},
                   "assistant_student": {"enabled": False}},
-    })
+    }))
 
 
 def _batch() -> dict[str, torch.Tensor]:

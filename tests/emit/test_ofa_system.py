@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasgen.train.ofa import ExitBranch, OFAObjective, OFASystem
+from tasgen.emit.ofa import ExitBranch, OFASystem
+from tasgen.losses import OFAObjective
 
 from .test_system import PAIRS, SIZE, TINY_VIT, make
 
@@ -18,7 +19,7 @@ def test_a_branch_on_every_student_stage_and_ofa_on_each(pair: str) -> None:
     assert len(ofa.branches) == stages  # OFA-KD's default: stages 1..4 plus the final logits
     out = ofa(torch.rand(2, 3, SIZE, SIZE))
     assert set(out) == {"teacher", "student"} | {f"exit{i}" for i in range(1, stages + 1)}
-    objective = OFAObjective(spec.distill, len(ofa.branches))
+    objective = OFAObjective(plan, len(ofa.branches))
     _, terms = objective(out, torch.tensor([1, 2]))
     assert list(terms) == ["ce", *[f"ofa.exit{i}" for i in range(1, stages + 1)], "ofa.final"]
 

@@ -321,8 +321,7 @@ def test_plan_loss_pairs_are_what_the_trainer_computes() -> None:
 
     for method in ("kd", "tas"):
         spec, plan, _ = make({"timm": "resnet18"}, TINY_VIT, distill={"method": method})
-        objective = TASObjective(spec.distill, {r: plan.feature_width(r) for r in ("teacher", "student",
-                                                                                    "assistant")}, 10)
+        objective = TASObjective(plan, {r: plan.feature_width(r) for r in ("teacher", "student", "assistant")}, 10)
         assert plan.ce_weight == objective.ce_weight
         assert plan.logits["temperature"] == objective.logit_temperature
         by_name = {p.name: p for p in objective.pairs}
@@ -330,7 +329,7 @@ def test_plan_loss_pairs_are_what_the_trainer_computes() -> None:
         for p in plan.loss_pairs:
             assert p.logit_weight == by_name[p.name].logit_weight
             assert p.feature_weight == by_name[p.name].feature_weight
-            assert plan.logits["loss"] == by_name[p.name].logit_loss
+            assert plan.logits["loss"] == objective.logit_loss
     spec, plan, _ = make({"timm": "resnet18"}, TINY_VIT, distill={"method": "kd"})
     assert (plan.ce_weight, plan.logits["loss"], plan.logits["temperature"]) == (0.1, "kd", 4.0)
     assert plan.loss_pairs[0].logit_weight == 0.9

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from tasgen.losses import TASObjective, cross_entropy, info_nce, kd_loss, ofa_loss
+from tasgen.plan import Losses
+from tasgen.planner import plan_losses
 from tasgen.spec.schema import DistillSpec
 
 NUM_CLASSES = 5
@@ -21,8 +23,9 @@ ALL_TERMS = [
 ]
 
 
-def _spec(**overrides: object) -> DistillSpec:
-    return DistillSpec.model_validate(overrides)
+def _spec(**overrides: object) -> Losses:
+    """The objective the planner derives from a distill section with ``overrides``."""
+    return plan_losses(DistillSpec.model_validate(overrides))
 
 
 def _outputs(batch: int = 6, seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -1,9 +1,9 @@
-"""The OFA-KD baseline (Hao et al., NeurIPS 2023): exit branches on the student's stages.
+"""The OFA-KD baseline's system (Hao et al., NeurIPS 2023): exit branches on the student's stages.
 
 A small branch after each student stage, the last included (OFA-KD's default
 stages 1 2 3 4), turns that stage's output into logits; each branch, and the
 student's own logits, are pulled toward the teacher's logits with the OFA loss,
-next to cross-entropy on the labels.
+next to cross-entropy on the labels (`tasgen.losses.OFAObjective`).
 
 Simplification (ours): OFA-KD's branches stack a few blocks of the student's kind;
 here a branch is one 1x1 conv + BN + ReLU (maps) or a LayerNorm (tokens), then
@@ -13,16 +13,12 @@ does for ViT students) and a linear classifier.
 
 from __future__ import annotations
 
-import functools
-import operator
-
 import torch
 from torch import nn
 
 from tasgen.arch.table import Layout, StageTable
-from tasgen.emit.system import DistillationSystem, Outputs
-from tasgen.losses import cross_entropy, ofa_loss
-from tasgen.spec.schema import DistillSpec
+
+from .system import DistillationSystem, Outputs
 
 
 class ExitBranch(nn.Module):
@@ -90,42 +86,3 @@ class OFASystem(nn.Module):
             out[f"exit{i}"] = self.branches[i - 1](x)
         out["student"] = view.head(x)
         return out
-
-
-class OFAObjective(nn.Module):
-    """CE on the student, plus OFA from the teacher's logits to every exit and the student.
-
-    Terms: ``ce``, ``ofa.exit<i>``, ``ofa.final``. The OFA terms take the weight of
-    ``distill.pairs.teacher_student.logit_weight``; eps and temperature come from
-    ``distill.logits``.
-
-    Args:
-        spec: the distill section of the spec.
-        num_exits: branches on the student (one per stage).
-    """
-
-    def __init__(self, spec: DistillSpec, num_exits: int) -> None:
-        super().__init__()
-        self.ce_weight = spec.ce.weight
-        self.label_smoothing = spec.ce.label_smoothing
-        self.weight = spec.pairs.teacher_student.logit_weight if spec.pairs.teacher_student.enabled else 0.0
-        self.eps = spec.logits.eps
-        self.temperature = spec.logits.temperature
-        self.learners = [f"exit{i}" for i in range(1, num_exits + 1)] + ["student"]
-
-    @property
-    def term_names(self) -> list[str]:
-        """Names of the terms `forward` returns, in order."""
-        ofa = [f"ofa.{'final' if n == 'student' else n}" for n in self.learners] if self.weight > 0 else []
-        return ["ce", *ofa]
-
-    def forward(self, outputs: Outputs, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``(total, terms)`` for the outputs of an `OFASystem` and class indices or soft targets."""
-        smoothing = self.label_smoothing if target.ndim == 1 else 0.0
-        terms = {"ce": self.ce_weight * cross_entropy(outputs["student"][0].float(), target, smoothing)}
-        if self.weight > 0:
-            teacher = outputs["teacher"][0].detach().float()
-            for name in self.learners:
-                loss = ofa_loss(outputs[name][0].float(), teacher, target, self.eps, self.temperature)
-                terms[f"ofa.{'final' if name == 'student' else name}"] = self.weight * loss
-        return functools.reduce(operator.add, terms.values()), terms
