@@ -59,7 +59,7 @@ def render_plan_table(plan, *, show_all: bool, exact: dict[str, tuple[int, int]]
     colours = {"shared": "cyan", "frozen": "white", "finetune": "yellow", "new": "bold magenta"}
     for i, part in enumerate(plan.assistant):
         params, flops = exact[part.name] if exact else (part.params, None)
-        row = [str(i), part.name, describe_source(plan, part), part.mixer, part.layout,
+        row = [str(i), part.name, describe_source(part), part.mixer, part.layout,
                "x".join(map(str, output_shape(part, plan.image_size))), _fmt(params),
                f"[{colours[part.ownership]}]{part.ownership}[/]"]
         table.add_row(*row, *([f"{flops / 1e9:.3f}"] if exact else []))

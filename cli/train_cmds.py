@@ -88,7 +88,7 @@ def train_command(
         if "LOCAL_RANK" in os.environ:
             typer.echo("error: --nproc starts torchrun itself; under torchrun leave it out", err=True)
             raise typer.Exit(USER_ERROR_EXIT)
-        from tasgen.launch import launch
+        from tasgen_cli.launch import launch
 
         args = [str(spec), *(a for value in set_ or [] for a in ("--set", value)), "--role", role.value]
         args += ["--resume"] if resume else []

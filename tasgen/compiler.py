@@ -18,16 +18,11 @@ if TYPE_CHECKING:
     from tasgen.emit.system import DistillationSystem
     from tasgen.spec.load import LoadedSpec
 
-DATASET_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
-
-
 def num_classes(spec: Spec) -> int:
-    """The class count: the spec's, else the dataset's (read from its files; see `tasgen.dataset_classes`)."""
+    """The class count: the spec's, else the dataset's (read from its files; see `tasgen.spec.dataset_classes`)."""
     if spec.num_classes is not None:
         return spec.num_classes
-    if spec.data.dataset in DATASET_CLASSES:
-        return DATASET_CLASSES[spec.data.dataset]
-    from tasgen.dataset_classes import count_classes
+    from tasgen.spec.dataset_classes import count_classes
 
     count, where = count_classes(spec.data)
     if count is None:

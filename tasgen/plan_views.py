@@ -19,7 +19,8 @@ def output_shape(part: AssistantPart, image_size: int) -> tuple[int, ...]:
     return (grid * grid + part.prefix_tokens, part.channels)
 
 
-def describe_source(plan: Plan, part: AssistantPart) -> str:
+def describe_source(part: AssistantPart) -> str:
+    """Where a part comes from: "new", or its source model and stage ("teacher stage 3")."""
     if part.source == "new":
         return "new"
     where = "stem" if part.source_stage == 0 else ("head" if part.source_stage is None else f"stage {part.source_stage}")
@@ -45,7 +46,7 @@ def to_dot(plan: Plan) -> str:
         lines.append("  }")
     lines.append('  subgraph "cluster_assistant" { label="assistant"; color=black;')
     for part in plan.assistant:
-        label = f"{part.name}\\n{describe_source(plan, part)}\\n{part.ownership}"
+        label = f"{part.name}\\n{describe_source(part)}\\n{part.ownership}"
         lines.append(f'    {_node(part)} [label="{label}", fillcolor={colours[part.ownership]}];')
     lines.append("    " + " -> ".join(_node(p) for p in plan.assistant) + ";")
     lines.append("  }")
@@ -61,7 +62,7 @@ def to_mermaid(plan: Plan) -> str:
     """The assistant as a Mermaid flowchart (renders on GitHub and in many editors)."""
     lines = ["flowchart LR"]
     for part in plan.assistant:
-        lines.append(f'  {_node(part)}["{part.name}<br/>{describe_source(plan, part)}<br/>{part.ownership}"]')
+        lines.append(f'  {_node(part)}["{part.name}<br/>{describe_source(part)}<br/>{part.ownership}"]')
     lines.append("  " + " --> ".join(_node(p) for p in plan.assistant))
     lines += [f"  classDef {k} fill:{v}" for k, v in
               (("shared", "#cde"), ("frozen", "#ddd"), ("finetune", "#eed"), ("new", "#fc9"))]

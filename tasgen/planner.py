@@ -16,7 +16,7 @@ import math
 import networkx as nx
 
 from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable
-from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, LossPair, Losses, Plan, Role
+from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, Losses, LossPair, Plan, Role
 from tasgen.spec.schema import DistillSpec, Spec
 
 PAPER_SPLIT = 0.75  # the paper keeps 3 of 4 stages local

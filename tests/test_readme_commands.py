@@ -40,8 +40,8 @@ def _commands(doc: Path, kind: str) -> list[list[str]]:
             line = line.split("#", 1)[0].strip().removeprefix("$ ")
             line = line.split(";")[-1].strip()  # "rm -rf ...; tasgen plan ..." runs the tasgen part
             words = shlex.split(line)
-            if "-m" in words and "tasgen" in words:  # torchrun ... -m tasgen train SPEC
-                words = words[words.index("tasgen", words.index("-m")):]
+            if "-m" in words and "tasgen_cli" in words:  # torchrun ... -m tasgen_cli train SPEC
+                words = ["tasgen", *words[words.index("tasgen_cli", words.index("-m")) + 1:]]
             if words[:1] == ["tasgen"]:
                 found.append([str(ROOT / w) if w.startswith("specs/") else w for w in words[1:]])
     return found

@@ -6,14 +6,13 @@ from .loader import EvalShardSampler, build_eval_loader, build_loaders
 from .mixup import build_mixup
 from .split import stratified_split
 from .tensor_datasets import TensorImageDataset
-from .transforms import Normalize, RandomErasing, TensorImageTransform, build_pil_transforms
+from .transforms import RandomErasing, TensorImageTransform, build_pil_transforms
 
 __all__ = [
     "DataError",
     "DataSplits",
     "DatasetInfo",
     "EvalShardSampler",
-    "Normalize",
     "RandomErasing",
     "TensorImageDataset",
     "TensorImageTransform",

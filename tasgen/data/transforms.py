@@ -1,50 +1,25 @@
 """Image transforms that stop short of normalisation.
 
 Loaders yield float images in [0, 1]; each model normalises on the device with its
-own mean and std (`Normalize`), because teacher and student may expect different ones.
+own mean and std (`tasgen.emit.system.Normalize`), because teacher and student may expect different ones.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 from timm.data import auto_augment, create_transform
-from torch import nn
 from torchvision import transforms as T
 
 from tasgen.spec.schema import AugmentSpec, DataSpec
 
-__all__ = ["Normalize", "RandomErasing", "TensorImageTransform", "ToFloat", "build_pil_transforms"]
+__all__ = ["RandomErasing", "TensorImageTransform", "ToFloat", "build_pil_transforms"]
 
 Transform = Callable[..., torch.Tensor]
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std per channel, for a batch in [0, 1] (float) or 0..255 (uint8).
-
-    Args:
-        mean: Per-channel mean in [0, 1] units.
-        std: Per-channel standard deviation in [0, 1] units.
-    """
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        # Constants of the plan, not state: kept out of state_dicts and checkpoints.
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise a batch (B, C, H, W); uint8 input is scaled by 1/255 first."""
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-        return (x - self.mean) / self.std
-
-    def extra_repr(self) -> str:
-        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
 class RandomErasing:

@@ -32,10 +32,11 @@ def _flops(fn, *args) -> int:
 
 def build_meta_system(spec: Spec, plan: Plan):
     """The system on the meta device: exact shapes and counts, no memory."""
-    from tasgen.compiler import build_models
+    from tasgen.arch.models import create_model
     from tasgen.emit.system import DistillationSystem
 
-    teacher, student = build_models(spec, plan, device="meta")
+    teacher, student = (create_model(getattr(spec, role), num_classes=plan.num_classes, image_size=plan.image_size,
+                                     device="meta") for role in ("teacher", "student"))
     with torch.device("meta"):
         return DistillationSystem(plan, teacher, student).eval()
 

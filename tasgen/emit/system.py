@@ -1,16 +1,43 @@
-"""The DistillationSystem: teacher, student and assistant in one forward pass."""
+"""The systems a step runs: the DistillationSystem (teacher, student and assistant in one
+forward pass) and `Solo` (one model alone), each normalising its images per model."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from tasgen.data.transforms import Normalize
 from tasgen.emit.assistant import Assistant
+from tasgen.emit.feature import head_pass
 from tasgen.emit.staged import StagedModel
 from tasgen.plan import Plan
 
 Outputs = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, for a batch in [0, 1] (float) or 0..255 (uint8).
+
+    Args:
+        mean: Per-channel mean in [0, 1] units.
+        std: Per-channel standard deviation in [0, 1] units.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        # Constants of the plan, not state: kept out of state_dicts and checkpoints.
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a batch (B, C, H, W); uint8 input is scaled by 1/255 first."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
 class DistillationSystem(nn.Module):
@@ -109,3 +136,24 @@ class DistillationSystem(nn.Module):
                     prefix = a.prefix_tokens(a.glob.forward_to(xt, a.prefix_depth))
             out["assistant"] = a.forward_from_local(h, prefix)
         return out
+
+
+class Solo(nn.Module):
+    """One model alone, answering as a system does: ``{"student": (logits, pooled feature)}``.
+
+    Used to fit a teacher with the same loop that distils a student (and to evaluate
+    an EMA copy). Its feature is the classifier's input, from the same head pass as
+    the logits; no loss reads it.
+
+    Args:
+        model: a timm model or a tasgen Backbone.
+        mean, std: the normalisation it expects.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.norm = Normalize(tuple(mean), tuple(std))
+
+    def forward(self, images: torch.Tensor) -> Outputs:
+        return {"student": head_pass(self.model, self.model.forward_features(self.norm(images)))}

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
-from tasgen.plan import LossPair, Losses
+from tasgen.plan import Losses, LossPair
 
 from .classification import cross_entropy
 from .info_nce import info_nce

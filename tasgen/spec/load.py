@@ -427,13 +427,12 @@ def check_data_root(loaded: LoadedSpec) -> None:
 
 def _check_data(data: dict[str, Any], root: Site) -> list[Problem]:
     """What the schema alone cannot see: num_classes below a known dataset's class count."""
-    # torch-free: the class counts of the known datasets
-    from tasgen.compiler import DATASET_CLASSES
+    from tasgen.spec.dataset_classes import BUILTIN_CLASSES
 
     section = data.get("data")
     dataset = section.get("dataset", "digits") if isinstance(section, dict) else "digits"
     classes = data.get("num_classes")
-    known = DATASET_CLASSES.get(dataset) if isinstance(dataset, str) else None
+    known = BUILTIN_CLASSES.get(dataset) if isinstance(dataset, str) else None
     if isinstance(classes, int) and not isinstance(classes, bool) and known and 2 <= classes < known:
         return [
             Problem.at(

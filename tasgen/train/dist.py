@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-from collections.abc import Iterator
 
 import torch
 import torch.distributed as tdist
@@ -85,23 +84,6 @@ def all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def gather_batch(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Every process's ``x`` concatenated along dim 0 in rank order, and where this process's rows start.
-
-    Only this process's rows carry gradient; the other processes' rows are
-    constants (each process differentiates its own part). Every process must pass
-    the same shape, which the training loader guarantees (it drops the last,
-    incomplete batch). In one process this returns ``(x, 0)``.
-    """
-    if not is_distributed():
-        return x, 0
-    parts = [torch.empty_like(x) for _ in range(world_size())]
-    tdist.all_gather(parts, x.detach().contiguous())
-    me = rank()
-    parts[me] = x
-    return torch.cat(parts), me * x.shape[0]
-
-
 def average_buffers(module: nn.Module) -> None:
     """Average the floating-point buffers of ``module`` over processes (BN running statistics).
 
@@ -174,13 +156,3 @@ def no_sync(module: nn.Module, skip: bool) -> contextlib.AbstractContextManager[
     if skip and isinstance(inner, nn.parallel.DistributedDataParallel):
         return inner.no_sync()
     return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def main_first() -> Iterator[None]:
-    """Let rank 0 run the block before the others (downloads, folder creation)."""
-    if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()

@@ -40,7 +40,7 @@ def plan_text(plan: Plan) -> str:
     """The plan as Markdown (TensorBoard's text tab renders it): the reason, then one row per part."""
     rows = [f"**{plan.name}** plan `{plan.hash}`, method {plan.method}", "", plan.reason, "",
             "| # | part | from | mixer | layout | role |", "| --- | --- | --- | --- | --- | --- |"]
-    rows += [f"| {i} | {p.name} | {describe_source(plan, p)} | {p.mixer} | {p.layout} | {p.ownership} |"
+    rows += [f"| {i} | {p.name} | {describe_source(p)} | {p.mixer} | {p.layout} | {p.ownership} |"
              for i, p in enumerate(plan.assistant)]
     rows += ["", "| pair | target -> learner | feature | logits |", "| --- | --- | --- | --- |"]
     rows += [f"| {p.name} | {p.target} -> {p.learner} | {p.feature_weight} | {p.logit_weight} |"

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader
 
 from tasgen.checkpoint import find_checkpoint, load_checkpoint, read_manifest
 from tasgen.data import DataSplits, build_datasets, build_eval_loader, build_loaders
+from tasgen.emit.system import Solo
 
 from .dist import average_buffers, barrier, is_main, rank, world_size
-from .distiller import Solo
 from .errors import TrainError
 from .evaluate import accuracy
 from .loggers import Loggers

@@ -14,12 +14,12 @@ from torch import nn
 from tasgen.checkpoint import CheckpointError, check_fits, load_checkpoint
 from tasgen.compiler import build_models, build_system
 from tasgen.emit.ofa import OFASystem
+from tasgen.emit.system import Solo
 from tasgen.losses import OFAObjective, TASObjective
 from tasgen.plan import Plan
 from tasgen.planner import plan_losses
 from tasgen.spec.schema import CESpec, DistillSpec, Spec
 
-from .distiller import Solo
 from .errors import TrainError
 from .weights import TeacherSource, load_initial_weights, load_teacher, teacher_source
 

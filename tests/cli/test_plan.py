@@ -38,7 +38,7 @@ def test_every_example_spec_validates_and_plans(spec: Path) -> None:
 
 def test_same_spec_same_hash_across_processes() -> None:
     spec = str(ROOT / "specs" / "quickstart.yaml")
-    cmd = [sys.executable, "-m", "tasgen", "plan", spec, "--format", "json", "--no-cache"]
+    cmd = [sys.executable, "-m", "tasgen_cli", "plan", spec, "--format", "json", "--no-cache"]
     first, second = (subprocess.run(cmd, capture_output=True, text=True, check=True) for _ in range(2))
     assert Plan.from_json(first.stdout).hash == Plan.from_json(second.stdout).hash
 
@@ -63,10 +63,16 @@ def test_exact_counts_match_the_plan() -> None:
     assert {name: params for name, (params, _) in costs.items()} == {p.name: p.params for p in plan.assistant}
     assert all(flops > 0 for name, (_, flops) in costs.items() if name != "head")
     # The parts' FLOPs add up to the assistant's when the system runs it.
-    rows = {r.name.split(":")[0]: r for r in summarise(loaded, plan)}
-    assistant_rows = [r for r in summarise(loaded, plan) if r.name.startswith("assistant")]
+    rows = summarise(loaded, plan)
+    assistant_rows = [r for r in rows if r.name.startswith("assistant")]
     assert sum(r.flops for r in assistant_rows) == sum(f for _, f in costs.values())
-    assert rows
+    assert [r.name.split()[0] for r in rows] == ["teacher", "student", "assistant:", "assistant:", "assistant:",
+                                                 "system"]
+    teacher, student, bridge, system = rows[0], rows[1], rows[3], rows[-1]
+    assert bridge.params == bridge.trainable == plan.bridge.params
+    # The system holds each parameter once: the assistant borrows the teacher's and the student's stages.
+    assert system.params == teacher.params + student.params + bridge.params
+    assert system.trainable == student.params + bridge.params and teacher.trainable == 0
     result = runner.invoke(app, ["plan", spec, "--exact"])
     assert result.exit_code == 0 and "GFLOPs" in result.stdout
 
@@ -91,7 +97,7 @@ def _located(result, text: str) -> None:
 
 
 def _tasgen(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tasgen", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "tasgen_cli", *args], capture_output=True, text=True)
 
 
 def test_model_tasgen_cannot_read_is_located(write_spec) -> None:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from tasgen.data import DataError, build_datasets, build_loaders
-from tasgen.dataset_classes import count_classes
+from tasgen.spec.dataset_classes import count_classes
 from tasgen.spec.schema import DataSpec
 
 needs_datasets = pytest.mark.skipif(importlib.util.find_spec("datasets") is None,

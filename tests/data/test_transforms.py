@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from timm.data import Mixup
 
-from tasgen.data import DataError, Normalize, RandomErasing, TensorImageTransform, build_mixup
+from tasgen.data import DataError, RandomErasing, TensorImageTransform, build_mixup
+from tasgen.emit.system import Normalize
 from tasgen.spec.schema import AugmentSpec, DataSpec
 
 

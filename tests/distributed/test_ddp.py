@@ -124,11 +124,11 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Pa
     by more than 1e-3 from the initial weights.
     """
     two = _spec(tmp_path, teacher, "two", batch_size=16)
-    first = _run(["-m", "tasgen", "train", str(two), "--nproc", "2", "--epochs", "1"])
+    first = _run(["-m", "tasgen_cli", "train", str(two), "--nproc", "2", "--epochs", "1"])
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.stdout.count("stopped after epoch 1 of 3") == 1  # rank 0 alone reports
     second = _run(["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-                   "-m", "tasgen", "train", str(two), "--resume"])
+                   "-m", "tasgen_cli", "train", str(two), "--resume"])
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resuming" in second.stdout and second.stdout.count("finished") == 1
 
@@ -160,7 +160,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Pa
 
 def test_a_user_error_under_nproc_exits_2_once_without_traceback(tmp_path: Path, teacher: Path) -> None:
     spec = _spec(tmp_path, teacher, "nothing", batch_size=16)
-    result = _run(["-m", "tasgen", "train", str(spec), "--nproc", "2", "--resume"])
+    result = _run(["-m", "tasgen_cli", "train", str(spec), "--nproc", "2", "--resume"])
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("error: nothing to resume") == 1
     assert "Traceback" not in result.stderr

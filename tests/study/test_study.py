@@ -129,7 +129,7 @@ def test_study_resumes_after_a_kill(tmp_path: Path) -> None:
     spec = write_spec_file(tmp_path, spec_dict(tmp_path, name="killed", data={"num_samples": 240, "image_size": 16},
                                                train={"epochs": 3}), "k.yaml")
     folder = tmp_path / "study"
-    cmd = [sys.executable, "-m", "tasgen", "study", str(spec), "--methods", "none,tas", "--seeds", "2", "-o", str(folder)]
+    cmd = [sys.executable, "-m", "tasgen_cli", "study", str(spec), "--methods", "none,tas", "--seeds", "2", "-o", str(folder)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # Kill it once the first run has finished and the second has a checkpoint, or after 120 s.
     deadline = time.monotonic() + 120

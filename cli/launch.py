@@ -1,6 +1,6 @@
 """`tasgen train --nproc N`: the trainer under torchrun, one process per device.
 
-``python -m tasgen.launch ARGS`` is torchrun (``torch.distributed.run``) with one
+``python -m tasgen_cli.launch ARGS`` is torchrun (``torch.distributed.run``) with one
 difference: when a worker fails it exits with that worker's exit code (2 for a
 user error, already explained by the worker) instead of printing torchrun's
 traceback and exiting 1.
@@ -19,8 +19,8 @@ def torchrun_command(nproc: int, train_args: Sequence[str]) -> list[str]:
     ``--standalone`` lets torchrun pick a free port on this machine; several machines
     need torchrun's own ``--nnodes``/``--rdzv-endpoint`` (see docs/distributed.md).
     """
-    return [sys.executable, "-m", "tasgen.launch", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "tasgen", "train", *train_args]
+    return [sys.executable, "-m", "tasgen_cli.launch", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "tasgen_cli", "train", *train_args]
 
 
 def launch(nproc: int, train_args: Sequence[str]) -> int:

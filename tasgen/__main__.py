@@ -1,3 +1,0 @@
-from tasgen_cli.app import main
-
-main()
