@@ -88,3 +88,32 @@ def test_bench_refuses_a_bad_spec_with_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", str(path)])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_memory_tricks_last_only_as_long_as_the_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from tasgen.bench import memory
+
+    calls: list[tuple[str, tuple[int, ...]]] = []
+
+    class FakeLibc:
+        def mallopt(self, *args: int) -> int:
+            calls.append(("mallopt", args))
+            return 1
+
+        def malloc_trim(self, *args: int) -> int:
+            calls.append(("malloc_trim", args))
+            return 1
+
+    monkeypatch.setattr(memory, "_libc", FakeLibc)
+    with memory.measure_memory(torch.device("cpu")) as peak:
+        assert calls[0] == ("mallopt", (-3, 1 << 20))  # fixed for the block
+        block = torch.ones(4_000_000)  # 15 MiB
+    del block
+    assert calls[-1] == ("mallopt", (-3, 128 * 1024))  # glibc's default again
+    assert peak() > 0
+    calls.clear()
+    with pytest.raises(RuntimeError), memory.measure_memory(torch.device("cpu")):
+        raise RuntimeError("a failing phase")
+    assert calls[-1] == ("mallopt", (-3, 128 * 1024))

@@ -4,36 +4,22 @@ Every figure comes from the same synthetic batch (the spec's batch size and imag
 size, on the training device) except the loader's, which reads the spec's real
 dataset pipeline. Warm-up steps are not timed; each timed step ends with a device
 synchronisation, and a phase reports the median of its steps (the machine may be
-shared). Models have random weights: speed does not depend on them.
-
-Memory: on CUDA, the peak of ``torch.cuda.max_memory_allocated`` during a phase.
-On the CPU, the peak resident set size of the process during the phase minus its
-size before the phase built its models (Linux: the peak is reset through
-``/proc/self/clear_refs``; elsewhere ``ru_maxrss``, which only shows new peaks).
-Both include weights, gradients, optimizer state and activations.
+shared). Models have random weights: speed does not depend on them. Memory is
+each phase's peak (`tasgen.bench.memory`): weights, gradients, optimizer state and
+activations.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
-import os
+import dataclasses
 import platform
-import re
-import resource
-import statistics
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from tasgen.compiler import build_models, num_classes, plan_spec, stage_tables
-from tasgen.data import build_datasets, build_loaders
+from tasgen.compiler import build_models, plan_spec
 from tasgen.losses import cross_entropy
 from tasgen.train.compile import compile_module
 from tasgen.train.dist import default_device
@@ -44,14 +30,15 @@ from tasgen.train.rng import deterministic
 from tasgen.train.setup import Setup, assemble_student_setup
 from tasgen.train.step import build_engine
 
+from .memory import measure_memory, memory_measure
+from .timing import loader_throughput, matmul_peak, median_seconds, step_flops
+
 if TYPE_CHECKING:
     from tasgen.plan import Plan
     from tasgen.spec.load import LoadedSpec
     from tasgen.spec.schema import Spec
 
 __all__ = ["run_bench"]
-
-_MIB = 2**20
 
 
 def run_bench(
@@ -95,11 +82,9 @@ def run_bench(
     spec = loaded.spec
     plans = {spec.distill.method: plan_spec(loaded)}
     if spec.distill.method != "kd":
-        kd_spec = _with_method(spec, "kd")
-        plans["kd"] = _plan(loaded, kd_spec)
+        plans["kd"] = plan_spec(dataclasses.replace(loaded, spec=_with_method(spec, "kd")))
     precision = resolve_precision(spec.train.precision, spec.train.channels_last, device)
     batch = _synthetic_batch(spec, plans[spec.distill.method], device, precision)
-    _prefer_mmap()
 
     result: dict[str, Any] = {
         "spec": spec.name,
@@ -113,7 +98,7 @@ def run_bench(
         "steps": steps,
         "warmup": warmup,
         "compile": compile,
-        "memory_measure": _memory_measure(device),
+        "memory_measure": memory_measure(device),
     }
     with deterministic(device):  # the trainer's setting on the CPU, so both loops run the same kernels
         result["matmul_flops_per_s"] = matmul_peak(device)
@@ -139,12 +124,12 @@ def _method_figures(
     out: dict[str, float] = {}
     for compiled in [False, True] if compile else [False]:
         suffix = "_compiled" if compiled else ""
-        with _measure_memory(device) as memory:
+        with measure_memory(device) as memory:
             seconds, flops = _bare_phase(spec, plan, batch, device, precision, compiled, backend, steps, warmup)
         out[f"bare_step{suffix}_s"] = seconds
         if not compiled:
             out["bare_peak_memory_mib"], out["flops_per_step"] = memory(), flops
-        with _measure_memory(device) as memory:
+        with measure_memory(device) as memory:
             out[f"trainer_step{suffix}_s"] = _trainer_phase(spec, plan, batch, device, compiled, backend, steps, warmup)
         if not compiled:
             out["peak_memory_mib"] = memory()
@@ -161,7 +146,7 @@ def _bare_phase(
     """Seconds of a bare step, and the model FLOPs of one forward+backward (eager)."""
     setup = _setup(spec, plan, device)
     step = _bare_step(setup, precision, compiled, backend)
-    seconds = _time(lambda: step(*batch), steps, warmup, device)
+    seconds = median_seconds(lambda: step(*batch), steps, warmup, device)
     flops = 0.0 if compiled else step_flops(Distiller(setup.system, setup.objective), *batch, precision)
     return seconds, flops
 
@@ -175,7 +160,7 @@ def _trainer_phase(
     setup = _setup(spec, plan, device)
     engine = build_engine(setup, updates_per_epoch=max(steps + warmup, 1), compile_backend=backend)
     setup.system.train()
-    return _time(lambda: engine.micro_step(*batch, True), steps, warmup, device)
+    return median_seconds(lambda: engine.micro_step(*batch, True), steps, warmup, device)
 
 
 def _assistant_cost(
@@ -183,10 +168,10 @@ def _assistant_cost(
     steps: int, warmup: int,
 ) -> dict[str, float]:
     """The system's forward+backward against what any distillation must run: teacher forward, student forward+backward."""
-    with _measure_memory(device) as memory:
+    with measure_memory(device) as memory:
         system_s = _system_phase(spec, plan, batch, device, precision, steps, warmup)
     system_mib = memory()
-    with _measure_memory(device) as memory:
+    with measure_memory(device) as memory:
         teacher_s, student_s = _reference_phase(spec, plan, batch, device, precision, steps, warmup)
     reference_mib = memory()
     return {
@@ -213,7 +198,7 @@ def _system_phase(
         total.backward()
         distiller.zero_grad(set_to_none=True)
 
-    return _time(system_step, steps, warmup, device)
+    return median_seconds(system_step, steps, warmup, device)
 
 
 def _reference_phase(
@@ -236,7 +221,7 @@ def _reference_phase(
         loss.backward()
         student.zero_grad(set_to_none=True)
 
-    return _time(teacher_forward, steps, warmup, device), _time(student_step, steps, warmup, device)
+    return median_seconds(teacher_forward, steps, warmup, device), median_seconds(student_step, steps, warmup, device)
 
 
 def _prime(
@@ -267,165 +252,9 @@ def _bare_step(setup: Setup, precision: Precision, compiled: bool, backend: str 
     return step
 
 
-# ------------------------------------------------------------------ measures
-def step_flops(distiller: nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: Precision) -> float:
-    """Model FLOPs of one forward+backward (matrix products and convolutions, as FlopCounterMode counts them)."""
-    distiller.train()
-    with FlopCounterMode(display=False) as counter:
-        with precision.autocast():
-            total, _ = distiller(images, labels)
-        total.backward()
-    distiller.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
-
-
-def matmul_peak(device: torch.device, repeats: int = 5) -> float:
-    """FLOP/s of the best of a few large matrix products: bf16 8192^2 on CUDA, fp32 2048^2 on the CPU."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    best = _best_time(lambda: a @ b, repeats, device)
-    return 2 * n**3 / best
-
-
-def loader_throughput(spec: Spec, batches: int) -> float:
-    """Images/s of the spec's training loader alone (its workers, transforms and collation).
-
-    The first batch (worker start-up) is not timed; the loader is restarted when an
-    epoch ends before ``batches``.
-    """
-    splits = build_datasets(spec.data)
-    loader, _ = build_loaders(splits.train, splits.test, spec.data, spec.seed)
-
-    def forever() -> Iterator[torch.Tensor]:
-        while True:
-            for images, _ in loader:
-                yield images
-
-    it = forever()
-    next(it)
-    start, seen = time.perf_counter(), 0
-    for _ in range(batches):
-        seen += next(it).shape[0]
-    return seen / (time.perf_counter() - start)
-
-
-def _time(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _best_time(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
-    fn()
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ------------------------------------------------------------------ memory
-def _memory_measure(device: torch.device) -> str:
-    if device.type == "cuda":
-        return "cuda_max_allocated"
-    return "rss_peak_delta" if _can_reset_rss_peak() else "ru_maxrss_delta"
-
-
-@contextlib.contextmanager
-def _measure_memory(device: torch.device) -> Iterator[Callable[[], float]]:
-    """Peak memory (MiB) of the block, read through the callable it yields once the block ends."""
-    box: list[float] = []
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        yield lambda: box[0]
-        torch.cuda.synchronize(device)
-        # What the block allocated on top of what was alive before it (the batch).
-        box.append((torch.cuda.max_memory_allocated(device) - before) / _MIB)
-        return
-    _trim()
-    before = _rss_kib()
-    if _can_reset_rss_peak():
-        Path("/proc/self/clear_refs").write_text("5")
-    yield lambda: box[0]
-    box.append(max(_rss_peak_kib() - before, 0) / 1024)
-
-
-def _can_reset_rss_peak() -> bool:
-    return os.access("/proc/self/clear_refs", os.W_OK) and Path("/proc/self/status").is_file()
-
-
-def _rss_kib() -> int:
-    status = Path("/proc/self/status")
-    if status.is_file():
-        return int(re.search(r"VmRSS:\s+(\d+)", status.read_text()).group(1))  # type: ignore[union-attr]
-    return _rss_peak_kib()
-
-
-def _rss_peak_kib() -> int:
-    status = Path("/proc/self/status")
-    if status.is_file():
-        return int(re.search(r"VmHWM:\s+(\d+)", status.read_text()).group(1))  # type: ignore[union-attr]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if platform.system() == "Darwin" else peak  # bytes on macOS, KiB on Linux
-
-
-def _libc() -> ctypes.CDLL | None:
-    if platform.system() != "Linux":
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
-def _prefer_mmap() -> None:
-    # glibc raises its mmap threshold after large frees, so freed tensors would stay in
-    # the heap and hide the next phase's memory; a fixed threshold returns them at once.
-    libc = _libc()
-    if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: allocations of 1 MiB and more are mmap'ed
-
-
-def _trim() -> None:
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
-
-
 # ------------------------------------------------------------------ set-up
 def _with_method(spec: Spec, method: str) -> Spec:
     return spec.model_copy(update={"distill": spec.distill.model_copy(update={"method": method})})
-
-
-def _plan(loaded: LoadedSpec, spec: Spec) -> Plan:
-    from tasgen.planner import PlanError, build_plan
-
-    tables = stage_tables(loaded)
-    try:
-        return build_plan(spec, tables["teacher"], tables["student"], num_classes=num_classes(spec),
-                          image_size=spec.data.image_size)
-    except PlanError as exc:
-        raise loaded.error(exc.loc, str(exc)) from None
 
 
 def _setup(spec: Spec, plan: Plan, device: torch.device) -> Setup:
