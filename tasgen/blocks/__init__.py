@@ -30,7 +30,26 @@ _WHERE = {
     "WindowAttentionBlock": "window", "relative_position_index": "window", "window_merge": "window",
     "window_partition": "window",
 }
-__all__ = sorted(_WHERE)
+__all__ = [
+    "Attention",
+    "AttentionBlock",
+    "ClassifierHead",
+    "ConvBlock",
+    "ConvNormAct",
+    "LayerNorm2d",
+    "Mlp",
+    "PatchEmbed",
+    "TokenBlock2d",
+    "TokenMixingBlock",
+    "WindowAttentionBlock",
+    "covering_kernel",
+    "default_num_heads",
+    "hidden_width",
+    "relative_position_index",
+    "window_block_params",
+    "window_merge",
+    "window_partition",
+]
 
 
 def __getattr__(name: str) -> Any:
