@@ -19,7 +19,12 @@ if TYPE_CHECKING:
     from tasgen.blocks.patch import PatchEmbed
     from tasgen.blocks.tokens import TokenBlock2d
     from tasgen.blocks.widths import default_num_heads, hidden_width, window_block_params
-    from tasgen.blocks.window import WindowAttentionBlock, relative_position_index, window_merge, window_partition
+    from tasgen.blocks.window import (
+        WindowAttentionBlock,
+        relative_position_index,
+        window_merge,
+        window_partition,
+    )
 
 _WHERE = {
     "Attention": "attention", "AttentionBlock": "attention",
