@@ -1,4 +1,4 @@
-"""Console rendering shared by the commands: problems, spec summaries."""
+"""Console rendering shared by the commands: the console, spec summaries."""
 
 from __future__ import annotations
 
@@ -11,23 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from tasgen.spec import LoadedSpec, SpecError
+    from tasgen.spec import LoadedSpec
     from tasgen.spec.schema import BackboneSpec, TimmModelSpec
 
 # Piped output (logs, CI) gets 120 columns instead of rich's 80, so tables of plans
 # and runs are not cut; a terminal, or $COLUMNS, sets its own width.
 console = Console(width=120) if not sys.stdout.isatty() and "COLUMNS" not in os.environ else Console()
-
-
-def print_problems(err: SpecError) -> None:
-    """Write one ``file:line:col: path: message`` line per problem to stderr.
-
-    Plain writes, not rich: a wrapped or styled line would break editors and grep
-    that jump to ``file:line:col``.
-    """
-    for problem in err.problems:
-        sys.stderr.write(f"{problem}\n")
-    sys.stderr.flush()
 
 
 def model_text(model: TimmModelSpec | BackboneSpec) -> str:

@@ -2,41 +2,32 @@
 
 # Commands import the library inside their bodies, so that `tasgen --help` and the
 # commands that need no model (validate, schema) never import torch. A new command:
-# parse its arguments, call the library, render with ._render, and send SpecError
-# to _fail.
+# parse its arguments, call the library inside _errors.user_errors, render with ._render.
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tasgen_cli._errors import user_errors
+
 if TYPE_CHECKING:
-    from tasgen.spec import LoadedSpec, SpecError
+    from tasgen.spec import LoadedSpec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
 
 from tasgen_cli._args import SetOpt, SpecArg  # noqa: E402
 
 
-def _fail(err: SpecError) -> NoReturn:
-    """Print every problem of a spec, one per line on stderr, and exit with code 2."""
-    from ._render import print_problems
-
-    print_problems(err)
-    raise typer.Exit(code=2)
-
-
 def _load(spec: Path, overrides: list[str] | None) -> LoadedSpec:
     """Load and validate a spec, or exit 2 with its problems."""
-    from tasgen.spec import SpecError, load_spec
+    from tasgen.spec import load_spec
 
-    try:
+    with user_errors(reading_spec=True):
         return load_spec(spec, overrides or ())
-    except SpecError as err:
-        _fail(err)
 
 
 # ------------------------------------------------------------------ commands

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from tasgen_cli._args import SetOpt, SpecArg
-
-USER_ERROR_EXIT = 2
+from tasgen_cli._errors import user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -32,28 +31,19 @@ def bench_command(
     ] = None,
 ) -> None:
     """Time a training step of SPEC (bare loop, trainer, plain KD), its FLOPs, MFU, memory and data loader."""
-    from tasgen.data import DataError
-    from tasgen.spec import SpecError, load_spec
+    from tasgen.spec import load_spec
 
-    try:
+    with user_errors(reading_spec=True):
         loaded = load_spec(spec, overrides or ())
         from tasgen.bench import run_bench
 
         result = run_bench(loaded, steps, warmup=warmup, compile=compile, compile_backend=compile_backend)
-    except SpecError as err:
-        from tasgen_cli._render import print_problems
-
-        print_problems(err)
-        raise typer.Exit(USER_ERROR_EXIT) from None
-    except DataError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(USER_ERROR_EXIT) from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    from rich.console import Console
+    from tasgen_cli._render import console
 
-    Console().print(*_tables(result))
+    console.print(*_tables(result))
 
 
 def _tables(r: dict[str, Any]) -> list[Any]:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tasgen_cli._args import SetOpt, SpecArg
+from tasgen_cli._errors import USER_ERROR_EXIT, user_errors
 
 
 class PlanFormat(str, Enum):
@@ -29,15 +30,11 @@ class EmitFormat(str, Enum):
 
 def _load_plan(spec: Path, overrides: list[str] | None, *, use_cache: bool = True):
     from tasgen.compiler import plan_spec
-    from tasgen.spec import SpecError, load_spec
-    from tasgen_cli._render import print_problems
+    from tasgen.spec import load_spec
 
-    try:
+    with user_errors(reading_spec=True):
         loaded = load_spec(spec, overrides or [])
         return loaded, plan_spec(loaded, use_cache=use_cache)
-    except SpecError as err:
-        print_problems(err)
-        raise typer.Exit(code=2) from None
 
 
 def _fmt(n: int) -> str:
@@ -116,7 +113,7 @@ def register(app: typer.Typer) -> None:
                 written = draw_plan(result, target, show_scores=all_, format=format.value)
             except OSError as exc:
                 typer.echo(f"error: cannot write {target}: {exc.strerror or exc}", err=True)
-                raise typer.Exit(code=2) from None
+                raise typer.Exit(USER_ERROR_EXIT) from None
             typer.echo(f"wrote {written} (plan {result.hash})", err=True)
         elif format is PlanFormat.json:
             typer.echo(result.to_json())

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from tasgen_cli._errors import user_errors
+
 
 def register(app: typer.Typer) -> None:
     """Add `compare` to the app."""
@@ -21,26 +23,19 @@ def register(app: typer.Typer) -> None:
         from rich import box
         from rich.table import Table
 
-        from tasgen.study.table import STUDY_FILE, StudyError, read_study
-        from tasgen.train.errors import TrainError
+        from tasgen.study.table import STUDY_FILE, read_study
         from tasgen.train.report import summarise_run
         from tasgen_cli._render import console
 
         if len(run_dirs) == 1 and (run_dirs[0] / STUDY_FILE).is_file():
             from tasgen_cli.study_cmds import print_study
 
-            try:
+            with user_errors():
                 record = read_study(run_dirs[0])
-            except StudyError as err:
-                typer.echo(f"error: {err}", err=True)
-                raise typer.Exit(code=2) from None
             print_study(record, f"{run_dirs[0]}: test top-1 % (final epoch; mean ± std over seeds)")
             return
-        try:
+        with user_errors():
             runs = [summarise_run(d) for d in run_dirs]
-        except TrainError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from None
         table = Table(title="test top-1 % (student: last epoch, and at the epoch validation chose; top-5 is the "
                       "student's, last epoch)", title_justify="left", box=box.SIMPLE_HEAD)
         table.add_column("run", no_wrap=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from tasgen_cli._args import SetOpt
-from tasgen_cli.train_cmds import _user_errors
+from tasgen_cli._errors import user_errors
 
 SpecsArg = Annotated[list[Path], typer.Argument(metavar="SPEC...", help="Spec files.", show_default=False)]
 JobsOpt = Annotated[
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
 
         Re-running the same command skips finished runs and resumes an interrupted one.
         """
-        with _user_errors():
+        with user_errors():
             from tasgen.study import method_variants, prepare_study, run_study
             from tasgen.study.figures import plot_study
 
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
 
         from tasgen_cli._render import console
 
-        with _user_errors():
+        with user_errors():
             from tasgen.spec.load import load_spec
             from tasgen.study import search_split
 

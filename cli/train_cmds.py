@@ -6,16 +6,15 @@ torch and the training modules are imported inside the commands, so that
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-USER_ERROR_EXIT = 2
+from tasgen_cli._args import SetOpt, SpecArg
+from tasgen_cli._errors import USER_ERROR_EXIT, user_errors
 
 
 class Role(str, Enum):
@@ -30,42 +29,9 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export_command)
 
 
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Errors a person can fix print one message and exit 2; no traceback."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        typer.echo("interrupted; continue with `tasgen train SPEC --resume`", err=True)
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        from tasgen.checkpoint import CheckpointError
-        from tasgen.data import DataError
-        from tasgen.spec.errors import SpecError
-        from tasgen.study.table import StudyError
-        from tasgen.train import TrainError
-
-        if isinstance(exc, SpecError | TrainError | CheckpointError | DataError | StudyError):
-            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
-                typer.echo(f"error: {_message(exc)}", err=True)
-            raise typer.Exit(USER_ERROR_EXIT) from None
-        raise
-
-
-def _message(exc: Exception) -> str:
-    """The user's words of an error; a DataLoader worker's copy carries the worker's traceback."""
-    text = str(exc)
-    if "Original Traceback" in text:  # re-raised by torch's DataLoader: "...\nModule.DataError: message"
-        last = text.strip().splitlines()[-1]
-        text = last.split(f"{type(exc).__name__}: ", 1)[-1]
-    return text
-
-
 def train_command(
-    spec: Annotated[Path, typer.Argument(help="The spec file.")],
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a spec value, KEY=VALUE (repeatable), e.g. train.epochs=5.")
-    ] = None,
+    spec: SpecArg,
+    set_: SetOpt = None,
     role: Annotated[Role, typer.Option(help="student: distil (fits the teacher first if needed); teacher: fit the teacher alone.")] = Role.student,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its last/ checkpoint.")] = False,
     overwrite: Annotated[
@@ -95,7 +61,7 @@ def train_command(
         args += ["--overwrite"] if overwrite else []
         args += ["--epochs", str(epochs)] if epochs is not None else []
         raise typer.Exit(launch(nproc, args))
-    with _user_errors():
+    with user_errors():
         from tasgen.spec.load import load_spec
         from tasgen.train import train
 
@@ -118,12 +84,13 @@ def eval_command(
     last: Annotated[bool, typer.Option("--last", help="Use last/ instead of best/.")] = False,
 ) -> None:
     """Evaluate a run: top-1 / top-5 of student, assistant and teacher on the eval split."""
-    with _user_errors():
+    with user_errors():
         from tasgen.train import evaluate
 
         result = evaluate(run_dir, "last" if last else "best")
-    from rich.console import Console
     from rich.table import Table
+
+    from tasgen_cli._render import console
 
     table = Table(title=f"{run_dir} (epoch {result['epoch']}, {result['images']} eval images)")
     for column in ("model", "top-1 %", "top-5 %"):
@@ -131,7 +98,7 @@ def eval_command(
     for model in ("student", "assistant", "teacher"):
         if f"{model}_top1" in result:
             table.add_row(model, f"{result[f'{model}_top1']:.2f}", f"{result[f'{model}_top5']:.2f}")
-    Console().print(table)
+    console.print(table)
 
 
 class ExportFormat(str, Enum):
@@ -159,7 +126,7 @@ def export_command(
     if push_to_hub is not None and format is not ExportFormat.timm:
         typer.echo("--push-to-hub uploads a timm folder: add --format timm", err=True)
         raise typer.Exit(USER_ERROR_EXIT)
-    with _user_errors():
+    with user_errors():
         if format is ExportFormat.timm:
             from tasgen.train.export_formats import export_timm
 

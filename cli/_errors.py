@@ -1,0 +1,81 @@
+"""How a command ends on bad input: its message on stderr, exit code 2, never a traceback.
+
+Every command runs the library inside `user_errors`. Spec problems print one
+``file:line:col: path: message`` line each; the commands that run training prefix
+them with ``error:`` like their other errors, the commands that only read a spec
+(validate, plan, emit, bench) print them bare, the form editors jump to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from tasgen.spec import SpecError
+
+USER_ERROR_EXIT = 2
+
+
+@contextlib.contextmanager
+def user_errors(*, reading_spec: bool = False) -> Iterator[None]:
+    """Turn the library's errors a person can fix into their message and exit 2.
+
+    Args:
+        reading_spec: the command only reads the spec: its problems print bare, and
+            Ctrl-C is not a run to resume.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        if reading_spec:
+            raise
+        typer.echo("interrupted; continue with `tasgen train SPEC --resume`", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        from tasgen.spec.errors import SpecError
+
+        # SpecError first: `validate` must not import torch, which the other error types do.
+        if not isinstance(exc, SpecError) and not isinstance(exc, _user_error_types()):
+            raise
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
+            if isinstance(exc, SpecError):
+                print_problems(exc, "" if reading_spec else "error: ")
+            else:
+                typer.echo(f"error: {_message(exc)}", err=True)
+        raise typer.Exit(USER_ERROR_EXIT) from None
+
+
+def print_problems(err: SpecError, prefix: str = "") -> None:
+    """Write one ``file:line:col: path: message`` line per problem of a `SpecError` to stderr.
+
+    Plain writes, not rich: a wrapped or styled line would break editors and grep
+    that jump to ``file:line:col``.
+    """
+    for problem in err.problems:
+        sys.stderr.write(f"{prefix}{problem}\n")
+    sys.stderr.flush()
+
+
+def _user_error_types() -> tuple[type[Exception], ...]:
+    # Imported when an error happens: the library's modules are heavy, the CLI's start is not.
+    from tasgen.checkpoint import CheckpointError
+    from tasgen.data import DataError
+    from tasgen.study.table import StudyError
+    from tasgen.train.errors import TrainError
+
+    return CheckpointError, DataError, StudyError, TrainError
+
+
+def _message(exc: Exception) -> str:
+    """The user's words of an error; a DataLoader worker's copy carries the worker's traceback."""
+    text = str(exc)
+    if "Original Traceback" in text:  # re-raised by torch's DataLoader: "...\nModule.DataError: message"
+        last = text.strip().splitlines()[-1]
+        text = last.split(f"{type(exc).__name__}: ", 1)[-1]
+    return text
