@@ -40,20 +40,20 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
     """
     from tasgen.spec.load import load_run_spec
 
-    folder = Path(run_dir)
-    found = RunFolder(folder).checkpoint(checkpoint)  # verified against its manifest
+    folder = RunFolder(Path(run_dir))
+    found = folder.checkpoint(checkpoint)  # verified against its manifest
     parts = split_prefixes(read_weights(found / "model.safetensors"))
     prefix = "ema" if ema else "student" if "student" in parts else "teacher"
     if prefix not in parts:
         hint = " (the run had no train.ema.enabled)" if ema else ""
         raise CheckpointError(f"{found} holds no {prefix} weights{hint}")
-    spec = load_run_spec(folder / "spec.yaml").raw if (folder / "spec.yaml").is_file() else {}
+    spec = load_run_spec(folder.spec_file).raw if folder.spec_file.is_file() else {}
     try:
-        plan = json.loads((folder / "plan.json").read_text(encoding="utf-8")) if (folder / "plan.json").is_file() else {}
+        plan = json.loads(folder.plan_file.read_text(encoding="utf-8")) if folder.plan_file.is_file() else {}
     except (ValueError, RecursionError):
-        raise TrainError(f"{folder / 'plan.json'} is not valid JSON; the run folder was altered") from None
+        raise TrainError(f"{folder.plan_file} is not valid JSON; the run folder was altered") from None
     if not isinstance(plan, dict):
-        raise TrainError(f"{folder / 'plan.json'} is not a tasgen plan; the run folder was altered")
+        raise TrainError(f"{folder.plan_file} is not a tasgen plan; the run folder was altered")
     model = (spec.get("student") if prefix != "teacher" else spec.get("teacher")) or {}
     meta = {"source": str(found), "num_classes": str(plan.get("num_classes", "")), "image_size": str(plan.get("image_size", ""))}
     if "timm" in model:

@@ -22,6 +22,7 @@ from tasgen.spec.schema import BackboneSpec, TimmModelSpec
 
 from .errors import TrainError
 from .export import export_student
+from .run_folder import RunFolder
 
 __all__ = ["ONNX_ATOL", "export_onnx", "export_timm", "exported_model"]
 
@@ -54,7 +55,7 @@ def exported_model(run_dir: str | Path, *, checkpoint: str = "best", ema: bool =
     model = create_model(spec, num_classes=num_classes, image_size=image_size, device="cpu")
     model.load_state_dict(state)
     model.eval()
-    plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+    plan = json.loads(RunFolder(folder).plan_file.read_text(encoding="utf-8"))
     role = _exported_role(folder, meta)
     table = plan[role]
     info = {"num_classes": num_classes, "image_size": image_size, "mean": tuple(table["mean"]),
@@ -169,7 +170,7 @@ def check_onnx(model: nn.Module, path: Path, image_size: int) -> float | None:
 
 def _exported_role(folder: Path, meta: dict[str, str]) -> str:
     """Whose table describes the exported weights: the student's, or (a teacher fit) the teacher's."""
-    spec_file = folder / "spec.yaml"
+    spec_file = RunFolder(folder).spec_file
     spec = yaml.safe_load(spec_file.read_text(encoding="utf-8")) if spec_file.is_file() else {}
     student = spec.get("student") or {}
     if "timm" in meta:

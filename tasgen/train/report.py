@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from .errors import TrainError
+from .run_folder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def summarise_run(run_dir: str | Path) -> RunSummary:
         TrainError: the folder holds no finished epoch.
     """
     folder = Path(run_dir)
-    metrics, spec_file = folder / "metrics.jsonl", folder / "spec.yaml"
+    run = RunFolder(folder)
+    metrics, spec_file = run.metrics_jsonl, run.spec_file
     if not metrics.is_file() or not spec_file.is_file():
         raise TrainError(f"{folder} is not a tasgen run folder (no metrics.jsonl or spec.yaml): train it first")
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]

@@ -17,7 +17,7 @@ from .loop import TrainResult, train_loop
 from .progress import Reporter
 from .rng import deterministic, seed_everything
 from .run_folder import RunFolder
-from .setup import Role, build_student_setup, build_teacher_setup, run_folder
+from .setup import TEACHER_FIT_DIR, Role, build_student_setup, build_teacher_setup, run_folder
 from .weights import TEACHER_FILE, check_teacher_split, teacher_source, teacher_split_metadata
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def _train(
                     f"[bold]no teacher weights[/] (no teacher.checkpoint, no {run_dir / TEACHER_FILE}, no pretrained "
                     "head for these classes): fitting the teacher first"
                 )
-                fit_resume = find_checkpoint(run_dir / "teacher" / "last") is not None
+                fit_resume = find_checkpoint(RunFolder(run_dir / TEACHER_FIT_DIR).last) is not None
                 _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report,
                              build_datasets(spec.data, budget=False))
                 source = teacher_source(spec, run_dir, plan.num_classes)

@@ -214,7 +214,8 @@ def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.dev
 
     folder = Path(run_dir)
     device = torch.device(device) if device is not None else default_device()
-    spec_file, plan_file = folder / "spec.yaml", folder / "plan.json"
+    run = RunFolder(folder)
+    spec_file, plan_file = run.spec_file, run.plan_file
     if not spec_file.is_file() or not plan_file.is_file():
         raise TrainError(f"{folder} is not a tasgen run folder (it needs spec.yaml and plan.json)")
     spec = load_run_spec(spec_file).spec
@@ -222,7 +223,7 @@ def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.dev
         plan = Plan.from_json(plan_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TrainError(f"{plan_file} is not a tasgen plan ({_one_line(exc)}); the run folder was altered") from None
-    found = RunFolder(folder).checkpoint(checkpoint)
+    found = run.checkpoint(checkpoint)
     parts, state = load_checkpoint(found)
     if state.get("role") == "teacher":
         setup = build_teacher_setup(spec, plan, folder.parent, device, init=False)
