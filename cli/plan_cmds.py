@@ -145,10 +145,10 @@ def register(app: typer.Typer) -> None:
         if format is EmitFormat.summary:
             from rich.table import Table
 
-            from tasgen.emit.summary import summarise
+            from tasgen.emit.summary import system_costs
             from tasgen_cli._render import console
 
-            rows = summarise(loaded.spec, result)
+            rows = system_costs(loaded.spec, result)
             table = Table(title=f"{result.name} at {result.image_size}px, batch 1", title_justify="left")
             for col in ("part", "params", "trainable", "GFLOPs (fwd)"):
                 table.add_column(col, justify="left" if col == "part" else "right")

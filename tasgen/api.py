@@ -146,4 +146,4 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
     else:
         setup = build_student_setup(resolved, plan, run_dir, dev, source)
     return Compiled(plan=plan, system=setup.system, objective=setup.objective, spec=resolved,
-                    trainable=setup.trainable, device=dev)
+                    trainable=setup.optimised, device=dev)

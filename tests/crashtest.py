@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from tests.train.conftest import STUDENT, TEACHER  # noqa: E402 - the suite's tiny models
 
-TIMING = ("seconds", "images_per_s")  # the only columns that may differ between runs
+TIMING = ("seconds", "images_per_s", "mfu")  # the only columns that may differ between runs
 ENV_KILL_AT = "TASGEN_CRASH_KILL_AT"  # read by the child entry point below, never by tasgen
 
 

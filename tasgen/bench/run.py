@@ -21,17 +21,22 @@ import torch
 
 from tasgen.compiler import build_models, plan_spec
 from tasgen.losses import cross_entropy
-from tasgen.train.compile import compile_module
 from tasgen.train.dist import default_device
-from tasgen.train.distiller import Distiller
 from tasgen.train.optim import build_optimizer
-from tasgen.train.precision import Precision, resolve_precision
 from tasgen.train.rng import deterministic
 from tasgen.train.setup import Setup, assemble_student_setup
-from tasgen.train.step import build_engine
+from tasgen.train.step import (
+    Precision,
+    SystemLoss,
+    build_engine,
+    compile_module,
+    matmul_peak,
+    resolve_precision,
+    step_flops,
+)
 
 from .memory import measure_memory, memory_measure
-from .timing import loader_throughput, matmul_peak, median_seconds, step_flops
+from .timing import loader_throughput, median_seconds
 
 if TYPE_CHECKING:
     from tasgen.plan import Plan
@@ -147,7 +152,7 @@ def _bare_phase(
     setup = _setup(spec, plan, device)
     step = _bare_step(setup, precision, compiled, backend)
     seconds = median_seconds(lambda: step(*batch), steps, warmup, device)
-    flops = 0.0 if compiled else step_flops(Distiller(setup.system, setup.objective), *batch, precision)
+    flops = 0.0 if compiled else step_flops(SystemLoss(setup.system, setup.objective), *batch, precision)
     return seconds, flops
 
 
@@ -190,13 +195,13 @@ def _system_phase(
     steps: int, warmup: int,
 ) -> float:
     setup = _setup(spec, plan, device)
-    distiller = Distiller(setup.system, setup.objective).train()
+    system_loss = SystemLoss(setup.system, setup.objective).train()
 
     def system_step() -> None:
         with precision.autocast():
-            total, _ = distiller(*batch)
+            total, _ = system_loss(*batch)
         total.backward()
-        distiller.zero_grad(set_to_none=True)
+        system_loss.zero_grad(set_to_none=True)
 
     return median_seconds(system_step, steps, warmup, device)
 
@@ -235,11 +240,11 @@ def _prime(
 
 def _bare_step(setup: Setup, precision: Precision, compiled: bool, backend: str | None) -> Callable[..., None]:
     """The minimal loop a person would write by hand: forward, backward, step."""
-    distiller = Distiller(setup.system, setup.objective)
+    system_loss = SystemLoss(setup.system, setup.objective)
     if precision.channels_last:
-        distiller.to(memory_format=torch.channels_last)
-    fn = compile_module(distiller, compiled, backend)
-    optimizer = build_optimizer(setup.trainable, setup.spec.train.optimizer)
+        system_loss.to(memory_format=torch.channels_last)
+    fn = compile_module(system_loss, compiled, backend)
+    optimizer = build_optimizer(setup.optimised, setup.spec.train.optimizer)
     setup.system.train()
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:

@@ -70,7 +70,7 @@ def part_costs(spec: Spec, plan: Plan) -> dict[str, tuple[int, int]]:
     return out
 
 
-def summarise(spec: Spec, plan: Plan) -> list[PartSummary]:
+def system_costs(spec: Spec, plan: Plan) -> list[PartSummary]:
     """Parameters and forward FLOPs (batch 1) of teacher, student, assistant parts and the system."""
     system = build_meta_system(spec, plan)
     x = torch.empty(1, plan.table("student").input_size[0], plan.image_size, plan.image_size, device="meta")

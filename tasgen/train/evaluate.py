@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .dist import all_reduce_sum
-from .precision import Precision, resolve_precision
+from .step import Precision, resolve_precision
 
 
 @torch.no_grad()

@@ -23,11 +23,11 @@ from .errors import TrainError
 from .evaluate import accuracy
 from .loggers import Loggers
 from .optim import scheduler_state
-from .progress import Reporter
+from .progress import RunProgress
 from .rng import reseed_loader, rng_state, set_rng_state
 from .run_folder import RunFolder, read_rows
 from .setup import Setup, load_trainable
-from .step import build_engine
+from .step import build_engine, flops_per_image, matmul_peak
 
 CHECKPOINT_FORMAT = 1
 
@@ -64,10 +64,10 @@ def train_loop(
     overwrite: bool = False,
     max_epochs: int | None = None,
     compile_backend: str | None = None,
-    report: Reporter | None = None,
+    report: RunProgress | None = None,
     datasets: DataSplits | None = None,
 ) -> TrainResult:
-    """Train ``setup.trainable`` and write metrics and checkpoints to ``setup.run_dir``.
+    """Train ``setup.optimised`` and write metrics and checkpoints to ``setup.run_dir``.
 
     Each epoch: train (forward of the system, objective, backward, optimizer step,
     schedule per update, EMA, log), evaluate on the validation and test splits, then
@@ -94,7 +94,7 @@ def train_loop(
         CheckpointError: the checkpoint to resume is corrupt or fails its integrity check.
     """
     spec, cfg, device = setup.spec, setup.spec.train, setup.device
-    report = report or Reporter(quiet=True)
+    report = report or RunProgress(quiet=True)
     folder = RunFolder(setup.run_dir, write_csv="csv" in cfg.loggers)
     trained_table = setup.plan.table(setup.role)
 
@@ -131,9 +131,9 @@ def train_loop(
         parts, state = load_checkpoint(found)  # verified against its manifest
         if state.get("plan_hash") != setup.key:
             raise TrainError(_changed_plan(found, state, setup, folder))
-        load_trainable(setup.trainable, parts, str(found))
+        load_trainable(setup.optimised, parts, str(found))
         if ema is not None:  # EMA switched on since the checkpoint: start it from the weights
-            ema.module.load_state_dict(parts.get("ema") or setup.trained.state_dict())
+            ema.module.load_state_dict(parts.get("ema") or setup.trained_model.state_dict())
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -170,6 +170,7 @@ def train_loop(
 
     stop = setup.epochs if max_epochs is None else min(setup.epochs, max_epochs)
     tracker = engine.tracker
+    mfu_per_image_per_s = _mfu_per_image_per_s(setup, device, report)
     report.start(stop * updates_per_epoch, step, f"{setup.role} {spec.name}")
     try:
         for epoch in range(start, stop):
@@ -189,11 +190,13 @@ def train_loop(
                     tracker.check(hint)
                     rate = seen * world_size() / (time.perf_counter() - started)
                     interval = {**tracker.interval_means(), "lr": lr, "img/s": rate}
+                    if mfu_per_image_per_s is not None:
+                        interval["mfu"] = rate * mfu_per_image_per_s
                     report.update(step, interval)
                     loggers.step(step, interval)
             tracker.check(hint)
             seconds = time.perf_counter() - started
-            average_buffers(setup.trainable)  # BN statistics: one model on every rank before eval and save
+            average_buffers(setup.optimised)  # BN statistics: one model on every rank before eval and save
 
             # Evaluate, then checkpoint: last/ always, best/ when the trained model improved.
             names = {"student": setup.role, "assistant": "assistant"}
@@ -203,6 +206,8 @@ def train_loop(
             losses = {("loss" if k == "loss" else f"loss.{k}"): v for k, v in tracker.epoch_means().items()}
             row = {"epoch": epoch + 1, "step": step, "lr": lr, **losses, **results, **teacher_metrics,
                    "images_per_s": seen * world_size() / seconds, "seconds": seconds}
+            if mfu_per_image_per_s is not None:
+                row["mfu"] = row["images_per_s"] * mfu_per_image_per_s
             # Best on validation only; without a validation split, best/ follows the last epoch.
             top1 = results[f"val_{setup.role}_top1"] if val_loader is not None else results[f"{setup.role}_top1"]
             improved = top1 > best or val_loader is None
@@ -245,7 +250,7 @@ def _evaluate(
 
 def _checkpoint_parts(setup: Setup, ema: ModelEmaV3 | None) -> dict[str, dict[str, torch.Tensor]]:
     # Each part from its own module's state_dict: nothing is written twice under one prefix.
-    parts = {name: module.state_dict() for name, module in setup.trainable.items()}
+    parts = {name: module.state_dict() for name, module in setup.optimised.items()}
     if ema is not None:
         parts["ema"] = ema.module.state_dict()
     return parts
@@ -294,7 +299,7 @@ def _changed_keys(before: Any, now: Any, path: str = "") -> list[str]:
     return [path.rstrip(".")] if before != now else []
 
 
-def _check_classes(dataset_classes: int, eval_images: int | None, setup: Setup, report: Reporter) -> None:
+def _check_classes(dataset_classes: int, eval_images: int | None, setup: Setup, report: RunProgress) -> None:
     """Refuse labels the model cannot output; warn of splits whose accuracy means little."""
     classes = setup.plan.num_classes
     if dataset_classes > classes:
@@ -321,9 +326,23 @@ def _check_finite(parts: dict[str, dict[str, torch.Tensor]], epoch: int, hint: s
     )
 
 
+def _mfu_per_image_per_s(setup: Setup, device: torch.device, report: RunProgress) -> float | None:
+    """MFU of one image per second on each device: model FLOPs per image / the device's matmul peak / processes.
+
+    None (and a warning) when the model's FLOPs cannot be counted on the meta device.
+    """
+    try:
+        flops = flops_per_image(setup)
+    except Exception as exc:  # noqa: BLE001 - MFU is a diagnostic: a model it cannot count still trains
+        report.warn(f"MFU is not logged: counting the step's FLOPs failed ({type(exc).__name__}: {exc})")
+        return None
+    return flops / matmul_peak(device) / world_size()
+
+
 def _epoch_line(row: dict[str, Any], role: str, epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}", f"{role} top-1 {row[f'{role}_top1']:.2f}%"]
     if "assistant_top1" in row:
         parts.append(f"assistant top-1 {row['assistant_top1']:.2f}%")
-    parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.0f} img/s", f"{row['seconds']:.1f}s"]
+    parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.0f} img/s"]
+    parts += [f"MFU {row['mfu']:.1%}"] * ("mfu" in row) + [f"{row['seconds']:.1f}s"]
     return "  ".join(parts)

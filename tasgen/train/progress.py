@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
-class Reporter:
+class RunProgress:
     """Progress of a run: a live bar (images/s, loss terms, lr, ETA) when writing to a
     terminal, one line per epoch when not; nothing at all when ``quiet``.
 
@@ -71,4 +71,6 @@ def _fmt(key: str, value: float) -> str:
         return f"lr {value:.2e}"
     if key.endswith("img/s"):
         return f"{value:.0f} img/s"
+    if key == "mfu":
+        return f"MFU {value:.1%}"
     return f"{key} {value:.4g}"

@@ -14,7 +14,7 @@ from tasgen.data import DataSplits, build_datasets
 from .dist import barrier, default_device, init_from_env, is_main, shutdown
 from .errors import TrainError
 from .loop import TrainResult, train_loop
-from .progress import Reporter
+from .progress import RunProgress
 from .rng import deterministic, seed_everything
 from .run_folder import RunFolder
 from .setup import TEACHER_FIT_DIR, Role, build_student_setup, build_teacher_setup, run_folder
@@ -91,7 +91,7 @@ def _train(
     from tasgen.spec.load import check_data_root
 
     device = torch.device(device) if device is not None else default_device()
-    report = Reporter(quiet=quiet or not is_main())
+    report = RunProgress(quiet=quiet or not is_main())
     spec = loaded.spec
     check_data_root(loaded)  # before the planner counts its classes
     plan = plan_spec(loaded)
@@ -125,7 +125,7 @@ def _train(
 
 def _fit_teacher(
     loaded: LoadedSpec, plan: Plan, run_dir: Path, device: torch.device, resume: bool,
-    max_epochs: int | None, compile_backend: str | None, report: Reporter, splits: DataSplits,
+    max_epochs: int | None, compile_backend: str | None, report: RunProgress, splits: DataSplits,
     overwrite: bool = False,
 ) -> TrainResult:
     spec = loaded.spec
@@ -139,7 +139,7 @@ def _fit_teacher(
         meta = {"plan_hash": setup.key, "role": "teacher", "seed": str(spec.seed), **teacher_split_metadata(splits.info)}
         meta |= {key: f"{value:.4f}" for key, value in result.last.items() if key.endswith("teacher_top1")}
         try:
-            save_weights(setup.trained.state_dict(), run_dir / TEACHER_FILE, meta)
+            save_weights(setup.trained_model.state_dict(), run_dir / TEACHER_FILE, meta)
         except OSError as exc:
             raise TrainError(f"could not write {run_dir / TEACHER_FILE}: {exc.strerror or exc}") from None
         report.log(f"teacher written to {run_dir / TEACHER_FILE} (eval top-1 {result.last['teacher_top1']:.2f}%)")

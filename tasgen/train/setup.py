@@ -41,9 +41,9 @@ class Setup:
         system: images in [0, 1] -> ``{name: (logits, pooled feature)}``; the trained
             model answers as "student".
         objective: ``(outputs, targets) -> (total, terms)``.
-        trainable: everything optimised, by checkpoint prefix; never the teacher when
-            distilling.
-        trained: the model being trained (EMA and export follow it).
+        optimised: everything the optimizer updates, by checkpoint prefix; never the
+            teacher when distilling.
+        trained_model: the model being trained (EMA and export follow it).
         epochs: epochs the schedule spans.
         device: where it all lives.
         uses_teacher: whether the system runs a (frozen) teacher.
@@ -56,8 +56,8 @@ class Setup:
     key: str
     system: nn.Module
     objective: nn.Module
-    trainable: nn.ModuleDict
-    trained: nn.Module
+    optimised: nn.ModuleDict
+    trained_model: nn.Module
     epochs: int
     device: torch.device
     uses_teacher: bool
@@ -97,7 +97,7 @@ def build_teacher_setup(spec: Spec, plan: Plan, run_dir: Path, device: torch.dev
         role="teacher", spec=spec, plan=plan, run_dir=run_dir / TEACHER_FIT_DIR, key=teacher_fit_key(plan),
         system=Solo(teacher, plan.teacher.mean, plan.teacher.std).to(device),
         objective=TASObjective(plan_losses(ce_only), {}, plan.num_classes).to(device),
-        trainable=nn.ModuleDict({"teacher": teacher}), trained=teacher,
+        optimised=nn.ModuleDict({"teacher": teacher}), trained_model=teacher,
         epochs=spec.train.teacher_epochs or spec.train.epochs, device=device, uses_teacher=False,
     )
 
@@ -147,7 +147,7 @@ def assemble_student_setup(
         raise RuntimeError("bug: a teacher parameter would be optimised")
     return Setup(
         role="student", spec=spec, plan=plan, run_dir=run_dir, key=plan.hash,
-        system=system.to(device), objective=objective.to(device), trainable=trainable, trained=student,
+        system=system.to(device), objective=objective.to(device), optimised=trainable, trained_model=student,
         epochs=spec.train.epochs, device=device, uses_teacher=plan.method != "none",
     )
 
@@ -233,7 +233,7 @@ def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.dev
         if plan.method != "none" and source is None:
             raise TrainError(f"the teacher's weights of {folder} are gone (no teacher.checkpoint, no {base}/teacher.safetensors)")
         setup = build_student_setup(spec, plan, base, device, source, init=False)
-    load_trainable(setup.trainable, parts, str(found))
+    load_trainable(setup.optimised, parts, str(found))
     setup.system.eval()
     return setup, state
 

@@ -1,7 +1,15 @@
-"""One training step: the code the loop runs per micro-batch, and `tasgen bench` times."""
+"""One training step: the code the loop runs per micro-batch, and `tasgen bench` times.
+
+Read top to bottom: how the forward runs (`Precision`), what it computes
+(`SystemLoss`: the system, then the objective), and the `Engine` that turns a
+micro-batch into an update (DDP, torch.compile, optimizer, schedule, clipping, EMA).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import time
 from dataclasses import dataclass
 
 import torch
@@ -9,17 +17,112 @@ from timm.data import Mixup
 from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from tasgen.data import build_mixup
+from tasgen.spec.schema import EmaSpec
 
-from .compile import compile_module
 from .dist import no_sync, wrap_ddp
-from .distiller import Distiller
-from .ema import build_ema
+from .errors import TrainError
 from .loss_tracker import LossTracker
 from .optim import build_optimizer, build_scheduler
-from .precision import Precision, resolve_precision
 from .setup import Setup
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How the forward pass runs.
+
+    Attributes:
+        device_type: "cuda" or "cpu".
+        dtype: the autocast dtype, or None for plain fp32.
+        channels_last: whether images and weights use the NHWC memory format.
+    """
+
+    device_type: str
+    dtype: torch.dtype | None
+    channels_last: bool = False
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        """The autocast context of a forward pass (a null context in fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A scaler that is active only for fp16 (bf16 and fp32 need none)."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def resolve_precision(precision: str, channels_last: bool | str, device: torch.device) -> Precision:
+    """The spec's ``train.precision`` and ``train.channels_last`` on ``device``.
+
+    ``auto`` is bf16 autocast (and channels_last) on CUDA, fp32 (contiguous) on CPU.
+
+    Raises:
+        TrainError: fp16 asked for on a CPU.
+    """
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        dtype = torch.bfloat16 if cuda else None
+    elif precision == "fp32":
+        dtype = None
+    elif precision == "bf16":
+        dtype = torch.bfloat16
+    else:
+        if not cuda:
+            raise TrainError("train.precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        dtype = torch.float16
+    nhwc = cuda if channels_last == "auto" else bool(channels_last)
+    return Precision(device.type, dtype, nhwc)
+
+
+class SystemLoss(nn.Module):
+    """The system's forward, then the objective: ``forward(images, targets) -> (total loss, {term: loss})``.
+
+    One module, so that torch.compile and DDP see the models and the losses together.
+
+    Args:
+        system: images in [0, 1] -> ``{name: (logits, pooled feature)}``.
+        objective: ``(outputs, targets) -> (total, terms)``.
+    """
+
+    def __init__(self, system: nn.Module, objective: nn.Module) -> None:
+        super().__init__()
+        self.system = system
+        self.objective = objective
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.objective(self.system(images), targets)
+
+
+def compile_module(module: nn.Module, setting: bool | str, backend: str | None = None) -> nn.Module:
+    """Compile ``module`` when ``setting`` is true or a mode name; return it unchanged otherwise.
+
+    Args:
+        module: the module to compile (the whole training step: system + objective).
+        setting: ``train.compile``: False, True (default mode) or a torch.compile mode.
+        backend: torch.compile backend; None is inductor. Tests use "aot_eager".
+
+    Returns:
+        The compiled module (it shares parameters with ``module``), or ``module``.
+    """
+    if setting is False:
+        return module
+    mode = None if setting is True or setting == "default" else setting
+    kwargs = {"backend": backend} if backend else {}
+    return torch.compile(module, mode=mode, **kwargs)  # type: ignore[return-value]
+
+
+def build_ema(model: nn.Module, spec: EmaSpec) -> ModelEmaV3 | None:
+    """An EMA copy of ``model`` (update it with ``ema.update(model, step=n)``), or None when off."""
+    if not spec.enabled:
+        return None
+    return ModelEmaV3(model, decay=spec.decay)
 
 
 @dataclass
@@ -27,12 +130,12 @@ class Engine:
     """What turns a micro-batch into an optimizer update: the step module, the optimizer and friends.
 
     Attributes:
-        step_fn: the `Distiller` (system + objective), in DDP and compiled as the spec asks.
+        system_loss: the `SystemLoss` (system + objective), in DDP and compiled as the spec asks.
         optimizer: over every trainable parameter.
         scheduler: stepped per update.
         scaler: gradient scaling (active for fp16 only).
         ema: the EMA of the trained model, or None.
-        trained: the model being trained (what the EMA follows).
+        trained_model: the model being trained (what the EMA follows).
         precision: autocast and memory format.
         mixup: batch mixup/cutmix on the device, or None.
         tracker: running loss sums, read at log points only.
@@ -44,12 +147,12 @@ class Engine:
         lr: learning rate of the last update.
     """
 
-    step_fn: nn.Module
+    system_loss: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Scheduler
     scaler: torch.amp.GradScaler
     ema: ModelEmaV3 | None
-    trained: nn.Module
+    trained_model: nn.Module
     precision: Precision
     mixup: Mixup | None
     tracker: LossTracker
@@ -72,9 +175,9 @@ class Engine:
         targets = labels
         if self.mixup is not None:
             images, targets = self.mixup(images, labels)
-        with no_sync(self.step_fn, skip=not update):  # DDP: all-reduce gradients on the last micro-batch only
+        with no_sync(self.system_loss, skip=not update):  # DDP: all-reduce gradients on the last micro-batch only
             with self.precision.autocast():
-                total, terms = self.step_fn(images, targets)
+                total, terms = self.system_loss(images, targets)
             self.scaler.scale(total / self.accumulate).backward()
         self.tracker.add(total, terms, self.step + 1)
         if not update:
@@ -89,7 +192,7 @@ class Engine:
         self.step += 1
         self.scheduler.step_update(self.step)  # the learning rate of the next update
         if self.ema is not None:
-            self.ema.update(self.trained, step=self.step)
+            self.ema.update(self.trained_model, step=self.step)
 
 
 def build_engine(setup: Setup, updates_per_epoch: int, compile_backend: str | None = None) -> Engine:
@@ -102,17 +205,74 @@ def build_engine(setup: Setup, updates_per_epoch: int, compile_backend: str | No
     """
     spec, cfg, device = setup.spec, setup.spec.train, setup.device
     precision = resolve_precision(cfg.precision, cfg.channels_last, device)
-    distiller = Distiller(setup.system, setup.objective)
+    distiller = SystemLoss(setup.system, setup.objective)
     if precision.channels_last:
         distiller.to(memory_format=torch.channels_last)
-    step_fn = compile_module(wrap_ddp(distiller, device), cfg.compile, compile_backend)
-    optimizer = build_optimizer(setup.trainable, cfg.optimizer)
+    system_loss = compile_module(wrap_ddp(distiller, device), cfg.compile, compile_backend)
+    optimizer = build_optimizer(setup.optimised, cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.schedule, setup.epochs, updates_per_epoch)
     return Engine(
-        step_fn=step_fn, optimizer=optimizer, scheduler=scheduler, scaler=precision.grad_scaler(),
-        ema=build_ema(setup.trained, cfg.ema), trained=setup.trained, precision=precision,
+        system_loss=system_loss, optimizer=optimizer, scheduler=scheduler, scaler=precision.grad_scaler(),
+        ema=build_ema(setup.trained_model, cfg.ema), trained_model=setup.trained_model, precision=precision,
         mixup=build_mixup(spec.data, setup.plan.num_classes, spec.distill.ce.label_smoothing),
         tracker=LossTracker(setup.term_names, device), device=device, accumulate=cfg.accumulate,
-        grad_clip=cfg.grad_clip, params=[p for p in setup.trainable.parameters() if p.requires_grad],
+        grad_clip=cfg.grad_clip, params=[p for p in setup.optimised.parameters() if p.requires_grad],
         lr=optimizer.param_groups[0]["lr"],
     )
+
+
+# ------------------------------------------------- model FLOPs utilisation
+def step_flops(step: nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: Precision | None = None) -> float:
+    """Model FLOPs of one forward+backward (matrix products and convolutions, as FlopCounterMode counts them)."""
+    step.train()
+    with FlopCounterMode(display=False) as counter:
+        with precision.autocast() if precision is not None else contextlib.nullcontext():
+            total, _ = step(images, labels)
+        total.backward()
+    step.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def flops_per_image(setup: Setup) -> float:
+    """Model FLOPs of a training step per image, counted on a twin of the setup on the meta device.
+
+    The twin allocates nothing and computes nothing, and the real models are not
+    touched (no extra step, no BN statistics, no RNG draws).
+    """
+    from tasgen.compiler import build_models
+
+    from .setup import assemble_student_setup, build_teacher_setup
+
+    meta = torch.device("meta")
+    spec = setup.spec.model_copy(update={"train": setup.spec.train.model_copy(update={"sync_bn": False})})
+    if setup.role == "teacher":
+        twin = build_teacher_setup(spec, setup.plan, setup.run_dir, meta, init=False)
+    else:
+        teacher, student = build_models(spec, setup.plan, device="meta")
+        twin = assemble_student_setup(spec, setup.plan, setup.run_dir, meta, teacher, student)
+    batch, size = spec.data.batch_size, setup.plan.image_size
+    images = torch.empty(batch, setup.plan.student.input_size[0], size, size, device=meta)
+    labels = torch.zeros(batch, dtype=torch.long, device=meta)
+    return step_flops(SystemLoss(twin.system, twin.objective), images, labels) / batch
+
+
+@functools.cache
+def matmul_peak(device: torch.device, repeats: int = 5) -> float:
+    """FLOP/s of the best of a few large matrix products: bf16 8192^2 on CUDA, fp32 2048^2 on the CPU.
+
+    MFU's denominator; measured once per device and process.
+    """
+    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best

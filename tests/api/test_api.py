@@ -39,9 +39,9 @@ def test_compile_gives_the_trainers_objects(make_spec) -> None:
     setup = build_student_setup(loaded.spec, plan, run_folder(loaded.spec), torch.device("cpu"),
                                 teacher_source(loaded.spec, run_folder(loaded.spec), plan.num_classes))
     assert type(system) is type(setup.system) and type(objective) is type(setup.objective)
-    assert list(compiled.trainable) == list(setup.trainable) == ["student", "assistant", "objective"]
+    assert list(compiled.trainable) == list(setup.optimised) == ["student", "assistant", "objective"]
     assert {k: v.shape for k, v in compiled.trainable.state_dict().items()} == {
-        k: v.shape for k, v in setup.trainable.state_dict().items()
+        k: v.shape for k, v in setup.optimised.state_dict().items()
     }
     # The teacher is the spec's checkpoint, frozen; the optimizer never sees it.
     teacher = system.teacher

@@ -55,7 +55,7 @@ def test_graph_formats() -> None:
 def test_exact_counts_match_the_plan() -> None:
     spec = str(ROOT / "specs" / "quickstart.yaml")
     plan = Plan.from_json(runner.invoke(app, ["plan", spec, "-f", "json"]).stdout)
-    from tasgen.emit.summary import part_costs, summarise
+    from tasgen.emit.summary import part_costs, system_costs
     from tasgen.spec import load_spec
 
     loaded = load_spec(spec).spec
@@ -63,7 +63,7 @@ def test_exact_counts_match_the_plan() -> None:
     assert {name: params for name, (params, _) in costs.items()} == {p.name: p.params for p in plan.assistant}
     assert all(flops > 0 for name, (_, flops) in costs.items() if name != "head")
     # The parts' FLOPs add up to the assistant's when the system runs it.
-    rows = summarise(loaded, plan)
+    rows = system_costs(loaded, plan)
     assistant_rows = [r for r in rows if r.name.startswith("assistant")]
     assert sum(r.flops for r in assistant_rows) == sum(f for _, f in costs.values())
     assert [r.name.split()[0] for r in rows] == ["teacher", "student", "assistant:", "assistant:", "assistant:",

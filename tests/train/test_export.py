@@ -35,4 +35,4 @@ def test_exported_student_loads_as_is(make_spec, tmp_path, student):
     setup, _ = restore_run(result.run_dir, "best")
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
-        assert torch.equal(fresh(x), setup.trained(x))
+        assert torch.equal(fresh(x), setup.trained_model(x))

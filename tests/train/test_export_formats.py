@@ -36,7 +36,7 @@ def vit_run(tmp_path_factory, teacher_weights):
 def _trained_logits(run_dir, x):
     setup, _ = restore_run(run_dir, "best", device="cpu")
     with torch.no_grad():
-        return setup.trained(x)
+        return setup.trained_model(x)
 
 
 def test_timm_folder_loads_with_local_dir_and_gives_the_runs_logits(vit_run, tmp_path):

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from tasgen.study.table import STUDY_FILE, read_study
-        from tasgen.train.report import summarise_run
+        from tasgen.train.run_summary import summarise_run
         from tasgen_cli._render import console
 
         if len(run_dirs) == 1 and (run_dirs[0] / STUDY_FILE).is_file():
