@@ -237,7 +237,8 @@ def flops_per_image(setup: Setup) -> float:
     """Model FLOPs of a training step per image, counted on a twin of the setup on the meta device.
 
     The twin allocates nothing and computes nothing, and the real models are not
-    touched (no extra step, no BN statistics, no RNG draws).
+    touched (no extra step, no BN statistics); the random state is left as it was, so
+    a resumed run stays identical to an uninterrupted one.
     """
     from tasgen.compiler import build_models
 
@@ -245,11 +246,12 @@ def flops_per_image(setup: Setup) -> float:
 
     meta = torch.device("meta")
     spec = setup.spec.model_copy(update={"train": setup.spec.train.model_copy(update={"sync_bn": False})})
-    if setup.role == "teacher":
-        twin = build_teacher_setup(spec, setup.plan, setup.run_dir, meta, init=False)
-    else:
-        teacher, student = build_models(spec, setup.plan, device="meta")
-        twin = assemble_student_setup(spec, setup.plan, setup.run_dir, meta, teacher, student)
+    with torch.random.fork_rng(devices=[]):  # model constructors may draw from the CPU generator
+        if setup.role == "teacher":
+            twin = build_teacher_setup(spec, setup.plan, setup.run_dir, meta, init=False)
+        else:
+            teacher, student = build_models(spec, setup.plan, device="meta")
+            twin = assemble_student_setup(spec, setup.plan, setup.run_dir, meta, teacher, student)
     batch, size = spec.data.batch_size, setup.plan.image_size
     images = torch.empty(batch, setup.plan.student.input_size[0], size, size, device=meta)
     labels = torch.zeros(batch, dtype=torch.long, device=meta)
@@ -263,8 +265,9 @@ def matmul_peak(device: torch.device, repeats: int = 5) -> float:
     MFU's denominator; measured once per device and process.
     """
     n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    g = torch.Generator(device).manual_seed(0)  # its own generator: a run's random state is not touched
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
     a @ b
     best = float("inf")
     for _ in range(repeats):

@@ -115,3 +115,21 @@ def test_flops_per_image_is_what_a_real_step_counts(make_spec, tmp_path, method)
     # Attention on the meta device takes PyTorch's math path, whose backward FlopCounterMode
     # counts a little higher than the fused CPU kernel's (0.6 % for this TAS system).
     assert flops_per_image(setup) == pytest.approx(real / batch, rel=0.02)
+
+
+def test_mfu_measures_leave_the_random_state_alone(make_spec, tmp_path):
+    """A resumed run must stay identical to an uninterrupted one: counting FLOPs draws no random numbers."""
+    import torch
+
+    from tasgen.compiler import build_models, plan_spec
+    from tasgen.train.setup import assemble_student_setup
+    from tasgen.train.step import flops_per_image, matmul_peak
+
+    loaded = make_spec()
+    plan = plan_spec(loaded)
+    teacher, student = build_models(loaded.spec, plan, device="cpu")
+    setup = assemble_student_setup(loaded.spec, plan, tmp_path, torch.device("cpu"), teacher, student)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    assert flops_per_image(setup) > 0 and matmul_peak.__wrapped__(torch.device("cpu"), repeats=1) > 0
+    assert torch.equal(before, torch.get_rng_state())
