@@ -16,7 +16,6 @@ import math
 import networkx as nx
 
 from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable
-from tasgen.blocks.widths import default_num_heads, window_block_params
 from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, Losses, LossPair, Plan, Role
 from tasgen.spec.schema import DistillSpec, Spec
 
@@ -97,6 +96,18 @@ def candidate_paths(g: nx.DiGraph) -> list[list]:
 
 
 # ------------------------------------------------------------------ geometry
+def auto_heads(channels: int) -> int:
+    """channels // 32 (at least 1), lowered until it divides channels.
+
+    `tasgen.blocks.default_num_heads`'s rule, restated so that planning imports no
+    torch (a test holds the two equal).
+    """
+    heads = max(1, channels // 32)
+    while channels % heads:
+        heads -= 1
+    return heads
+
+
 def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[BridgeGeometry | None, str]:
     """The bridge between two parts, or (None, reason) when none can be built."""
     opts = spec.assistant.bridge
@@ -111,12 +122,17 @@ def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[
         resample, kernel = "interpolate", 1
     grid = math.ceil(image_size / dst.reduction)
     window = max(1, min(opts.window_size, grid))
-    heads = default_num_heads(dst.channels) if opts.heads == "auto" else opts.heads
+    heads = auto_heads(dst.channels) if opts.heads == "auto" else opts.heads
     if dst.channels % heads:
         return None, f"bridge heads ({heads}) must divide {dst.channels} channels"
     c_in, c = src.channels, dst.channels
-    # The resampling conv (a 1x1 one when no resampling is needed), then one windowed attention block.
-    params = c_in * c * kernel * kernel + c + window_block_params(c, heads, window, opts.mlp_ratio)
+    hidden = max(1, int(c * opts.mlp_ratio))  # as tasgen.blocks.hidden_width (kept torch-free here)
+    params = (
+        c_in * c * kernel * kernel + c  # resampling conv
+        + 2 * c + 3 * c * c + 3 * c + c * c + c  # norm, qkv, proj
+        + (2 * window - 1) ** 2 * heads  # relative position bias
+        + 2 * c + c * hidden + hidden + hidden * c + c  # norm, mlp
+    )
     return BridgeGeometry(
         in_channels=c_in, in_reduction=src.reduction, in_layout=src.layout, in_prefix_tokens=src.prefix_tokens,
         out_channels=c, out_reduction=dst.reduction, out_layout=dst.layout, out_prefix_tokens=dst.prefix_tokens,

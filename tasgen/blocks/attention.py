@@ -6,8 +6,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tasgen.blocks.mlp import Mlp
-from tasgen.blocks.widths import hidden_width
+from tasgen.blocks.mlp import Mlp, hidden_width
+
+
+def default_num_heads(dim: int) -> int:
+    """Default head count for `dim` channels: dim // 32 (at least 1), lowered until it divides dim.
+
+    Args:
+        dim: Channels of the attention layer.
+
+    Returns:
+        The largest divisor of `dim` that is at most max(1, dim // 32).
+    """
+    heads = max(1, dim // 32)
+    while dim % heads:
+        heads -= 1
+    return heads
 
 
 class Attention(nn.Module):

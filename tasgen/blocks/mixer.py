@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tasgen.blocks.mlp import Mlp
-from tasgen.blocks.widths import hidden_width
+from tasgen.blocks.mlp import Mlp, hidden_width
 
 
 class TokenMixingBlock(nn.Module):

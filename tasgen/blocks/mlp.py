@@ -22,3 +22,8 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
+
+
+def hidden_width(dim: int, ratio: float) -> int:
+    """Hidden width of an MLP: `dim * ratio`, rounded down, at least 1."""
+    return max(1, int(dim * ratio))

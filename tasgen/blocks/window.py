@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tasgen.blocks.attention import Attention
-from tasgen.blocks.mlp import Mlp
-from tasgen.blocks.widths import hidden_width
+from tasgen.blocks.mlp import Mlp, hidden_width
 
 
 def relative_position_index(

@@ -130,3 +130,10 @@ def test_unstaged_model_is_refused_with_the_reason() -> None:
     spec = _spec({"timm": "levit_128s"}, {"timm": "resnet18"})
     with pytest.raises(PlanError, match="teacher levit_128s: cannot run levit_128s stage by stage"):
         build_plan(spec, t, s, num_classes=10, image_size=224)
+
+
+def test_auto_heads_is_the_blocks_rule() -> None:
+    from tasgen.blocks import default_num_heads
+    from tasgen.planner import auto_heads
+
+    assert all(auto_heads(c) == default_num_heads(c) for c in range(1, 1025))
