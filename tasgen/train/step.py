@@ -234,11 +234,13 @@ def step_flops(step: nn.Module, images: torch.Tensor, labels: torch.Tensor, prec
 
 
 def flops_per_image(setup: Setup) -> float:
-    """Model FLOPs of a training step per image, counted on a twin of the setup on the meta device.
+    """Model FLOPs of a training step per image: the models' forward and backward (MFU's numerator).
 
-    The twin allocates nothing and computes nothing, and the real models are not
-    touched (no extra step, no BN statistics); the random state is left as it was, so
-    a resumed run stays identical to an uninterrupted one.
+    Counted once, on a twin of the setup on the meta device: the twin allocates and
+    computes nothing, the real models are not touched (no extra step, no BN
+    statistics) and the random state is left as it was, so a resumed run stays
+    identical to an uninterrupted one. The losses' own FLOPs (a few small matrix
+    products) are left out: the backward starts from the sum of the outputs.
     """
     from tasgen.compiler import build_models
 
@@ -254,8 +256,19 @@ def flops_per_image(setup: Setup) -> float:
             twin = assemble_student_setup(spec, setup.plan, setup.run_dir, meta, teacher, student)
     batch, size = spec.data.batch_size, setup.plan.image_size
     images = torch.empty(batch, setup.plan.student.input_size[0], size, size, device=meta)
-    labels = torch.zeros(batch, dtype=torch.long, device=meta)
-    return step_flops(SystemLoss(twin.system, twin.objective), images, labels) / batch
+    return model_flops(twin.system, images) / batch
+
+
+def model_flops(system: nn.Module, images: torch.Tensor) -> float:
+    """FLOPs of a system's forward on ``images`` and of the backward of its outputs' sum."""
+    system.train()
+    with FlopCounterMode(display=False) as counter:
+        outputs = system(images)
+        surrogate = sum(t.float().sum() for pair in outputs.values() for t in pair if t.requires_grad)
+        if isinstance(surrogate, torch.Tensor):
+            surrogate.backward()
+    system.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
 
 
 @functools.cache
