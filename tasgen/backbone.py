@@ -33,7 +33,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _take_indices(num_stages: int, indices: int | list[int] | tuple[int, ...] | None) -> list[int]:
-    """timm's rule: None = all stages, an int n = the last n, a sequence = those (negative from the end)."""
+    """timm's rule: None = all stages, an int n = the last n, a sequence = those (negative from the end).
+
+    Ours, not timm's ``feature_take_indices``: timm exports it only from a private module
+    (timm.models._features) and reports a bad index with an AssertionError.
+    """
     if indices is None:
         indices = num_stages
     if isinstance(indices, int):

@@ -27,6 +27,10 @@ def default_num_heads(dim: int) -> int:
 class Attention(nn.Module):
     """Multi-head self-attention with one fused `qkv` projection.
 
+    Ours, not timm.layers.Attention: it casts a float mask to the query's dtype, which
+    autocast may have lowered (timm passes the mask as it is, and raises AssertionError,
+    not ValueError, for indivisible heads).
+
     Args:
         dim: Token width C; must be divisible by `heads`.
         heads: Number of attention heads.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import timm
 import torch
 from torch import nn
 
@@ -21,13 +22,14 @@ def covering_kernel(stride: int) -> int:
     return max(3, stride + 1 - stride % 2)
 
 
-class ConvNormAct(nn.Sequential):
-    """Convolution, BatchNorm, ReLU.
+class ConvNormAct(timm.layers.ConvNormAct):
+    """timm's convolution, BatchNorm, ReLU, built as ``(in_ch, out_ch, kernel_size, stride, act)``.
 
     Args:
         in_ch: Input channels.
         out_ch: Output channels.
-        kernel_size: Square kernel side; padding keeps "same" size at stride 1.
+        kernel_size: Square kernel side; padding ``kernel_size // 2`` keeps "same" size at stride 1
+            (and maps a side n to ceil(n / stride) with `covering_kernel`).
         stride: Convolution stride.
         act: Apply ReLU after the norm.
     """
@@ -35,10 +37,7 @@ class ConvNormAct(nn.Sequential):
     def __init__(
         self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, act: bool = True
     ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, bias=False)
-        self.bn = nn.BatchNorm2d(out_ch)
-        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
+        super().__init__(in_ch, out_ch, kernel_size, stride, padding=kernel_size // 2, bias=False, apply_act=act)
 
 
 class ConvBlock(nn.Module):

@@ -1,27 +1,10 @@
-"""The two-layer MLP shared by transformer and mixer blocks."""
+"""The two-layer MLP shared by transformer and mixer blocks: timm's (fc1, GELU, fc2)."""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import timm
 
-
-class Mlp(nn.Module):
-    """Linear, GELU, Linear, acting on the last axis.
-
-    Args:
-        dim: Input and output width.
-        hidden: Hidden width.
-    """
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+Mlp = timm.layers.Mlp  # Mlp(dim, hidden): Linear, GELU, Linear on the last axis
 
 
 def hidden_width(dim: int, ratio: float) -> int:

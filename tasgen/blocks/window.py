@@ -51,6 +51,9 @@ def window_merge(
 class WindowAttentionBlock(nn.Module):
     """Pre-norm transformer block whose attention is restricted to non-overlapping windows.
 
+    Ours, not timm's Swin blocks: those need the grid to be a multiple of the window
+    (or pad without masking the padded keys); the bridge meets any grid.
+
     Works on any grid: the normalised map is zero-padded on the bottom and right up
     to whole windows, padded positions are masked out as keys (so they never change
     the result), and the output is cropped back. A window larger than the grid is

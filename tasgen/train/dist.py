@@ -1,5 +1,8 @@
 """Which process this is: rank, world size, device; DDP set-up for torchrun.
 
+The process-group set-up stays ours: timm's ``init_distributed_device`` reads its
+training script's argparse namespace, and NCCL's ``device_id`` binding is not in it.
+
 Without torch.distributed initialised this is a single process of rank 0, so
 every caller can ask the same questions whether or not it runs under torchrun.
 """
@@ -12,6 +15,7 @@ import os
 
 import torch
 import torch.distributed as tdist
+from timm.utils import distribute_bn
 from torch import nn
 
 
@@ -85,22 +89,14 @@ def all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def average_buffers(module: nn.Module) -> None:
-    """Average the floating-point buffers of ``module`` over processes (BN running statistics).
+    """Average the BatchNorm running statistics of ``module`` over processes (timm's ``distribute_bn``).
 
     Without SyncBN each process's BatchNorm tracks statistics of its own shard; the
-    trainer averages them before evaluating and saving, as timm's ``distribute_bn``
-    does, so that every rank evaluates (and rank 0 saves) the same model.
+    trainer averages them before evaluating and saving, so that every rank
+    evaluates (and rank 0 saves) the same model. A no-op in one process.
     """
-    if not is_distributed():
-        return
-    buffers = [b for b in module.buffers() if b.is_floating_point()]
-    if not buffers:
-        return
-    flat = torch.cat([b.detach().reshape(-1).float() for b in buffers])
-    tdist.all_reduce(flat)
-    flat /= world_size()
-    for b, value in zip(buffers, flat.split([b.numel() for b in buffers]), strict=True):
-        b.copy_(value.view_as(b))
+    if is_distributed():
+        distribute_bn(module, world_size(), reduce=True)
 
 
 def barrier() -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import timm
 import torch
 from torch import nn
 
@@ -170,7 +171,8 @@ def sync_batchnorm(model: nn.Module, spec: Spec, device: torch.device) -> nn.Mod
             "train.sync_bn needs CUDA: PyTorch's SyncBatchNorm has no CPU kernel. "
             "Set train.sync_bn=false for CPU runs (BN statistics are then averaged over ranks each epoch)."
         )
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # timm's converter: it keeps the activation of timm's BatchNormAct2d (ConvNormAct), torch's drops it.
+    return timm.layers.convert_sync_batchnorm(model)
 
 
 def _feature_dims(plan: Plan) -> dict[str, int]:
