@@ -90,28 +90,16 @@ def build_system(plan: Plan, teacher: nn.Module, student: nn.Module) -> Distilla
     import torch
 
     from tasgen.emit.system import DistillationSystem
+    from tasgen.plan_views import output_shape
 
     system = DistillationSystem(plan, teacher, student)
     if system.assistant is not None:
         a = system.assistant
         local = plan.table(plan.local_role).stages[plan.split - 1]
-        sample = _sample(local.layout, local.channels, plan.image_size, local.reduction, local.prefix_tokens)
+        sample = torch.zeros(1, *output_shape(local, plan.image_size))
         with torch.no_grad():
             a.bridge.check(sample.to(next(a.bridge.parameters()).device))
     return system
-
-
-def _sample(layout: str, channels: int, image_size: int, reduction: int, prefix: int):
-    import math
-
-    import torch
-
-    grid = math.ceil(image_size / reduction)
-    if layout == "NCHW":
-        return torch.zeros(1, channels, grid, grid)
-    if layout == "NHWC":
-        return torch.zeros(1, grid, grid, channels)
-    return torch.zeros(1, grid * grid + prefix, channels)
 
 
 def _one_line(exc: BaseException) -> str:

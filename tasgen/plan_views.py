@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+from tasgen.arch.table import Part
 from tasgen.plan import AssistantPart, Plan
 
 
-def output_shape(part: AssistantPart, image_size: int) -> tuple[int, ...]:
-    """Shape of one sample's output of a part, in the part's own layout."""
+def output_shape(part: AssistantPart | Part, image_size: int) -> tuple[int, ...]:
+    """Shape of one sample's output of a part (an assistant part or a stage table's), in its own layout."""
     grid = math.ceil(image_size / part.reduction)
-    if part.mixer == "head":
+    if getattr(part, "mixer", None) == "head":
         return (part.channels,)
     if part.layout == "NCHW":
         return (part.channels, grid, grid)
