@@ -1,4 +1,4 @@
-"""Training: one readable loop, with compile, AMP, DDP, EMA and exact resume as small pieces."""
+"""Training: the setup (`setup`), one step (`step`: precision, compile, DDP, optimizer, EMA), the loop (`loop`) and exact resume (`run_folder`)."""
 
 from .dist import is_main, rank, world_size
 from .errors import TrainError
