@@ -327,10 +327,14 @@ def _check_finite(parts: dict[str, dict[str, torch.Tensor]], epoch: int, hint: s
 
 
 def _mfu_per_image_per_s(setup: Setup, device: torch.device, report: RunProgress) -> float | None:
-    """MFU of one image per second on each device: model FLOPs per image / the device's matmul peak / processes.
+    """MFU of one image per second on each device: model FLOPs per image / the GPU's matmul peak / processes.
 
-    None (and a warning) when the model's FLOPs cannot be counted on the meta device.
+    CUDA only: a CPU's matmul peak, measured once on a machine other work shares, is
+    too unsteady to divide by (it gave MFU above 100 %). None, with a warning, when
+    the models' FLOPs cannot be counted on the meta device.
     """
+    if device.type != "cuda":
+        return None
     try:
         flops = flops_per_image(setup)
     except Exception as exc:  # noqa: BLE001 - MFU is a diagnostic: a model it cannot count still trains
@@ -344,5 +348,6 @@ def _epoch_line(row: dict[str, Any], role: str, epochs: int) -> str:
     if "assistant_top1" in row:
         parts.append(f"assistant top-1 {row['assistant_top1']:.2f}%")
     parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.0f} img/s"]
-    parts += [f"MFU {row['mfu']:.1%}"] * ("mfu" in row) + [f"{row['seconds']:.1f}s"]
+    parts += [f"MFU {row['mfu']:.1%}"] if "mfu" in row else []
+    parts.append(f"{row['seconds']:.1f}s")
     return "  ".join(parts)

@@ -248,7 +248,8 @@ def flops_per_image(setup: Setup) -> float:
 
     meta = torch.device("meta")
     spec = setup.spec.model_copy(update={"train": setup.spec.train.model_copy(update={"sync_bn": False})})
-    with torch.random.fork_rng(devices=[]):  # model constructors may draw from the CPU generator
+    # Model constructors may draw from the CPU generator; everything the system builds lives on meta.
+    with torch.random.fork_rng(devices=[]), meta:
         if setup.role == "teacher":
             twin = build_teacher_setup(spec, setup.plan, setup.run_dir, meta, init=False)
         else:

@@ -35,7 +35,9 @@ def test_two_epochs_write_metrics_and_checkpoints(make_spec, teacher_weights, me
     assert [int(r["epoch"]) for r in csv_rows] == [1, 2]
     for key in ("lr", "loss", "loss.ce", "student_top1", "student_top5", "images_per_s", "seconds"):
         assert key in rows[-1]
-    assert all(math.isfinite(r["mfu"]) and r["mfu"] > 0 for r in rows)  # model FLOPs utilisation
+    # Model FLOPs utilisation, against the GPU's matmul peak (not logged on the CPU).
+    assert all(("mfu" in r) == torch.cuda.is_available() for r in rows)
+    assert all(math.isfinite(r["mfu"]) and r["mfu"] > 0 for r in rows if "mfu" in r)
     assert ("assistant_top1" in rows[-1]) == (method == "tas")
     assert ("teacher_top1" in rows[0]) == (method != "none")
     if method == "tas":
