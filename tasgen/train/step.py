@@ -2,7 +2,8 @@
 
 Read top to bottom: how the forward runs (`Precision`), what it computes
 (`SystemLoss`: the system, then the objective), and the `Engine` that turns a
-micro-batch into an update (DDP, torch.compile, optimizer, schedule, clipping, EMA).
+micro-batch into an update (DDP, torch.compile, optimizer, schedule, clipping, EMA);
+last, what model FLOPs utilisation divides: a step's FLOPs and the device's matmul peak.
 """
 
 from __future__ import annotations
