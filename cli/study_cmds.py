@@ -82,18 +82,23 @@ def register(app: typer.Typer) -> None:
         overrides: SetOpt = None,
         output: Annotated[Path, typer.Option("-o", "--output", help="The study folder.")] = Path("runs/study"),
         jobs: JobsOpt = 1,
+        arms: Annotated[list[str] | None, typer.Option(
+            "--arm", metavar="NAME:KEY=VALUE[;KEY=VALUE...]",
+            help="An extra arm (an ablation row), e.g. 'tas-head:distill.method=tas;distill.feature.pool=head' "
+                 "(repeatable).")] = None,
     ) -> None:
         """Train every spec with every method and seed; print mean ± std of test top-1 and the gain over `none`.
 
         Re-running the same command skips finished runs and resumes an interrupted one.
         """
         with _user_errors():
-            from tasgen.study import method_variants, prepare_study, run_study
+            from tasgen.study import arm_variant, method_variants, prepare_study, run_study
             from tasgen.study.figures import plot_study
 
             names = [m.strip() for m in methods.split(",") if m.strip()]
-            planned = prepare_study(specs, method_variants(names), seeds, output, overrides or [])
-            typer.echo(f"study: {len(planned.specs)} spec(s) x {len(names)} method(s) x {len(planned.seeds)} seed(s) "
+            variants = method_variants(names) + [arm_variant(a) for a in arms or []]
+            planned = prepare_study(specs, variants, seeds, output, overrides or [])
+            typer.echo(f"study: {len(planned.specs)} spec(s) x {len(variants)} arm(s) x {len(planned.seeds)} seed(s) "
                        f"= {len(planned.tasks)} runs -> {output}")
             record = run_study(planned, jobs=jobs, progress=_progress())
             pictures = plot_study(output, record["runs"], record["teachers"])
