@@ -16,6 +16,9 @@ def register(app: typer.Typer) -> None:
         run_dirs: Annotated[
             list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to compare, or one study folder.")
         ],
+        markdown: Annotated[
+            bool, typer.Option("--markdown", help="Print a study folder's table as GitHub Markdown.")
+        ] = False,
     ) -> None:
         """Compare runs (test top-1 at the last epoch and at the validation-chosen epoch), or print a study's table."""
         from rich import box
@@ -27,15 +30,21 @@ def register(app: typer.Typer) -> None:
         from tasgen_cli._render import console
 
         if len(run_dirs) == 1 and (run_dirs[0] / STUDY_FILE).is_file():
-            from tasgen_cli.study_cmds import print_study
+            from tasgen_cli.study_cmds import print_study, study_markdown
 
             try:
                 record = read_study(run_dirs[0])
             except StudyError as err:
                 typer.echo(f"error: {err}", err=True)
                 raise typer.Exit(code=2) from None
-            print_study(record, f"{run_dirs[0]}: test top-1 % (final epoch; mean ± std over seeds)")
+            if markdown:
+                typer.echo(study_markdown(record), nl=False)
+            else:
+                print_study(record, f"{run_dirs[0]}: test top-1 % (final epoch; mean ± std over seeds)")
             return
+        if markdown:
+            typer.echo("error: --markdown prints a study folder's table; give one folder that holds study.json", err=True)
+            raise typer.Exit(code=2)
         try:
             runs = [summarise_run(d) for d in run_dirs]
         except TrainError as err:

@@ -211,6 +211,16 @@ def test_an_arm_runs_beside_the_methods_and_is_paired_with_none(tmp_path: Path) 
     assert summary["tas-head"]["mean"] == pytest.approx(final["student_top1"])
     assert any(line.strip().startswith("pair-a") and "tas-head" in line for line in result.output.splitlines())
 
+    # The same table as Markdown, for a results page: a header, a rule, one row per arm.
+    markdown = CliRunner().invoke(app, ["compare", str(folder), "--markdown"])
+    assert markdown.exit_code == 0, markdown.output
+    lines = markdown.output.splitlines()
+    assert lines[0].startswith("| spec | method | n | top-1 |") and lines[1].startswith("| --- |")
+    arm_row = next(line for line in lines if line.startswith("| pair-a | tas-head |"))
+    assert f"| {summary['tas-head']['mean']:.2f} |" in arm_row
+    refused = CliRunner().invoke(app, ["compare", str(folder / "pair-a" / "none-seed0"), "--markdown"])
+    assert refused.exit_code == 2 and "study folder" in refused.output
+
 
 def test_one_bad_spec_stops_the_study_and_keeps_finished_runs(tmp_path: Path) -> None:
     good = _specs(tmp_path)[0]
