@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tasgen_cli._errors import user_errors
+from tasgen_cli._errors import USER_ERROR_EXIT, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
         run_dirs: Annotated[
             list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to compare, or one study folder.")
         ],
+        markdown: Annotated[
+            bool, typer.Option("--markdown", help="Print a study folder's table as GitHub Markdown.")
+        ] = False,
     ) -> None:
         """Compare runs (test top-1 at the last epoch and at the validation-chosen epoch), or print a study's table."""
         from rich import box
@@ -28,12 +31,18 @@ def register(app: typer.Typer) -> None:
         from tasgen_cli._render import console
 
         if len(run_dirs) == 1 and (run_dirs[0] / STUDY_FILE).is_file():
-            from tasgen_cli.study_cmds import print_study
+            from tasgen_cli.study_cmds import print_study, study_markdown
 
             with user_errors():
                 record = read_study(run_dirs[0])
-            print_study(record, f"{run_dirs[0]}: test top-1 % (final epoch; mean ± std over seeds)")
+            if markdown:
+                typer.echo(study_markdown(record), nl=False)
+            else:
+                print_study(record, f"{run_dirs[0]}: test top-1 % (final epoch; mean ± std over seeds)")
             return
+        if markdown:
+            typer.echo("error: --markdown prints a study folder's table; give one folder that holds study.json", err=True)
+            raise typer.Exit(USER_ERROR_EXIT)
         with user_errors():
             runs = [summarise_run(d) for d in run_dirs]
         table = Table(title="test top-1 % (student: last epoch, and at the epoch validation chose; top-5 is the "

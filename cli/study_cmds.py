@@ -46,6 +46,30 @@ def pm(mean: float, std: float) -> str:
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
+_COLUMNS = ("spec", "method", "n", "top-1", "range", "val-chosen", "vs none (n)", "assistant", "teacher", "min")
+_CAPTION = ("top-1: final epoch; range: min-max over seeds; val-chosen: test top-1 at the epoch the validation split "
+            "chose; vs none: paired difference over the same seeds (n); min: training minutes")
+
+
+def _study_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
+    def num(v: float) -> str:
+        return "-" if v is None or math.isnan(v) else f"{v:.2f}"
+
+    return [(
+        row["spec"], row["variant"], str(row["n"]), pm(row["mean"], row["std"]),
+        f"{num(row['min'])}-{num(row['max'])}", pm(row["best_val_mean"], row["best_val_std"]),
+        "-" if row["variant"] == "none" or row["diff_n"] == 0 else f"{pm(row['diff_mean'], row['diff_std'])} ({row['diff_n']})",
+        num(row["assistant_mean"]), num(row["teacher"]), f"{row['seconds'] / 60:.1f}",
+    ) for row in record["summary"]]
+
+
+def study_markdown(record: dict[str, Any]) -> str:
+    """The aggregate table as GitHub Markdown (for a results page), its caption below it."""
+    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join(" --- " for _ in _COLUMNS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in _study_rows(record)]
+    return "\n".join(lines) + f"\n\n{_CAPTION[0].upper()}{_CAPTION[1:]}.\n"
+
+
 def print_study(record: dict[str, Any], title: str) -> None:
     """The aggregate table: per spec and variant, test top-1 over seeds and the paired gain over `none`."""
     from rich import box
@@ -53,21 +77,11 @@ def print_study(record: dict[str, Any], title: str) -> None:
 
     from tasgen_cli._render import console
 
-    def num(v: float) -> str:
-        return "-" if v is None or math.isnan(v) else f"{v:.2f}"
-
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption=(
-        "top-1: final epoch; range: min-max over seeds; val-chosen: test top-1 at the epoch the validation split "
-        "chose; vs none: paired difference over the same seeds (n); min: training minutes"), caption_justify="left")
-    for column in ("spec", "method", "n", "top-1", "range", "val-chosen", "vs none (n)", "assistant", "teacher", "min"):
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption=_CAPTION, caption_justify="left")
+    for column in _COLUMNS:
         table.add_column(column, justify="left" if column in ("spec", "method") else "right", no_wrap=True)
-    for row in record["summary"]:
-        table.add_row(
-            row["spec"], row["variant"], str(row["n"]), pm(row["mean"], row["std"]),
-            f"{num(row['min'])}-{num(row['max'])}", pm(row["best_val_mean"], row["best_val_std"]),
-            "-" if row["variant"] == "none" or row["diff_n"] == 0 else f"{pm(row['diff_mean'], row['diff_std'])} ({row['diff_n']})",
-            num(row["assistant_mean"]), num(row["teacher"]), f"{row['seconds'] / 60:.1f}",
-        )
+    for row in _study_rows(record):
+        table.add_row(*row)
     console.print(table)
 
 
@@ -82,18 +96,23 @@ def register(app: typer.Typer) -> None:
         overrides: SetOpt = None,
         output: Annotated[Path, typer.Option("-o", "--output", help="The study folder.")] = Path("runs/study"),
         jobs: JobsOpt = 1,
+        arms: Annotated[list[str] | None, typer.Option(
+            "--arm", metavar="NAME:KEY=VALUE[;KEY=VALUE...]",
+            help="An extra arm (an ablation row), e.g. 'tas-head:distill.method=tas;distill.feature.pool=head' "
+                 "(repeatable).")] = None,
     ) -> None:
         """Train every spec with every method and seed; print mean ± std of test top-1 and the gain over `none`.
 
         Re-running the same command skips finished runs and resumes an interrupted one.
         """
         with user_errors():
-            from tasgen.study import method_variants, prepare_study, run_study
+            from tasgen.study import arm_variant, method_variants, prepare_study, run_study
             from tasgen.study.figures import plot_study
 
             names = [m.strip() for m in methods.split(",") if m.strip()]
-            planned = prepare_study(specs, method_variants(names), seeds, output, overrides or [])
-            typer.echo(f"study: {len(planned.specs)} spec(s) x {len(names)} method(s) x {len(planned.seeds)} seed(s) "
+            variants = method_variants(names) + [arm_variant(a) for a in arms or []]
+            planned = prepare_study(specs, variants, seeds, output, overrides or [])
+            typer.echo(f"study: {len(planned.specs)} spec(s) x {len(variants)} arm(s) x {len(planned.seeds)} seed(s) "
                        f"= {len(planned.tasks)} runs -> {output}")
             record = run_study(planned, jobs=jobs, progress=_progress())
             pictures = plot_study(output, record["runs"], record["teachers"])

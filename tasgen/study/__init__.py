@@ -5,7 +5,16 @@ package lays them out, skips what is finished, shares one teacher per spec, and
 aggregates what the run folders hold. Nothing here imports torch at import time.
 """
 
-from .runner import METHODS, RunTask, Study, Variant, method_variants, prepare_study, run_study
+from .runner import (
+    METHODS,
+    RunTask,
+    Study,
+    Variant,
+    arm_variant,
+    method_variants,
+    prepare_study,
+    run_study,
+)
 from .search import SearchResult, search_split
 from .table import StudyError, aggregate, read_run, read_study
 
@@ -17,6 +26,7 @@ __all__ = [
     "StudyError",
     "Variant",
     "aggregate",
+    "arm_variant",
     "method_variants",
     "prepare_study",
     "read_run",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -29,7 +30,7 @@ from tasgen.spec.load import LoadedSpec, load_spec
 
 from .table import StudyError, read_run, write_study
 
-__all__ = ["METHODS", "RunTask", "Study", "Variant", "prepare_study", "run_study"]
+__all__ = ["METHODS", "RunTask", "Study", "Variant", "arm_variant", "method_variants", "prepare_study", "run_study"]
 
 METHODS = ("none", "kd", "ofa", "tas")
 """The methods a study compares; they share the trainer, data, schedule and seeds."""
@@ -96,6 +97,44 @@ def method_variants(methods: Sequence[str]) -> list[Variant]:
     return [Variant(m, (f"distill.method={m}",)) for m in methods]
 
 
+_ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def arm_variant(text: str) -> Variant:
+    """An extra arm from ``NAME:KEY=VALUE[;KEY=VALUE...]`` (an ablation row of a study).
+
+    ``tas-head:distill.method=tas;distill.feature.pool=head`` trains the spec with
+    both overrides as the arm ``tas-head``; its runs sit beside the methods' runs, on
+    the same seeds, split and teacher, so the table pairs them with ``none``.
+
+    Raises:
+        StudyError: no name, a name that is not a folder name, or an override
+            without ``=``.
+    """
+    name, sep, rest = text.partition(":")
+    name = name.strip()
+    if not sep or not _ARM_NAME.fullmatch(name):
+        raise StudyError(f"--arm {text!r}: write NAME:KEY=VALUE[;KEY=VALUE...], NAME made of letters, digits, "
+                         "'.', '_' or '-' (e.g. --arm 'tas-head:distill.method=tas;distill.feature.pool=head')")
+    overrides = tuple(part.strip() for part in rest.split(";") if part.strip())
+    bad = [part for part in overrides if "=" not in part]
+    if not overrides or bad:
+        raise StudyError(f"--arm {text!r}: each override is KEY=VALUE, got {', '.join(map(repr, bad)) or 'none'}")
+    return Variant(name, overrides)
+
+
+def check_variants(variants: Sequence[Variant]) -> None:
+    """Refuse two arms of one name (they would share run folders).
+
+    Raises:
+        StudyError: a repeated name.
+    """
+    names = [v.name for v in variants]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise StudyError(f"two arms are named {', '.join(map(repr, repeated))}; give each method and --arm its own name")
+
+
 def _teacher_file(folder: Path, spec_name: str) -> Path:
     return folder / spec_name / "teacher.safetensors"
 
@@ -123,6 +162,7 @@ def prepare_study(
         StudyError: no seed, two specs with one name.
         SpecError: a spec, or a spec with a variant's overrides, is invalid (located).
     """
+    check_variants(variants)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list or (isinstance(seeds, int) and seeds < 1):
         raise StudyError(f"--seeds must be at least 1, got {seeds}")

@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 
 from tasgen.study import (
     StudyError,
+    Variant,
     aggregate,
+    arm_variant,
     method_variants,
     prepare_study,
     read_study,
@@ -168,6 +170,56 @@ def test_bad_study_arguments_stop_before_any_run(tmp_path: Path, args: list[str]
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "s").exists()
+
+
+def test_arm_is_parsed_into_a_named_variant() -> None:
+    arm = arm_variant("tas-head:distill.method=tas; distill.feature.pool=head")
+    assert arm == Variant("tas-head", ("distill.method=tas", "distill.feature.pool=head"))
+    assert arm_variant("k.2:train.epochs=[1, 2]").overrides == ("train.epochs=[1, 2]",)  # commas stay in a value
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--arm", "distill.method=tas"], "write NAME:KEY=VALUE"),
+        (["--arm", "a/b:distill.method=tas"], "write NAME:KEY=VALUE"),
+        (["--arm", "x:distill.method"], "each override is KEY=VALUE, got 'distill.method'"),
+        (["--arm", "x:"], "each override is KEY=VALUE, got none"),
+        (["--arm", "none:distill.method=tas"], "two arms are named 'none'"),
+        (["--arm", "x:distill.feature.pool=max"], "distill.feature.pool"),
+    ],
+)
+def test_bad_arms_stop_before_any_run(tmp_path: Path, args: list[str], message: str) -> None:
+    spec = _specs(tmp_path)[0]
+    result = CliRunner().invoke(app, ["study", str(spec), "--methods", "none", "-o", str(tmp_path / "s"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_arm_runs_beside_the_methods_and_is_paired_with_none(tmp_path: Path) -> None:
+    spec = _specs(tmp_path)[0]
+    folder = tmp_path / "s"
+    result = CliRunner().invoke(app, ["study", str(spec), "--methods", "none", "--seeds", "1", "-o", str(folder),
+                                      "--arm", "tas-head:distill.method=tas;distill.feature.pool=head"])
+    assert result.exit_code == 0, result.output
+    saved = (folder / "pair-a" / "tas-head-seed0" / "spec.yaml").read_text()
+    assert "method: tas" in saved and "pool: head" in saved
+    summary = {row["variant"]: row for row in read_study(folder)["summary"]}
+    assert set(summary) == {"none", "tas-head"} and summary["tas-head"]["diff_n"] == 1
+    final = json.loads((folder / "pair-a" / "tas-head-seed0" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert summary["tas-head"]["mean"] == pytest.approx(final["student_top1"])
+    assert any(line.strip().startswith("pair-a") and "tas-head" in line for line in result.output.splitlines())
+
+    # The same table as Markdown, for a results page: a header, a rule, one row per arm.
+    markdown = CliRunner().invoke(app, ["compare", str(folder), "--markdown"])
+    assert markdown.exit_code == 0, markdown.output
+    lines = markdown.output.splitlines()
+    assert lines[0].startswith("| spec | method | n | top-1 |") and lines[1].startswith("| --- |")
+    arm_row = next(line for line in lines if line.startswith("| pair-a | tas-head |"))
+    assert f"| {summary['tas-head']['mean']:.2f} |" in arm_row
+    refused = CliRunner().invoke(app, ["compare", str(folder / "pair-a" / "none-seed0"), "--markdown"])
+    assert refused.exit_code == 2 and "study folder" in refused.output
 
 
 def test_one_bad_spec_stops_the_study_and_keeps_finished_runs(tmp_path: Path) -> None:
