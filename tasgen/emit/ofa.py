@@ -13,6 +13,8 @@ does for ViT students) and a linear classifier.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import nn
 
@@ -73,16 +75,20 @@ class OFASystem(nn.Module):
             ExitBranch(s.layout, s.channels, system.plan.num_classes, s.prefix_tokens) for s in table.stages
         )
 
-    def forward(self, images: torch.Tensor) -> Outputs:
+    def forward(self, images: torch.Tensor, members: Collection[str] | None = None) -> Outputs:
+        """Every output, or the student's and those in `members` (see `DistillationSystem.forward`)."""
         s = self.system
         xs = s.norm_student(images)
-        xt = xs if s.same_norm else s.norm_teacher(images)
-        with torch.no_grad():
-            out: Outputs = {"teacher": s.teacher_view.forward(xt)}
+        out: Outputs = {}
+        if members is None or "teacher" in members:
+            xt = xs if s.same_norm else s.norm_teacher(images)
+            with torch.no_grad():
+                out["teacher"] = s.teacher_view.forward(xt)
         view = s.student_view
         x = view.stem(xs)
         for i in range(1, view.num_stages + 1):
             x = view.stage(i, x)
-            out[f"exit{i}"] = self.branches[i - 1](x)
+            if members is None or f"exit{i}" in members:
+                out[f"exit{i}"] = self.branches[i - 1](x)
         out["student"] = view.head(x)
         return out

@@ -3,7 +3,7 @@ forward pass) and `Solo` (one model alone), each normalising its images per mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from torch import nn
@@ -98,29 +98,45 @@ class DistillationSystem(nn.Module):
 
     @staticmethod
     def _run(
-        view: StagedModel, x: torch.Tensor, keep: tuple[int, ...]
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
-        """Full forward; also returns the outputs of the stages in `keep` (0 = the stem)."""
+        view: StagedModel, x: torch.Tensor, keep: tuple[int, ...], full: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[int, torch.Tensor]]:
+        """Forward; also returns the outputs of the stages in `keep` (0 = the stem).
+
+        With ``full=False`` it stops after the last stage in `keep` (no head: logits
+        and feature are None).
+        """
         x = view.stem(x)
         kept = {0: x} if 0 in keep else {}
-        for i in range(1, view.num_stages + 1):
+        last = view.num_stages if full else max(keep, default=0)
+        for i in range(1, last + 1):
             x = view.stage(i, x)
             if i in keep:
                 kept[i] = x
+        if not full:
+            return None, None, kept
         logits, feat = view.head(x)
         return logits, feat, kept
 
-    def forward(self, images: torch.Tensor) -> Outputs:
+    def forward(self, images: torch.Tensor, members: Collection[str] | None = None) -> Outputs:
+        """Outputs of every member, or only of `members` (evaluation: a frozen teacher's
+        answer is the same every epoch, so it is not recomputed for a student's accuracy).
+
+        The student always runs. Without "teacher" in `members`, the teacher runs only
+        as far as the assistant reads its stages; without "assistant", no assistant.
+        """
         plan = self.plan
         xs = self.norm_student(images)
         xt = xs if self.same_norm else self.norm_teacher(images)
-        a = self.assistant
+        a = self.assistant if members is None or "assistant" in members else None
         out: Outputs = {}
-        kept: dict[str, dict[int, torch.Tensor]] = {}
-        if self.uses_teacher:
+        kept: dict[str, dict[int, torch.Tensor]] = {"teacher": {}}
+        want_teacher = members is None or "teacher" in members
+        teacher_keep = self._keep("teacher") if a is not None else ()
+        if self.uses_teacher and (want_teacher or teacher_keep):
             with torch.no_grad():
-                t_logits, t_feat, kept["teacher"] = self._run(self.teacher_view, xt, self._keep("teacher"))
-            out["teacher"] = (t_logits, t_feat)
+                t_logits, t_feat, kept["teacher"] = self._run(self.teacher_view, xt, teacher_keep, full=want_teacher)
+            if want_teacher:
+                out["teacher"] = (t_logits, t_feat)
         s_logits, s_feat, kept["student"] = self._run(self.student_view, xs, self._keep("student"))
         out["student"] = (s_logits, s_feat)
         if a is not None:
@@ -155,5 +171,6 @@ class Solo(nn.Module):
         self.model = model
         self.norm = Normalize(tuple(mean), tuple(std))
 
-    def forward(self, images: torch.Tensor) -> Outputs:
+    def forward(self, images: torch.Tensor, members: Collection[str] | None = None) -> Outputs:
+        """``{"student": ...}``; `members` is accepted as systems accept it (there is one member)."""
         return {"student": head_pass(self.model, self.model.forward_features(self.norm(images)))}

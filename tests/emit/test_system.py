@@ -340,3 +340,62 @@ def test_default_prefix_tokens_are_pooled() -> None:
     for pair in ("vit->cnn", "cnn->vit"):
         _, plan, _ = make(*PAIRS[pair])
         assert plan.bridge.prefix_source == "pooled"
+
+
+@pytest.mark.parametrize("pair, design", [("vit->cnn", "pooled"), ("cnn->vit", "pooled"), ("vit->cnn", "depth"),
+                                          ("cnn->vit", "depth")])
+def test_evaluation_runs_only_the_members_it_measures(pair: str, design: str) -> None:
+    # Eval asks for the student and the assistant: their outputs are those of the full forward,
+    # while the frozen teacher's own pass runs only as far as the assistant reads it, headless.
+    _, plan, system = make(*PAIRS[pair], assistant={"bridge": {"prefix_tokens": design}})
+    system.eval()
+    calls: Counter[str] = Counter()
+    for stage in plan.table("teacher").stages:
+        for path in stage.modules:
+            system.teacher.get_submodule(path).register_forward_hook(
+                lambda *_, key=stage.index: calls.update([key]))
+    system.teacher.get_classifier().register_forward_hook(lambda *_: calls.update(["head"]))
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        full = system(x)
+        full_calls = calls.copy()
+        calls.clear()
+        part = system(x, members=("student", "assistant"))
+    assert set(part) == {"student", "assistant"}
+    for name in part:
+        for got, want in zip(part[name], full[name], strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # The teacher's own pass (one call of each stage and of its head in the full forward) now
+    # stops after the last stage the assistant borrows or reads; the assistant's use is unchanged.
+    reads = {plan.split} if plan.local_role == "teacher" else set()
+    if plan.global_role == "teacher" and system.share_prefix:
+        reads.add(system.assistant.prefix_depth)
+    last_read = max(reads, default=0)
+    stages = [s.index for s in plan.table("teacher").stages]
+    paths = {s.index: len(s.modules) for s in plan.table("teacher").stages}
+    for k in stages:
+        assert calls[k] == full_calls[k] - paths[k] * (k > last_read), k
+    assert calls["head"] == full_calls["head"] - 1
+    # Only the student: the teacher does not run at all.
+    calls.clear()
+    with torch.no_grad():
+        alone = system(x, members=("student",))
+    assert set(alone) == {"student"} and not calls
+    torch.testing.assert_close(alone["student"][0], full["student"][0], rtol=0, atol=0)
+
+
+def test_ofa_evaluation_skips_the_teacher_and_the_exits() -> None:
+    from tasgen.emit.ofa import OFASystem
+
+    _, plan, system = make(*PAIRS["vit->cnn"], distill={"method": "ofa"})
+    ofa = OFASystem(system).eval()
+    calls: list[int] = []
+    system.teacher.register_forward_hook(lambda *_: calls.append(1))
+    for block in system.teacher.blocks:
+        block.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        full, part = ofa(x), ofa(x, members=("student",))
+    assert set(part) == {"student"} and any(k.startswith("exit") for k in full)
+    torch.testing.assert_close(part["student"][0], full["student"][0], rtol=0, atol=0)
+    assert len(calls) == len(system.teacher.blocks)  # the full forward's blocks only: none in the second
