@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from tasgen.arch.table import Layout, StageTable
+from tasgen.emit.staged import main
 from tasgen.emit.system import DistillationSystem, Outputs
 from tasgen.losses import cross_entropy, ofa_loss
 from tasgen.spec.schema import DistillSpec
@@ -87,7 +88,7 @@ class OFASystem(nn.Module):
         x = view.stem(xs)
         for i in range(1, view.num_stages + 1):
             x = view.stage(i, x)
-            out[f"exit{i}"] = self.branches[i - 1](x)
+            out[f"exit{i}"] = self.branches[i - 1](main(x))
         out["student"] = view.head(x)
         return out
 

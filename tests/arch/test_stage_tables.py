@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-from tasgen.arch.introspect import detect_mixer, read_stage_table
+from tasgen.arch.introspect import ModelReadError, detect_mixer, read_stage_table
 from tasgen.arch.models import create_model, stage_table
 from tasgen.emit.staged import StagedModel
 from tasgen.spec.schema import BackboneSpec, TimmModelSpec
@@ -94,12 +94,19 @@ def test_hybrid_is_read_stage_by_stage() -> None:
     assert table.local_stages == 2
 
 
-def test_model_with_work_between_modules_is_marked_unstaged() -> None:
-    # LeViT reshapes between its stem and stages: plannable tables, but not runnable by parts.
-    table = stage_table(TimmModelSpec(timm="levit_128s"), role="s", num_classes=10, image_size=224)
-    assert not table.staged
-    assert "stage by stage" in table.staged_error
+def test_model_with_work_between_modules_is_read_as_a_graph() -> None:
+    # LeViT flattens its stem's output to tokens in forward_features, between modules:
+    # the graph reader keeps that glue in the stem part.
+    table = stage_table(TimmModelSpec(timm="levit_128s"), role="s", num_classes=10, image_size=224, use_cache=False)
+    assert table.staged and table.reader == "graph"
     assert [s.channels for s in table.stages] == [128, 256, 384]
+    assert table.stem.layout == "NLC" and table.stem.modules == ["stem"]
+
+
+def test_two_branch_model_is_refused_with_a_sentence() -> None:
+    with pytest.raises(ModelReadError, match="branches side by side.*one chain of stages"):
+        stage_table(TimmModelSpec(timm="crossvit_tiny_240"), role="s", num_classes=10, image_size=240,
+                    use_cache=False)
 
 
 def test_stage_described_backbone_is_read_the_same_way() -> None:

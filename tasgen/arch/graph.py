@@ -1,0 +1,330 @@
+"""Read a model's ``forward_features`` as a graph and cut it into stem, stages and final.
+
+Where a model's forward does work between its modules (a flatten between stem and
+stages, a class token concatenated halfway, ``H, W`` passed to every block, a rope
+table returned by ``_pos_embed``), running its modules as a chain loses that work.
+Here ``forward_features`` is traced with torch.fx instead, with timm's own
+registrations of modules and functions that must stay opaque (those of
+``timm.layers._fx``, as timm's ``FeatureGraphNet`` traces). Every submodule that
+is not an ancestor of a stage end stays one opaque call, so the graph holds only
+the model's own glue code between its blocks.
+
+The graph is then cut after the node that ends each stage. Each part is a
+``GraphModule`` holding the model's submodules and parameters by reference (the
+same objects, so a shared stage is the model's own), and carries its glue code.
+What crosses a cut besides the main tensor (``H, W``, a class token, the other
+branches of a multi-resolution model) is passed on explicitly: a part returns
+``(main, *carry)`` and the next part takes them as arguments. Values that do not
+depend on the input (position embeddings, rope tables computed from buffers) are
+recomputed where they are used instead of being carried.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+class GraphReadError(Exception):
+    """``forward_features`` cannot be traced or cut into a chain of parts."""
+
+
+def _is_ancestor(parent: str, child: str) -> bool:
+    return child.startswith(parent + ".")
+
+
+def _timm_registrations() -> tuple[set[type], tuple[Callable, ...]]:
+    try:
+        from timm.layers import _fx
+    except ImportError:  # an older timm: nothing registered
+        return set(), ()
+    modules = set(getattr(_fx, "_leaf_modules", ()))
+    functions = tuple(f for f in getattr(_fx, "_autowrap_functions", ()) if callable(f))
+    return modules, functions
+
+
+class _Tracer(fx.Tracer):
+    """Traces through the model and the ancestors of its stage ends, nothing else."""
+
+    def __init__(self, ends: Sequence[str]) -> None:
+        leaves, functions = _timm_registrations()
+        super().__init__(autowrap_modules=(math,), autowrap_functions=functions)
+        self.ends = tuple(ends)
+        self.leaf_types = leaves
+        self.traced_func_name = "forward_features"
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if type(m) in self.leaf_types:
+            return True
+        return not any(_is_ancestor(module_qualified_name, end) for end in self.ends)
+
+
+def trace(model: nn.Module, ends: Sequence[str]) -> fx.GraphModule:
+    """Symbolically trace ``model.forward_features`` (in eval mode) down to the stage ends.
+
+    Optional arguments of ``forward_features`` are fixed to their defaults.
+    """
+    params = list(inspect.signature(model.forward_features).parameters.values())
+    concrete = {p.name: p.default for p in params[1:] if p.default is not inspect.Parameter.empty}
+    training = model.training
+    model.eval()  # glue that branches on self.training is read as at inference
+    try:
+        graph = _Tracer(ends).trace(model, concrete_args=concrete or None)
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot trace"
+        raise GraphReadError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        model.train(training)
+    return fx.GraphModule(model, graph, class_name=type(model).__name__ + "Features")
+
+
+@dataclass
+class Cut:
+    """Where one part ends: after node ``cut``; ``carry[0]`` is the main tensor."""
+
+    cut: str
+    carry: list[str] = field(default_factory=list)
+
+
+def _depends_on_input(nodes: Sequence[fx.Node]) -> dict[fx.Node, bool]:
+    dep: dict[fx.Node, bool] = {}
+    for n in nodes:
+        dep[n] = n.op == "placeholder" or any(dep.get(a, False) for a in n.all_input_nodes)
+    return dep
+
+
+def _last_use(nodes: Sequence[fx.Node]) -> dict[fx.Node, int]:
+    index = {n: i for i, n in enumerate(nodes)}
+    return {n: max((index[u] for u in n.users), default=index[n]) for n in nodes}
+
+
+def live_after(nodes: Sequence[fx.Node], k: int) -> list[fx.Node]:
+    """Input-dependent values defined at or before node ``k`` and used after it, in order."""
+    dep, last = _depends_on_input(nodes), _last_use(nodes)
+    return [n for n in nodes[: k + 1] if dep[n] and n.op != "output" and last[n] > k]
+
+
+def shapes(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, Any]:
+    """Run the graph once (on meta tensors) and return every node's value."""
+    values: dict[str, Any] = {}
+
+    class _Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            out = super().run_node(n)
+            values[n.name] = out
+            return out
+
+    _Recorder(gm).run(x)
+    return values
+
+
+def _scope_end(model: nn.Module, nodes: Sequence[fx.Node], i: int, end: str) -> int:
+    """Index of the last node inside the outermost traced block that contains stage end ``end``.
+
+    A stage end inside a residual block (Xception's ``blocks.1.stack.act3``) is
+    moved to the end of that block, where its shortcut has been added.
+    """
+    blocks = _blocks_around(model, end)
+    if blocks:
+        while i + 1 < len(nodes) and _inside(nodes[i + 1], blocks[0]):
+            i += 1
+    return i
+
+
+def _blocks_around(model: nn.Module, path: str) -> list[str]:
+    """Ancestors of ``path`` that are blocks (not Sequential/ModuleList containers), outermost first."""
+    parts = path.split(".")
+    blocks = []
+    for depth in range(1, len(parts)):
+        prefix = ".".join(parts[:depth])
+        try:
+            module = model.get_submodule(prefix)
+        except AttributeError:
+            continue
+        if not isinstance(module, _CONTAINERS):
+            blocks.append(prefix)
+    return blocks
+
+
+def _inside(n: fx.Node, scope: str) -> bool:
+    stack = n.meta.get("nn_module_stack") or {}
+    return any(p == scope or _is_ancestor(scope, p) for p, _ in stack.values())
+
+
+def _stage_calls(nodes: Sequence[fx.Node], end: str) -> list[int]:
+    return [i for i, n in enumerate(nodes) if n.op == "call_module"
+            and (n.target == end or _is_ancestor(end, n.target) or _is_ancestor(n.target, end))]
+
+
+def stem_cut(model: nn.Module, gm: fx.GraphModule, first_end: str) -> Cut:
+    """The cut before the first stage.
+
+    The first stage also takes the calls of its end module's container that run
+    before it (ViT's ``blocks.0-2`` for an end at ``blocks.2``), and starts at the
+    start of the outermost block that contains them.
+    """
+    nodes = list(gm.graph.nodes)
+    hits = _stage_calls(nodes, first_end)
+    if not hits:
+        raise GraphReadError(f"forward_features never calls stage module '{first_end}'")
+    calls = [i for i, n in enumerate(nodes) if n.op == "call_module"]
+    p = calls.index(hits[-1])
+    parent = str(nodes[calls[p]].target).rpartition(".")[0]
+    while parent and p > 0 and str(nodes[calls[p - 1]].target).rpartition(".")[0] == parent:
+        p -= 1
+    j = calls[p]
+    blocks = _blocks_around(model, str(nodes[j].target))
+    if blocks:
+        while j > 0 and _inside(nodes[j - 1], blocks[0]):
+            j -= 1
+    first = nodes[j]
+    k = max(j - 1, max(i for i, n in enumerate(nodes) if n.op == "placeholder"))
+    live = live_after(nodes, k)
+    if not live:
+        raise GraphReadError("the first stage does not read the stem's output")
+    main = first.args[0] if first.args and first.args[0] in live else live[-1]
+    return Cut(cut=nodes[k].name, carry=[main.name] + [n.name for n in live if n is not main])
+
+
+def find_cuts(
+    model: nn.Module,
+    gm: fx.GraphModule,
+    values: dict[str, Any],
+    ends: Sequence[str],
+    accepts: Callable[[int, torch.Tensor], bool],
+) -> list[Cut]:
+    """The cut after each stage end.
+
+    Args:
+        model: the model.
+        gm: its traced ``forward_features``.
+        values: every node's value on a sample input (``shapes``).
+        ends: the stage-end module paths, in order.
+        accepts: ``accepts(i, tensor)`` says whether ``tensor`` has the shape timm
+            reports for stage ``i`` (0-based); it picks the main tensor among the
+            values live at the cut.
+    """
+    nodes = list(gm.graph.nodes)
+    cuts: list[Cut] = []
+    previous = -1
+    for s, end in enumerate(ends):
+        hits = _stage_calls(nodes, end)
+        if not hits:
+            raise GraphReadError(f"forward_features never calls stage module '{end}'")
+        k = _scope_end(model, nodes, hits[-1], end)
+        # Move past values that are not tensors (a block's returned tuple or list)
+        # until only tensors and plain numbers cross the cut.
+        while k < len(nodes) - 1:
+            live = live_after(nodes, k)
+            if all(isinstance(values.get(n.name), (torch.Tensor, int, float, bool)) for n in live):
+                break
+            k += 1
+        if k <= previous:
+            raise GraphReadError("stage modules are not called in order")
+        live = live_after(nodes, k)
+        tensors = [n for n in live if isinstance(values.get(n.name), torch.Tensor)]
+        matching = [n for n in tensors if accepts(s, values[n.name])]
+        if not matching:
+            raise GraphReadError(f"no value after stage module '{end}' has the shape timm reports for it")
+        main = nodes[k] if nodes[k] in matching else matching[-1]
+        cuts.append(Cut(cut=nodes[k].name, carry=[main.name] + [n.name for n in live if n is not main]))
+        previous = k
+    return cuts
+
+
+def split(gm: fx.GraphModule, cuts: Sequence[Cut]) -> list[fx.GraphModule]:
+    """Cut a traced ``forward_features`` into parts: stem, one per cut after the first, final.
+
+    Part ``i`` takes the previous part's ``carry`` (main tensor first) and returns
+    its own (a bare tensor when nothing but the main tensor crosses the cut).
+    Every part holds the model's submodules and parameters by reference.
+    """
+    nodes = list(gm.graph.nodes)
+    by_name = {n.name: n for n in nodes}
+    index = {n: i for i, n in enumerate(nodes)}
+    dep = _depends_on_input(nodes)
+    try:
+        bounds = [index[by_name[c.cut]] for c in cuts]
+        carries = [[by_name[name] for name in c.carry] for c in cuts]
+    except KeyError as exc:
+        raise GraphReadError(f"the traced graph has no node {exc}") from exc
+    parts = []
+    starts = [-1, *bounds]
+    ins: list[list[fx.Node]] = [[], *carries]
+    outs: list[list[fx.Node] | None] = [*carries, None]
+    for p, (start, inputs, outputs) in enumerate(zip(starts, ins, outs, strict=True)):
+        stop = bounds[p] if p < len(bounds) else len(nodes) - 1
+        graph = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {}
+        for n in inputs:
+            env[n] = graph.placeholder(n.name)
+
+        def copy(n: fx.Node, graph: fx.Graph = graph, env: dict = env) -> fx.Node:
+            if n not in env:
+                if dep[n] and n.op != "placeholder":
+                    raise GraphReadError(f"value {n.name} is used after a cut but not carried across it")
+                env[n] = graph.node_copy(n, copy)  # input-independent: recomputed here
+            return env[n]
+
+        for n in nodes[start + 1 : stop + 1]:
+            if n not in env:
+                env[n] = graph.node_copy(n, copy)
+        if outputs is None:
+            if nodes[-1] not in env:
+                graph.node_copy(nodes[-1], copy)
+        else:
+            result = [copy(n) for n in outputs]
+            graph.output(result[0] if len(result) == 1 else tuple(result))
+        name = "Stem" if p == 0 else ("Final" if outputs is None else f"Stage{p}")
+        part = fx.GraphModule(gm, graph, class_name=name)
+        part.graph.eliminate_dead_code()
+        part.recompile()
+        parts.append(part)
+    return parts
+
+
+def bind(part: fx.GraphModule, model: nn.Module) -> fx.GraphModule:
+    """A copy of ``part`` that reads every submodule, parameter and buffer from ``model`` when it runs.
+
+    The part then follows the model through ``.to(device)`` (which replaces
+    buffers) and checkpoint loading, and registers nothing of its own.
+    """
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for n in part.graph.nodes:
+        env[n] = graph.node_copy(n, lambda a: env[a])
+        if n.op in ("call_module", "get_attr"):
+            env[n].target = f"model.{n.target}"
+    holder = nn.Module()
+    holder.model = model
+    bound = fx.GraphModule(holder, graph, class_name=type(part).__name__)
+    bound.model = model  # the model itself, not the tree of references GraphModule copied
+    return bound
+
+
+def source(part: fx.GraphModule, name: str) -> tuple[str, dict[str, Any]]:
+    """A part as a Python function ``name(self, ...)`` whose ``self`` is the model, and its globals."""
+    code = part.graph.python_code(root_module="self")
+    text = code.src.replace("def forward(self", f"def {name}(self", 1)
+    return text, dict(code.globals)
+
+
+def called_modules(part: fx.GraphModule) -> list[str]:
+    """Paths of the submodules a part calls, in order (each once)."""
+    seen: list[str] = []
+    for n in part.graph.nodes:
+        if n.op == "call_module" and n.target not in seen:
+            seen.append(str(n.target))
+    return seen
+
+
+def attributes(part: fx.GraphModule) -> list[str]:
+    """Paths of the parameters and buffers a part reads directly (``get_attr``)."""
+    return [str(n.target) for n in part.graph.nodes if n.op == "get_attr"]
