@@ -536,13 +536,15 @@ def _attr(model: nn.Module, path: str) -> object:
     return getattr(model.get_submodule(owner) if owner else model, field)
 
 
-def graph_parts(model: nn.Module, table: StageTable) -> list:
-    """The parts (stem, stages, final) of a graph-read table, bound to ``model``.
+def graph_parts(model: nn.Module, table: StageTable, bind: bool = True) -> list:
+    """The parts (stem, stages, final) of a graph-read table, as GraphModules.
 
     The model is traced again exactly as it was read, and cut after the nodes
-    the table names; every part reads the model's own modules when it runs.
+    the table names. With ``bind``, every part reads the model's own modules,
+    parameters and buffers when it runs (see ``graph.bind``).
     """
     ends = _stage_ends(model)
     gm = graph.trace(model, ends)
     cuts = [graph.Cut(cut=p.cut or "", carry=list(p.carry)) for p in (table.stem, *table.stages)]
-    return [graph.bind(part, model) for part in graph.split(gm, cuts)]
+    parts = graph.split(gm, cuts)
+    return [graph.bind(part, model) for part in parts] if bind else parts
