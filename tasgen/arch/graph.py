@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,31 +116,46 @@ def shapes(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, Any]:
     """Run the graph once (on meta tensors) and return every node's value."""
     values: dict[str, Any] = {}
 
+    def plain(args: tuple) -> tuple:
+        # The interpreter hands lists over as fx's immutable lists; the generated
+        # code passes real ones, which modules such as HRNet's fuse layers modify.
+        return tuple(list(a) if isinstance(a, list) else a for a in args)
+
     class _Recorder(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
             out = super().run_node(n)
             values[n.name] = out
             return out
 
+        def call_module(self, target, args, kwargs):  # noqa: ANN001, ANN202
+            return super().call_module(target, plain(args), kwargs)
+
+        def call_function(self, target, args, kwargs):  # noqa: ANN001, ANN202
+            return super().call_function(target, plain(args), kwargs)
+
     _Recorder(gm).run(x)
     return values
 
 
-def _scope_end(model: nn.Module, nodes: Sequence[fx.Node], i: int, end: str) -> int:
+def _scope_end(model: nn.Module, nodes: Sequence[fx.Node], i: int, end: str, ends: Sequence[str]) -> int:
     """Index of the last node inside the outermost traced block that contains stage end ``end``.
 
     A stage end inside a residual block (Xception's ``blocks.1.stack.act3``) is
     moved to the end of that block, where its shortcut has been added.
     """
-    blocks = _blocks_around(model, end)
+    blocks = _blocks_around(model, end, ends)
     if blocks:
         while i + 1 < len(nodes) and _inside(nodes[i + 1], blocks[0]):
             i += 1
     return i
 
 
-def _blocks_around(model: nn.Module, path: str) -> list[str]:
-    """Ancestors of ``path`` that are blocks (not Sequential/ModuleList containers), outermost first."""
+def _blocks_around(model: nn.Module, path: str, ends: Sequence[str]) -> list[str]:
+    """Ancestors of ``path`` that are blocks, outermost first.
+
+    A block is neither a Sequential/ModuleList container nor a wrapper of several
+    stages (an ``encoder`` holding all the blocks).
+    """
     parts = path.split(".")
     blocks = []
     for depth in range(1, len(parts)):
@@ -148,7 +164,7 @@ def _blocks_around(model: nn.Module, path: str) -> list[str]:
             module = model.get_submodule(prefix)
         except AttributeError:
             continue
-        if not isinstance(module, _CONTAINERS):
+        if not isinstance(module, _CONTAINERS) and sum(e == prefix or _is_ancestor(prefix, e) for e in ends) <= 1:
             blocks.append(prefix)
     return blocks
 
@@ -163,14 +179,21 @@ def _stage_calls(nodes: Sequence[fx.Node], end: str) -> list[int]:
             and (n.target == end or _is_ancestor(end, n.target) or _is_ancestor(n.target, end))]
 
 
-def stem_cut(model: nn.Module, gm: fx.GraphModule, first_end: str) -> Cut:
+def stem_cut(
+    model: nn.Module, gm: fx.GraphModule, values: dict[str, Any], ends: Sequence[str],
+    accepts: Callable[[torch.Tensor], bool],
+) -> Cut:
     """The cut before the first stage.
+
+    Its main tensor is the first value the first stage reads that ``accepts``
+    takes for a stage input (TNT's patch tokens, not its pixel tokens).
 
     The first stage also takes the calls of its end module's container that run
     before it (ViT's ``blocks.0-2`` for an end at ``blocks.2``), and starts at the
     start of the outermost block that contains them.
     """
     nodes = list(gm.graph.nodes)
+    first_end = ends[0]
     hits = _stage_calls(nodes, first_end)
     if not hits:
         raise GraphReadError(f"forward_features never calls stage module '{first_end}'")
@@ -180,7 +203,7 @@ def stem_cut(model: nn.Module, gm: fx.GraphModule, first_end: str) -> Cut:
     while parent and p > 0 and str(nodes[calls[p - 1]].target).rpartition(".")[0] == parent:
         p -= 1
     j = calls[p]
-    blocks = _blocks_around(model, str(nodes[j].target))
+    blocks = _blocks_around(model, str(nodes[j].target), ends)
     if blocks:
         while j > 0 and _inside(nodes[j - 1], blocks[0]):
             j -= 1
@@ -189,7 +212,11 @@ def stem_cut(model: nn.Module, gm: fx.GraphModule, first_end: str) -> Cut:
     live = live_after(nodes, k)
     if not live:
         raise GraphReadError("the first stage does not read the stem's output")
-    main = first.args[0] if first.args and first.args[0] in live else live[-1]
+    ordered = [a for a in first.all_input_nodes if a in live] + [n for n in live if n not in first.all_input_nodes]
+    tensors = [n for n in ordered if isinstance(values.get(n.name), torch.Tensor)]
+    main = next((n for n in tensors if accepts(values[n.name])), None)
+    if main is None:
+        raise GraphReadError("no value before its first stage has the shape of a stage input")
     return Cut(cut=nodes[k].name, carry=[main.name] + [n.name for n in live if n is not main])
 
 
@@ -212,31 +239,87 @@ def find_cuts(
             values live at the cut.
     """
     nodes = list(gm.graph.nodes)
+    reaches = _reaching_output(nodes)
     cuts: list[Cut] = []
     previous = -1
     for s, end in enumerate(ends):
         hits = _stage_calls(nodes, end)
         if not hits:
             raise GraphReadError(f"forward_features never calls stage module '{end}'")
-        k = _scope_end(model, nodes, hits[-1], end)
-        # Move past values that are not tensors (a block's returned tuple or list)
-        # until only tensors and plain numbers cross the cut.
-        while k < len(nodes) - 1:
-            live = live_after(nodes, k)
-            if all(isinstance(values.get(n.name), (torch.Tensor, int, float, bool)) for n in live):
-                break
+        k = _scope_end(model, nodes, hits[-1], end, ends)
+        # Move on until only tensors, plain numbers and tuples of them (a block's
+        # returned pair, passed on item by item) cross the cut.
+        while k < len(nodes) - 1 and _crossing(live_after(nodes, k), values) is None:
             k += 1
-        if k <= previous:
-            raise GraphReadError("stage modules are not called in order")
-        live = live_after(nodes, k)
-        tensors = [n for n in live if isinstance(values.get(n.name), torch.Tensor)]
-        matching = [n for n in tensors if accepts(s, values[n.name])]
-        if not matching:
+        crossing = _crossing(live_after(nodes, k), values)
+        if k <= previous or crossing is None:
+            raise GraphReadError("its stage modules are not called one after another")
+        # The main tensor: the one with the shape timm reports for the stage, among
+        # those the rest of the forward reads (a stage may also emit a side output).
+        tensors = [(name, v) for name, v in crossing
+                   if isinstance(v, torch.Tensor) and reaches[_base(name, nodes)]]
+        matching = [name for name, v in tensors if accepts(s, v)]
+        if matching:
+            main = matching[-1]
+        elif len(tensors) == 1:
+            main = tensors[0][0]
+        else:
             raise GraphReadError(f"no value after stage module '{end}' has the shape timm reports for it")
-        main = nodes[k] if nodes[k] in matching else matching[-1]
-        cuts.append(Cut(cut=nodes[k].name, carry=[main.name] + [n.name for n in live if n is not main]))
+        cuts.append(Cut(cut=nodes[k].name, carry=[main] + [name for name, _ in crossing if name != main]))
         previous = k
     return cuts
+
+
+def _parse(name: str) -> tuple[str, int | None, type]:
+    """A carried name: ``node``, item ``node.i`` of a tuple or item ``node[i]`` of a list."""
+    if name.endswith("]"):
+        base, _, item = name[:-1].partition("[")
+        return base, int(item), list
+    base, _, item = name.partition(".")
+    return base, (int(item) if item else None), tuple
+
+
+def value_of(values: dict[str, Any], name: str) -> Any:
+    """The value of a carried name in ``shapes``' record."""
+    base, item, _ = _parse(name)
+    return values[base] if item is None else values[base][item]
+
+
+def _base(name: str, nodes: Sequence[fx.Node]) -> fx.Node:
+    """The node of a carried name."""
+    base = _parse(name)[0]
+    return next(n for n in nodes if n.name == base)
+
+
+def _reaching_output(nodes: Sequence[fx.Node]) -> dict[fx.Node, bool]:
+    reach = {n: False for n in nodes}
+    reach[nodes[-1]] = True
+    for n in reversed(nodes):
+        if reach[n]:
+            for a in n.all_input_nodes:
+                reach[a] = True
+    return reach
+
+
+def _plain(v: Any) -> bool:
+    if isinstance(v, (torch.Tensor, int, float, bool, type(None), torch.Size)):
+        return True
+    return isinstance(v, (tuple, list)) and all(isinstance(e, (int, float, bool, type(None))) for e in v)
+
+
+def _crossing(live: Sequence[fx.Node], values: dict[str, Any]) -> list[tuple[str, Any]] | None:
+    """The values crossing a cut, a tuple or list of tensors item by item; None if one is neither."""
+    out: list[tuple[str, Any]] = []
+    for n in live:
+        v = values.get(n.name)
+        if _plain(v):
+            out.append((n.name, v))
+        elif isinstance(v, (tuple, list)) and all(_plain(e) for e in v):
+            form = "{}[{}]" if isinstance(v, list) else "{}.{}"
+            out.extend((form.format(n.name, i), e) for i, e in enumerate(v))
+        else:
+            return None
+    return out
 
 
 def split(gm: fx.GraphModule, cuts: Sequence[Cut]) -> list[fx.GraphModule]:
@@ -252,19 +335,32 @@ def split(gm: fx.GraphModule, cuts: Sequence[Cut]) -> list[fx.GraphModule]:
     dep = _depends_on_input(nodes)
     try:
         bounds = [index[by_name[c.cut]] for c in cuts]
-        carries = [[by_name[name] for name in c.carry] for c in cuts]
-    except KeyError as exc:
-        raise GraphReadError(f"the traced graph has no node {exc}") from exc
+        for c in cuts:
+            for name in c.carry:
+                _base(name, nodes)
+    except (KeyError, StopIteration) as exc:
+        raise GraphReadError("the traced graph has no node the stage table names") from exc
     parts = []
     starts = [-1, *bounds]
-    ins: list[list[fx.Node]] = [[], *carries]
-    outs: list[list[fx.Node] | None] = [*carries, None]
+    ins: list[list[str]] = [[], *(c.carry for c in cuts)]
+    outs: list[list[str] | None] = [*(c.carry for c in cuts), None]
     for p, (start, inputs, outputs) in enumerate(zip(starts, ins, outs, strict=True)):
         stop = bounds[p] if p < len(bounds) else len(nodes) - 1
         graph = fx.Graph()
         env: dict[fx.Node, fx.Node] = {}
-        for n in inputs:
-            env[n] = graph.placeholder(n.name)
+        items: dict[fx.Node, dict[int, fx.Node]] = {}
+        kinds: dict[fx.Node, type] = {}
+        for name in inputs:
+            base, item, kind = _parse(name)
+            holder = graph.placeholder(f"{base}_item{item}" if item is not None else base)
+            if item is not None:
+                items.setdefault(by_name[base], {})[item] = holder
+                kinds[by_name[base]] = kind
+            else:
+                env[by_name[base]] = holder
+        for base, held in items.items():  # a tuple or list crossed item by item: rebuilt here
+            elements = [held[i] for i in sorted(held)]
+            env[base] = graph.call_function(kinds[base], (elements,))
 
         def copy(n: fx.Node, graph: fx.Graph = graph, env: dict = env) -> fx.Node:
             if n not in env:
@@ -280,7 +376,11 @@ def split(gm: fx.GraphModule, cuts: Sequence[Cut]) -> list[fx.GraphModule]:
             if nodes[-1] not in env:
                 graph.node_copy(nodes[-1], copy)
         else:
-            result = [copy(n) for n in outputs]
+            result = []
+            for name in outputs:
+                base, item, _ = _parse(name)
+                value = copy(by_name[base])
+                result.append(value if item is None else graph.call_function(operator.getitem, (value, item)))
             graph.output(result[0] if len(result) == 1 else tuple(result))
         name = "Stem" if p == 0 else ("Final" if outputs is None else f"Stage{p}")
         part = fx.GraphModule(gm, graph, class_name=name)

@@ -311,6 +311,8 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         return _read_graph(model, name=name, source=source, image_size=image_size)
     except GraphReadError as exc:
         reason = f"cannot run {name} stage by stage: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a model the reader does not foresee; say so, not its traceback
+        reason = f"cannot run {name} stage by stage: reading its traced forward_features fails ({type(exc).__name__})"
     if chain is not None:  # plannable, but no assistant can be emitted from it
         return chain.model_copy(update={"staged_error": reason})
     raise ModelReadError(reason)
@@ -481,12 +483,22 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         grid = (math.ceil(size[0] / red), math.ceil(size[1] / red))
         return _nchw(tuple(t.shape), layout, grid)[1:] == tuple(reference[i].shape[1:])
 
-    cuts = [graph.stem_cut(model, gm, ends[0]), *graph.find_cuts(model, gm, values, ends, accepts)]
+    def stem_accepts(t: torch.Tensor) -> bool:
+        try:
+            _layout(tuple(t.shape), None, reductions[0], size)
+        except ModelReadError:
+            return False
+        return True
+
+    cuts = [graph.stem_cut(model, gm, values, ends, stem_accepts), *graph.find_cuts(model, gm, values, ends, accepts)]
     parts = graph.split(gm, cuts)
-    with torch.no_grad():
-        state: object = x
-        for part in parts:
-            state = part(*state) if isinstance(state, tuple) else part(state)
+    try:
+        with torch.no_grad():
+            state: object = x
+            for part in parts:
+                state = part(*state) if isinstance(state, tuple) else part(state)
+    except Exception as exc:  # noqa: BLE001
+        raise GraphReadError("its parts fail when run in turn (a value crossing a cut is changed in place)") from exc
     if not isinstance(state, torch.Tensor) or tuple(state.shape) != tuple(features.shape):
         raise GraphReadError("its parts, run in turn, do not give forward_features' output")
 
@@ -498,7 +510,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         holder.tensors = nn.ParameterList(tensors)
         return count_params([holder])
 
-    shapes = [tuple(values[c.carry[0]].shape) for c in cuts]
+    shapes = [tuple(graph.value_of(values, c.carry[0]).shape) for c in cuts]
     stem_mods = graph.called_modules(parts[0])
     if hasattr(model, POS_EMBED_METHOD):
         stem_mods = [POS_EMBED_METHOD if a == "pos_drop" else a for a in stem_mods]
@@ -514,9 +526,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
                             prefix_tokens=prefix, params=params(part), mixer=detect_mixer(modules),
                             depth=_depth(model, mods), cut=cut.cut, carry=cut.carry))
     final_mods = graph.called_modules(parts[-1])
-    f_layout, f_channels, _, f_prefix = _layout(
-        tuple(features.shape), getattr(model, "num_features", None), reductions[-1], size
-    )
+    f_layout, f_channels, f_prefix = _final_layout(tuple(features.shape), model, reductions[-1], size)
     total = count_params([model])
     head_params = total - stem.params - sum(s.params for s in stages)
     mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
@@ -529,6 +539,23 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
                   num_classes=int(logits.shape[-1]), params=head_params),
         params=total, reader="graph",
     )
+
+
+def _final_layout(
+    shape: tuple[int, ...], model: nn.Module, reduction: int, size: tuple[int, int]
+) -> tuple[Layout, int, int]:
+    """Layout, channels and prefix tokens of forward_features' output.
+
+    A model whose forward_features returns class tokens only (PiT) has no grid:
+    its tokens are pooled as they are.
+    """
+    try:
+        layout, channels, _, prefix = _layout(shape, getattr(model, "num_features", None), reduction, size)
+    except ModelReadError:
+        if len(shape) != 3:
+            raise
+        layout, channels, prefix = "NLC", shape[-1], 0
+    return layout, channels, prefix
 
 
 def _attr(model: nn.Module, path: str) -> object:
