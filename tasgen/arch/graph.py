@@ -21,6 +21,7 @@ recomputed where they are used instead of being carried.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import operator
@@ -68,21 +69,115 @@ class _Tracer(fx.Tracer):
         return not any(_is_ancestor(module_qualified_name, end) for end in self.ends)
 
 
-def trace(model: nn.Module, ends: Sequence[str]) -> fx.GraphModule:
+def _meta(v: Any) -> Any:
+    """A value with every tensor replaced by an empty one of its shape on the meta device."""
+    return torch.utils._pytree.tree_map(
+        lambda t: torch.empty_like(t, device="meta") if isinstance(t, torch.Tensor) else t, v
+    )
+
+
+class _ShapeProxy(fx.Proxy):
+    def __len__(self) -> int:
+        value = self.node.meta.get("shape_value")
+        if isinstance(value, (tuple, list, torch.Size)):
+            return len(value)
+        return super().__len__()
+
+
+class _ShapeTracer(_Tracer):
+    """A tracer that also runs every op on meta tensors while it traces.
+
+    Knowing each value's shape, it can unpack a tuple a module returned
+    (``x, size = embed(x)``; ``reshape(B, *size, -1)``) and take branches that
+    depend on shapes only (``if x.ndim != 4``). The graph is then the forward
+    for inputs of the example's shape, which is what a stage table describes.
+    Branches on tensor values still fail.
+    """
+
+    def __init__(self, ends: Sequence[str], model: nn.Module, example: torch.Tensor) -> None:
+        super().__init__(ends)
+        self.model = model
+        self.example = example
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _ShapeProxy(node, self)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # noqa: ANN001, ANN201
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        proxy.node.meta["shape_value"] = self._value(kind, target, args, kwargs)
+        return proxy
+
+    def _value(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
+        def unwrap(a: Any) -> Any:
+            return a.node.meta.get("shape_value") if isinstance(a, fx.Proxy) else a
+
+        args, kwargs = torch.fx.node.map_aggregate((args, kwargs), unwrap)
+        args, kwargs = _meta(tuple(list(a) if isinstance(a, list) else a for a in args)), _meta(kwargs)
+        # Run the op as it is, not through the tracer's patches of Module.__call__.
+        unpatched = getattr(torch.fx._symbolic_trace, "_maybe_revert_all_patches", contextlib.nullcontext)
+        with unpatched():
+            return self._run(kind, target, args, kwargs)
+
+    def _run(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
+        try:
+            if kind == "placeholder":
+                return self.example if not args else args[0]
+            if kind == "get_attr":
+                owner, _, field = str(target).rpartition(".")
+                return _meta(getattr(self.model.get_submodule(owner) if owner else self.model, field))
+            if kind == "call_function":
+                return target(*args, **kwargs)
+            if kind == "call_method":
+                return getattr(args[0], target)(*args[1:], **kwargs)
+            if kind == "call_module":
+                module = self.model.get_submodule(str(target))
+                state = {k: _meta(v) for k, v in {**dict(module.named_parameters()),
+                                                   **dict(module.named_buffers())}.items()}
+                return torch.func.functional_call(module, state, args, kwargs)
+        except Exception:  # noqa: BLE001 - an unknown value only matters if tracing needs it
+            return None
+        return None
+
+    def iter(self, obj: fx.Proxy) -> Any:
+        value = obj.node.meta.get("shape_value")
+        if isinstance(value, (tuple, list, torch.Size)):
+            return iter([obj[i] for i in range(len(value))])
+        return super().iter(obj)
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        value = obj.node.meta.get("shape_value")
+        if isinstance(value, bool):
+            return value
+        return super().to_bool(obj)
+
+
+def trace(model: nn.Module, ends: Sequence[str], image_size: tuple[int, int] | None = None) -> fx.GraphModule:
     """Symbolically trace ``model.forward_features`` (in eval mode) down to the stage ends.
 
-    Optional arguments of ``forward_features`` are fixed to their defaults.
+    Optional arguments of ``forward_features`` are fixed to their defaults. When a
+    plain trace fails and ``image_size`` is given, the model is traced again with
+    shapes known (``_ShapeTracer``), for inputs of that size.
     """
     params = list(inspect.signature(model.forward_features).parameters.values())
     concrete = {p.name: p.default for p in params[1:] if p.default is not inspect.Parameter.empty}
     training = model.training
     model.eval()  # glue that branches on self.training is read as at inference
     try:
-        graph = _Tracer(ends).trace(model, concrete_args=concrete or None)
-    except Exception as exc:  # noqa: BLE001 - any failure means "cannot trace"
-        raise GraphReadError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            graph = _Tracer(ends).trace(model, concrete_args=concrete or None)
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot trace" this way
+            if image_size is None:
+                raise GraphReadError(f"{type(exc).__name__}: {exc}") from exc
+            cfg = getattr(model, "pretrained_cfg", None) or {}
+            example = torch.empty(1, int(cfg.get("input_size", (3,))[0]), *image_size, device="meta")
+            try:
+                graph = _ShapeTracer(ends, model, example).trace(model, concrete_args=concrete or None)
+            except Exception as exc2:  # noqa: BLE001
+                raise GraphReadError(f"{type(exc2).__name__}: {exc2}") from exc2
     finally:
         model.train(training)
+    for n in graph.nodes:
+        n.meta.pop("shape_value", None)
     return fx.GraphModule(model, graph, class_name=type(model).__name__ + "Features")
 
 

@@ -37,6 +37,10 @@ class ModelReadError(Exception):
     """tasgen cannot read this model as stem + stages + head."""
 
 
+class NotAChainError(ModelReadError):
+    """The model is not one chain of stages, whichever way it is read."""
+
+
 # ----------------------------------------------------------------- utilities
 def submodule(model: nn.Module, path: str) -> nn.Module:
     return model.get_submodule(path)
@@ -67,12 +71,20 @@ def _info_entries(model: nn.Module) -> list[dict]:
         raise ModelReadError(f"{type(model).__name__} has an empty feature_info")
     names = [e["module"] for e in entries]
     if len(set(names)) != len(names):
-        raise ModelReadError(
+        raise NotAChainError(
             f"{type(model).__name__} runs several branches side by side (its feature_info names "
             f"'{next(n for n in names if names.count(n) > 1)}' for more than one stage); tasgen needs one chain of stages"
         )
     for e in entries:
         e["module"] = _resolve_name(model, e["module"], len(entries))
+    paths = dict(model.named_modules())
+    for e in entries:
+        if e["module"] not in paths and e.get("reduction", 1) > 2:
+            raise NotAChainError(
+                f"{type(model).__name__}'s feature_info names '{e['module']}', which is not one of its modules "
+                "(its features come from parallel branches, not from stages run one after another); "
+                "tasgen needs one chain of stages"
+            )
     return entries
 
 
@@ -302,9 +314,10 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         chain = _read_chain(model, name=name, source=source, image_size=image_size)
         if chain.staged:
             return chain
-    except ModelReadError as exc:
-        if "branches side by side" in str(exc):
-            raise
+    except NotAChainError:
+        raise
+    except ModelReadError:
+        pass
     except Exception:  # noqa: BLE001 - the graph reader below says what is wrong
         pass
     try:
@@ -339,6 +352,7 @@ def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) ->
     atoms = _atoms(model, ends)
     with torch.no_grad():
         called, features = _trace_calls(model, atoms, x)
+        _check_features(model, features)
         stem_m, stage_m, final_m = _segment(model, called, ends)
         try:
             reference = model.forward_intermediates(x, indices=_indices(model, ends), intermediates_only=True)
@@ -457,7 +471,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
     model.eval()
     ends = _stage_ends(model)
     try:
-        gm = graph.trace(model, ends)
+        gm = graph.trace(model, ends, size)
     except GraphReadError as exc:
         raise GraphReadError(_trace_reason(exc)) from exc
     with torch.no_grad():
@@ -470,6 +484,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         except Exception as exc:  # noqa: BLE001
             raise GraphReadError("its forward_intermediates fails on a sample input") from exc
         features = model.forward_features(x)
+        _check_features(model, features)
         pooled = model.forward_head(features, pre_logits=True)
         logits = model.forward_head(features)
     infos = _feature_info(model, ends, "num_chs")
@@ -541,6 +556,14 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
     )
 
 
+def _check_features(model: nn.Module, features: object) -> None:
+    if not isinstance(features, torch.Tensor):
+        raise NotAChainError(
+            f"{type(model).__name__}'s forward_features returns a {type(features).__name__} of feature maps, "
+            "not one final map; tasgen needs one final feature map to pool and distil"
+        )
+
+
 def _final_layout(
     shape: tuple[int, ...], model: nn.Module, reduction: int, size: tuple[int, int]
 ) -> tuple[Layout, int, int]:
@@ -571,7 +594,7 @@ def graph_parts(model: nn.Module, table: StageTable, bind: bool = True) -> list:
     parameters and buffers when it runs (see ``graph.bind``).
     """
     ends = _stage_ends(model)
-    gm = graph.trace(model, ends)
+    gm = graph.trace(model, ends, tuple(table.input_size[1:]))
     cuts = [graph.Cut(cut=p.cut or "", carry=list(p.carry)) for p in (table.stem, *table.stages)]
     parts = graph.split(gm, cuts)
     return [graph.bind(part, model) for part in parts] if bind else parts
