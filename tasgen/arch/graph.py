@@ -181,6 +181,56 @@ def trace(model: nn.Module, ends: Sequence[str], image_size: tuple[int, int] | N
     return fx.GraphModule(model, graph, class_name=type(model).__name__ + "Features")
 
 
+class _Chain(nn.Module):
+    """Calls a model's modules (or methods, names starting with ``_``) in turn."""
+
+    def __init__(self, model: nn.Module, modules: Sequence[str]) -> None:
+        super().__init__()
+        self.m = model
+        self.paths = list(modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for path in self.paths:
+            x = getattr(self.m, path)(x) if path.startswith("_") else self.m.get_submodule(path)(x)
+        return x
+
+
+def _ops(graph: fx.Graph, prefix: str = "") -> list[tuple[str, str]]:
+    """The ops of a graph that compute something, as (op, target) with ``prefix`` removed."""
+    ops = []
+    for n in graph.nodes:
+        if n.op in ("placeholder", "output") or not (n.users or n.op == "call_module"):
+            continue
+        if n.op in ("call_module", "get_attr"):
+            target = str(n.target).removeprefix(prefix)
+        else:
+            target = getattr(n.target, "__name__", str(n.target))
+        ops.append((n.op, target))
+    return ops
+
+
+def same_ops(model: nn.Module, ends: Sequence[str], modules: Sequence[str]) -> bool:
+    """Whether calling ``modules`` in turn computes what ``forward_features`` does.
+
+    Both are traced the same way and compared op by op; glue code that
+    ``forward_features`` runs between modules (Visformer adds position
+    embeddings between its stages) makes them differ. A model that cannot be
+    traced counts as the same: there is nothing to compare.
+    """
+    training = model.training
+    model.eval()
+    try:
+        features = _Tracer(ends).trace(model)
+        tracer = _Tracer([f"m.{e}" for e in ends])
+        tracer.traced_func_name = "forward"
+        chain = tracer.trace(_Chain(model, modules))
+    except Exception:  # noqa: BLE001
+        return True
+    finally:
+        model.train(training)
+    return _ops(features) == _ops(chain, "m.")
+
+
 @dataclass
 class Cut:
     """Where one part ends: after node ``cut``; ``carry[0]`` is the main tensor."""

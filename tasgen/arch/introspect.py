@@ -237,7 +237,7 @@ def _nchw(shape: Sequence[int], layout: Layout, grid: tuple[int, int]) -> tuple[
 
 
 # --------------------------------------------------------------- mixer kinds
-_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("to_qkv",))
+_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("qk", "v"), ("to_qkv",))
 _TOKEN_MLP_ATTRS = ("mlp_tokens", "linear_tokens", "token_mixing")
 
 
@@ -312,7 +312,7 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
     chain: StageTable | None = None
     try:
         chain = _read_chain(model, name=name, source=source, image_size=image_size)
-        if chain.staged:
+        if chain.staged and graph.same_ops(model, _stage_ends(model), _chain_modules(chain)):
             return chain
     except NotAChainError:
         raise
@@ -327,8 +327,12 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
     except Exception as exc:  # noqa: BLE001 - a model the reader does not foresee; say so, not its traceback
         reason = f"cannot run {name} stage by stage: reading its traced forward_features fails ({type(exc).__name__})"
     if chain is not None:  # plannable, but no assistant can be emitted from it
-        return chain.model_copy(update={"staged_error": reason})
+        return chain.model_copy(update={"staged": False, "staged_error": reason})
     raise ModelReadError(reason)
+
+
+def _chain_modules(table: StageTable) -> list[str]:
+    return [*table.stem.modules, *(m for s in table.stages for m in s.modules), *table.head.final_modules]
 
 
 def _sample(model: nn.Module, image_size: int) -> tuple[torch.Tensor, dict]:
