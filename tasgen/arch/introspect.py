@@ -482,7 +482,12 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         try:
             values = graph.shapes(gm, x)
         except Exception as exc:  # noqa: BLE001
-            raise GraphReadError(_trace_reason(GraphReadError(str(exc)))) from exc
+            if "meta tensors" in str(exc) or ".item()" in str(exc):
+                raise GraphReadError(_trace_reason(GraphReadError(str(exc)))) from exc
+            raise GraphReadError(
+                f"its forward_features fails on a {image_size} px input ({type(exc).__name__}); "
+                "try the image size the model is built for"
+            ) from exc
         try:
             reference = model.forward_intermediates(x, indices=_indices(model, ends), intermediates_only=True)
         except Exception as exc:  # noqa: BLE001
