@@ -76,6 +76,9 @@ def _meta(v: Any) -> Any:
     )
 
 
+_UNKNOWN = object()  # a value the shape tracer could not compute
+
+
 class _ShapeProxy(fx.Proxy):
     def __len__(self) -> int:
         value = self.node.meta.get("shape_value")
@@ -104,7 +107,12 @@ class _ShapeTracer(_Tracer):
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # noqa: ANN001, ANN201
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
-        proxy.node.meta["shape_value"] = self._value(kind, target, args, kwargs)
+        value = self._value(kind, target, args, kwargs)
+        if value is None and kind == "call_function" and target is operator.getitem:
+            # An item known to be None (Gemma-4's padding positions for a plain image): the
+            # model's own `is not None` checks then take the branch they take at run time.
+            return None
+        proxy.node.meta["shape_value"] = None if value is _UNKNOWN else value
         return proxy
 
     def _value(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
@@ -135,8 +143,8 @@ class _ShapeTracer(_Tracer):
                                                    **dict(module.named_buffers())}.items()}
                 return torch.func.functional_call(module, state, args, kwargs)
         except Exception:  # noqa: BLE001 - an unknown value only matters if tracing needs it
-            return None
-        return None
+            return _UNKNOWN
+        return _UNKNOWN
 
     def iter(self, obj: fx.Proxy) -> Any:
         value = obj.node.meta.get("shape_value")

@@ -491,6 +491,9 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         try:
             reference = model.forward_intermediates(x, indices=_indices(model, ends), intermediates_only=True)
         except Exception as exc:  # noqa: BLE001
+            if "meta tensors" in str(exc) or ".item()" in str(exc):
+                raise GraphReadError("its forward_intermediates reads tensor values (.item()), which the meta "
+                                     "device does not have, so tasgen cannot check its stages against it") from exc
             raise GraphReadError("its forward_intermediates fails on a sample input") from exc
         features = model.forward_features(x)
         _check_features(model, features)
