@@ -10,8 +10,9 @@ is not an ancestor of a stage end stays one opaque call, so the graph holds only
 the model's own glue code between its blocks.
 
 The graph is then cut after the node that ends each stage. Each part is a
-``GraphModule`` holding the model's submodules and parameters by reference (the
-same objects, so a shared stage is the model's own), and carries its glue code.
+``GraphModule`` that carries its glue code and, once bound (``bind``), reads the
+model's own submodules, parameters and buffers when it runs (the same objects,
+so a shared stage is the model's own).
 What crosses a cut besides the main tensor (``H, W``, a class token, the other
 branches of a multi-resolution model) is passed on explicitly: a part returns
 ``(main, *carry)`` and the next part takes them as arguments. Values that do not
