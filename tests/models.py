@@ -20,6 +20,37 @@ TIMM_MODELS = [
     ("edgenext_xx_small", "hybrid"),
 ]
 
+# Families read as a graph (their forward does work between modules, or a stage
+# ends inside a block) or not named above: (timm name, expected kind, kwargs, image
+# size). Depths are cut where the family allows, to keep real forwards cheap.
+MORE_TIMM_MODELS = [
+    ("levit_128s", "vit", {}, 64),
+    ("eva02_tiny_patch14_224", "vit", {"depth": 4}, 56),
+    ("beit_base_patch16_224", "vit", {"depth": 4, "embed_dim": 64, "num_heads": 2}, 64),
+    ("cait_xxs24_224", "vit", {"depth": 4}, 64),
+    ("convit_tiny", "vit", {"depth": 4, "local_up_to_layer": 2}, 64),
+    ("pit_ti_224", "vit", {}, 64),
+    ("xcit_nano_12_p16_224", "vit", {"depth": 4}, 64),
+    ("tnt_s_patch16_224", "vit", {"depth": 4}, 64),
+    ("nest_tiny", "vit", {}, 64),
+    ("volo_d1_224", "hybrid", {}, 64),
+    ("twins_pcpvt_small", "vit", {}, 64),
+    ("mvitv2_tiny", "vit", {}, 64),
+    ("coat_lite_tiny", "vit", {}, 64),
+    ("xception41", "cnn", {}, 64),
+    ("selecsls42", "cnn", {}, 64),
+    ("ghostnet_050", "cnn", {}, 64),
+    ("densenet121", "cnn", {}, 64),
+    ("rexnet_100", "cnn", {}, 64),
+    ("tiny_vit_5m_224", "hybrid", {}, 64),
+    ("fastvit_t8", "cnn", {}, 64),
+    ("mobilevit_xxs", "hybrid", {}, 64),
+    ("starnet_s050", "cnn", {}, 64),
+    ("mambaout_femto", "cnn", {}, 64),
+    ("shvit_s1", "hybrid", {}, 64),
+    ("visformer_tiny", "hybrid", {}, 64),  # adds position embeddings between its stages
+]
+
 # A subset planned against each other in every order.
 PAIR_MODELS = [
     "resnet18",
@@ -30,4 +61,9 @@ PAIR_MODELS = [
     "resmlp_12_224",
     "coatnet_nano_rw_224",
     "efficientformer_l1",
+    "levit_128s",
+    "eva02_tiny_patch14_224",
+    "cait_xxs24_224",
+    "xcit_nano_12_p16_224",
+    "twins_pcpvt_small",
 ]

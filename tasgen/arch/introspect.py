@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from tasgen.arch import graph
+from tasgen.arch.graph import GraphReadError
 from tasgen.arch.table import Head, Layout, Mixer, Part, Stage, StageTable
 
 ISOTROPIC_GROUPS = 4
@@ -33,6 +35,10 @@ POS_EMBED_METHOD = "_pos_embed"
 
 class ModelReadError(Exception):
     """tasgen cannot read this model as stem + stages + head."""
+
+
+class NotAChainError(ModelReadError):
+    """The model is not one chain of stages, whichever way it is read."""
 
 
 # ----------------------------------------------------------------- utilities
@@ -55,13 +61,59 @@ def _is_ancestor(parent: str, child: str) -> bool:
     return child.startswith(parent + ".")
 
 
-def _stage_ends(model: nn.Module) -> list[str]:
+def _info_entries(model: nn.Module) -> list[dict]:
+    """feature_info's entries, each ``module`` resolved to a module path of the model."""
     info = getattr(model, "feature_info", None)
     if info is None:
         raise ModelReadError(f"{type(model).__name__} has no feature_info")
     entries = [dict(e) for e in (info.info if hasattr(info, "info") else info)]
     if not entries:
         raise ModelReadError(f"{type(model).__name__} has an empty feature_info")
+    names = [e["module"] for e in entries]
+    if len(set(names)) != len(names):
+        raise NotAChainError(
+            f"{type(model).__name__} runs several branches side by side (its feature_info names "
+            f"'{next(n for n in names if names.count(n) > 1)}' for more than one stage); tasgen needs one chain of stages"
+        )
+    for e in entries:
+        e["module"] = _resolve_name(model, e["module"], len(entries))
+    paths = dict(model.named_modules())
+    for e in entries:
+        if e["module"] not in paths and e.get("reduction", 1) > 2:
+            raise NotAChainError(
+                f"{type(model).__name__}'s feature_info names '{e['module']}', which is not one of its modules "
+                "(its features come from parallel branches, not from stages run one after another); "
+                "tasgen needs one chain of stages"
+            )
+    return entries
+
+
+def _resolve_name(model: nn.Module, name: str, count: int) -> str:
+    """A feature_info name as a module path.
+
+    Some models name a stage ``block.2`` or ``blocks.2`` where the module is
+    ``stages.2`` or ``encoder.blocks.2``: such a name resolves to the one module
+    path ending in it, else to index N of the one container of ``count`` children
+    (preferring containers named like the prefix).
+    """
+    paths = dict(model.named_modules())
+    if name in paths:
+        return name
+    ending = [p for p in paths if p.endswith("." + name)]
+    if len(ending) == 1:
+        return ending[0]
+    prefix, _, index = name.rpartition(".")
+    if index.isdigit():
+        lists = [p for p, m in paths.items() if p and isinstance(m, (nn.Sequential, nn.ModuleList)) and len(m) == count]
+        named = [p for p in lists if p.rpartition(".")[2].startswith(prefix.rpartition(".")[2])]
+        for group in (named, lists):
+            if len(group) == 1:
+                return f"{group[0]}.{index}"
+    return name
+
+
+def _stage_ends(model: nn.Module) -> list[str]:
+    entries = _info_entries(model)
     # timm lists the stem's output first when it has 5 entries (ResNet's act1,
     # RegNet's stem): a stem, not a stage. A 4-stage model keeps all its entries.
     while len(entries) > ISOTROPIC_GROUPS and entries[0]["reduction"] <= 2:
@@ -185,7 +237,7 @@ def _nchw(shape: Sequence[int], layout: Layout, grid: tuple[int, int]) -> tuple[
 
 
 # --------------------------------------------------------------- mixer kinds
-_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("to_qkv",))
+_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("qk", "v"), ("to_qkv",))
 _TOKEN_MLP_ATTRS = ("mlp_tokens", "linear_tokens", "token_mixing")
 
 
@@ -241,6 +293,12 @@ def _depth(model: nn.Module, atoms: Sequence[str]) -> int:
 def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: int) -> StageTable:
     """Read a model (ideally built on the meta device) as a stage table.
 
+    The model is first read as a chain of modules (each part its modules called in
+    turn). Where that does not reproduce ``forward_features`` (its forward does
+    work between modules, or a stage ends inside a residual block), it is read as
+    a graph (``tasgen.arch.graph``): the traced ``forward_features`` cut after
+    each stage end.
+
     Args:
         model: a timm model or a tasgen Backbone.
         name: the name recorded in the table.
@@ -251,6 +309,42 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         The stage table. Raises ModelReadError when the model has no stage
         structure tasgen can find.
     """
+    chain: StageTable | None = None
+    try:
+        chain = _read_chain(model, name=name, source=source, image_size=image_size)
+        if chain.staged and graph.same_ops(model, _stage_ends(model), _chain_modules(chain)):
+            return chain
+    except NotAChainError:
+        raise
+    except ModelReadError:
+        pass
+    except Exception:  # noqa: BLE001 - the graph reader below says what is wrong
+        pass
+    try:
+        return _read_graph(model, name=name, source=source, image_size=image_size)
+    except GraphReadError as exc:
+        reason = f"cannot run {name} stage by stage: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a model the reader does not foresee; say so, not its traceback
+        reason = f"cannot run {name} stage by stage: reading its traced forward_features fails ({type(exc).__name__})"
+    if chain is not None:  # plannable, but no assistant can be emitted from it
+        return chain.model_copy(update={"staged": False, "staged_error": reason})
+    raise ModelReadError(reason)
+
+
+def _chain_modules(table: StageTable) -> list[str]:
+    return [*table.stem.modules, *(m for s in table.stages for m in s.modules), *table.head.final_modules]
+
+
+def _sample(model: nn.Module, image_size: int) -> tuple[torch.Tensor, dict]:
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("meta")
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    in_chans = int(cfg.get("input_size", (3,))[0])
+    return torch.empty(1, in_chans, image_size, image_size, device=device), cfg
+
+
+def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) -> StageTable:
+    """Read a model as a chain of its modules (see the module docstring)."""
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("meta")
     cfg = getattr(model, "pretrained_cfg", None) or {}
@@ -262,6 +356,7 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
     atoms = _atoms(model, ends)
     with torch.no_grad():
         called, features = _trace_calls(model, atoms, x)
+        _check_features(model, features)
         stem_m, stage_m, final_m = _segment(model, called, ends)
         try:
             reference = model.forward_intermediates(x, indices=_indices(model, ends), intermediates_only=True)
@@ -341,14 +436,12 @@ def _stage(model: nn.Module, i: int, mods: list[str], ch: int, red: int, layout:
 
 
 def _feature_info(model: nn.Module, ends: Sequence[str], key: str) -> list[int]:
-    info = model.feature_info
-    entries = {dict(e)["module"]: dict(e)[key] for e in (info.info if hasattr(info, "info") else info)}
+    entries = {e["module"]: e[key] for e in _info_entries(model)}
     return [int(entries[e]) for e in ends]
 
 
 def _indices(model: nn.Module, ends: Sequence[str]) -> list[int]:
-    info = model.feature_info
-    names = [dict(e)["module"] for e in (info.info if hasattr(info, "info") else info)]
+    names = [e["module"] for e in _info_entries(model)]
     return [names.index(e) for e in ends]
 
 
@@ -361,3 +454,159 @@ def _run_parts(model, x, stem_m, stage_m, final_m):
         shapes.append(tuple(x.shape))
     x = run_modules(model, final_m, x)
     return (stem_shape, shapes), x
+
+
+def _trace_reason(exc: GraphReadError) -> str:
+    """One sentence naming the construct that stops tracing, for a user."""
+    cause = exc.__cause__
+    text = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+    if "Proxy" in text or "TraceError" in text or "symbolically traced" in text:
+        return ("its forward_features has control flow that depends on tensor values "
+                "(torch.fx cannot trace it symbolically)")
+    if "meta tensors" in text or ".item()" in text:
+        return "its forward_features reads tensor values (.item()), which the meta device does not have"
+    return f"torch.fx cannot trace its forward_features ({type(cause or exc).__name__})"
+
+
+def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) -> StageTable:
+    """Read a model as its traced ``forward_features`` cut after each stage end."""
+    x, cfg = _sample(model, image_size)
+    size = (image_size, image_size)
+    model.eval()
+    ends = _stage_ends(model)
+    try:
+        gm = graph.trace(model, ends, size)
+    except GraphReadError as exc:
+        raise GraphReadError(_trace_reason(exc)) from exc
+    with torch.no_grad():
+        try:
+            values = graph.shapes(gm, x)
+        except Exception as exc:  # noqa: BLE001
+            if "meta tensors" in str(exc) or ".item()" in str(exc):
+                raise GraphReadError(_trace_reason(GraphReadError(str(exc)))) from exc
+            raise GraphReadError(
+                f"its forward_features fails on a {image_size} px input ({type(exc).__name__}); "
+                "try the image size the model is built for"
+            ) from exc
+        try:
+            reference = model.forward_intermediates(x, indices=_indices(model, ends), intermediates_only=True)
+        except Exception as exc:  # noqa: BLE001
+            if "meta tensors" in str(exc) or ".item()" in str(exc):
+                raise GraphReadError("its forward_intermediates reads tensor values (.item()), which the meta "
+                                     "device does not have, so tasgen cannot check its stages against it") from exc
+            raise GraphReadError("its forward_intermediates fails on a sample input") from exc
+        features = model.forward_features(x)
+        _check_features(model, features)
+        pooled = model.forward_head(features, pre_logits=True)
+        logits = model.forward_head(features)
+    infos = _feature_info(model, ends, "num_chs")
+    reductions = _feature_info(model, ends, "reduction")
+
+    def accepts(i: int, t: torch.Tensor) -> bool:
+        try:
+            layout, _, red, _ = _layout(tuple(t.shape), infos[i], reductions[i], size)
+        except ModelReadError:
+            return False
+        grid = (math.ceil(size[0] / red), math.ceil(size[1] / red))
+        return _nchw(tuple(t.shape), layout, grid)[1:] == tuple(reference[i].shape[1:])
+
+    def stem_accepts(t: torch.Tensor) -> bool:
+        try:
+            _layout(tuple(t.shape), None, reductions[0], size)
+        except ModelReadError:
+            return False
+        return True
+
+    cuts = [graph.stem_cut(model, gm, values, ends, stem_accepts), *graph.find_cuts(model, gm, values, ends, accepts)]
+    parts = graph.split(gm, cuts)
+    try:
+        with torch.no_grad():
+            state: object = x
+            for part in parts:
+                state = part(*state) if isinstance(state, tuple) else part(state)
+    except Exception as exc:  # noqa: BLE001
+        raise GraphReadError("its parts fail when run in turn (a value crossing a cut is changed in place)") from exc
+    if not isinstance(state, torch.Tensor) or tuple(state.shape) != tuple(features.shape):
+        raise GraphReadError("its parts, run in turn, do not give forward_features' output")
+
+    def params(part) -> int:
+        mods = graph.called_modules(part)
+        tensors = [t for t in (_attr(model, p) for p in graph.attributes(part)) if isinstance(t, nn.Parameter)]
+        holder = nn.Module()
+        holder.mods = nn.ModuleList(_mods(model, mods))
+        holder.tensors = nn.ParameterList(tensors)
+        return count_params([holder])
+
+    shapes = [tuple(graph.value_of(values, c.carry[0]).shape) for c in cuts]
+    stem_mods = graph.called_modules(parts[0])
+    if hasattr(model, POS_EMBED_METHOD):
+        stem_mods = [POS_EMBED_METHOD if a == "pos_drop" else a for a in stem_mods]
+    layout, ch, red, prefix = _layout(shapes[0], None, reductions[0], size)
+    stem = Part(modules=stem_mods, channels=ch, reduction=red, layout=layout, prefix_tokens=prefix,
+                params=params(parts[0]), cut=cuts[0].cut, carry=cuts[0].carry)
+    stages = []
+    for i, (shape, part, cut) in enumerate(zip(shapes[1:], parts[1:-1], cuts[1:], strict=True)):
+        layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size)
+        mods = graph.called_modules(part)
+        modules = _mods(model, mods)
+        stages.append(Stage(index=i + 1, modules=mods, channels=ch, reduction=red, layout=layout,
+                            prefix_tokens=prefix, params=params(part), mixer=detect_mixer(modules),
+                            depth=_depth(model, mods), cut=cut.cut, carry=cut.carry))
+    final_mods = graph.called_modules(parts[-1])
+    f_layout, f_channels, f_prefix = _final_layout(tuple(features.shape), model, reductions[-1], size)
+    total = count_params([model])
+    head_params = total - stem.params - sum(s.params for s in stages)
+    mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+    return StageTable(
+        model=name, source=source, family=type(model).__name__, input_size=(int(x.shape[1]), *size),
+        mean=mean, std=std, stem=stem, stages=stages,
+        head=Head(final_modules=final_mods, feature_channels=f_channels, feature_layout=f_layout,
+                  feature_prefix_tokens=f_prefix, num_features=int(pooled.shape[-1]),
+                  num_classes=int(logits.shape[-1]), params=head_params),
+        params=total, reader="graph",
+    )
+
+
+def _check_features(model: nn.Module, features: object) -> None:
+    if not isinstance(features, torch.Tensor):
+        raise NotAChainError(
+            f"{type(model).__name__}'s forward_features returns a {type(features).__name__} of feature maps, "
+            "not one final map; tasgen needs one final feature map to pool and distil"
+        )
+
+
+def _final_layout(
+    shape: tuple[int, ...], model: nn.Module, reduction: int, size: tuple[int, int]
+) -> tuple[Layout, int, int]:
+    """Layout, channels and prefix tokens of forward_features' output.
+
+    A model whose forward_features returns class tokens only (PiT) has no grid:
+    its tokens are pooled as they are.
+    """
+    try:
+        layout, channels, _, prefix = _layout(shape, getattr(model, "num_features", None), reduction, size)
+    except ModelReadError:
+        if len(shape) != 3:
+            raise
+        layout, channels, prefix = "NLC", shape[-1], 0
+    return layout, channels, prefix
+
+
+def _attr(model: nn.Module, path: str) -> object:
+    owner, _, field = path.rpartition(".")
+    return getattr(model.get_submodule(owner) if owner else model, field)
+
+
+def graph_parts(model: nn.Module, table: StageTable, bind: bool = True) -> list:
+    """The parts (stem, stages, final) of a graph-read table, as GraphModules.
+
+    The model is traced again exactly as it was read, and cut after the nodes
+    the table names. With ``bind``, every part reads the model's own modules,
+    parameters and buffers when it runs (see ``graph.bind``).
+    """
+    ends = _stage_ends(model)
+    gm = graph.trace(model, ends, tuple(table.input_size[1:]))
+    cuts = [graph.Cut(cut=p.cut or "", carry=list(p.carry)) for p in (table.stem, *table.stages)]
+    parts = graph.split(gm, cuts)
+    return [graph.bind(part, model) for part in parts] if bind else parts

@@ -35,6 +35,12 @@ class Part(_Frozen):
         layout: memory layout of the output.
         prefix_tokens: class/register tokens in front of the grid tokens (NLC only).
         params: parameter count of the part's own modules.
+        cut: in a graph-read table, the node of the traced ``forward_features``
+            after which the part ends (None: the part is the modules above, run
+            as a chain).
+        carry: in a graph-read table, the nodes whose values cross that cut: the
+            main tensor (the output described here) first, then what else the
+            next part reads (``H, W``, class tokens, other branches).
     """
 
     modules: list[str]
@@ -43,6 +49,13 @@ class Part(_Frozen):
     layout: Layout
     prefix_tokens: int = 0
     params: int = 0
+    cut: str | None = None
+    carry: list[str] = Field(default_factory=list)
+
+    @property
+    def extras(self) -> list[str]:
+        """What crosses the cut besides the main tensor."""
+        return self.carry[1:]
 
 
 class Stage(Part):
@@ -76,9 +89,12 @@ class StageTable(_Frozen):
         mean, std: the normalisation the model expects.
         staged: whether tasgen can run the model part by part (needed to emit an
             assistant from it); ``staged_error`` says why not.
+        reader: ``chain`` (each part is its modules called in turn) or ``graph``
+            (each part is a piece of the traced ``forward_features``, cut after
+            the nodes the parts' ``cut`` names).
     """
 
-    version: int = 2
+    version: int = 3
     model: str
     source: Literal["timm", "spec"]
     family: str
@@ -91,6 +107,7 @@ class StageTable(_Frozen):
     params: int
     staged: bool = True
     staged_error: str | None = None
+    reader: Literal["chain", "graph"] = "chain"
 
     @property
     def kind(self) -> Kind:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tasgen.emit.bridge import Bridge
-from tasgen.emit.staged import StagedModel
+from tasgen.emit.staged import StagedModel, State, main
 from tasgen.plan import Plan
 
 
@@ -39,8 +39,11 @@ class Assistant(nn.Module):
         self.local = StagedModel(models[plan.local_role], plan.table(plan.local_role), pool)
         self.glob = StagedModel(models[plan.global_role], plan.table(plan.global_role), pool)
         self.bridge = Bridge(plan.bridge, plan.image_size, self.glob)
-        # Prefix tokens of design `depth`: the global member's tokens entering stage global_start.
+        # Prefix tokens of design `depth`, and the values a graph-read global stage
+        # reads besides its main input (H and W, class tokens): the global member's
+        # own, as they enter stage global_start in its forward pass of the same images.
         self.prefix_depth = self.global_start - 1
+        self.carries = self.glob.carries(self.global_start)
         local_t, glob_t = plan.table(plan.local_role), plan.table(plan.global_role)
         # Local-normalised images -> global-normalised ones (x * s_l + m_l - m_g) / s_g, for `forward`.
         scale = [sl / sg for sl, sg in zip(local_t.std, glob_t.std, strict=True)]
@@ -48,7 +51,12 @@ class Assistant(nn.Module):
         self.register_buffer("renorm_scale", torch.tensor(scale).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("renorm_shift", torch.tensor(shift).view(1, -1, 1, 1), persistent=False)
 
-    def forward_local(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def reads_global(self) -> bool:
+        """Whether the bridge's side needs the global member's state at depth ``prefix_depth``."""
+        return self.bridge.needs_prefix or self.carries
+
+    def forward_local(self, x: torch.Tensor) -> State:
         """Local stem and stages 1..split (what the system computes once and shares)."""
         x = self.local.stem(x)
         for i in range(1, self.split + 1):
@@ -61,10 +69,22 @@ class Assistant(nn.Module):
         Args:
             global_input: Its stage ``prefix_depth`` output (the stem's when 0).
         """
-        return global_input[:, : self.plan.bridge.out_prefix_tokens].detach()
+        return main(global_input)[:, : self.plan.bridge.out_prefix_tokens].detach()
+
+    def global_inputs(self, global_state: State) -> tuple[torch.Tensor | None, tuple | None]:
+        """(prefix tokens, carried values) the assistant reads from the global member's state.
+
+        Args:
+            global_state: Its stage ``prefix_depth`` output (the stem's when 0).
+        """
+        prefix = self.prefix_tokens(global_state) if self.bridge.needs_prefix else None
+        carry = None
+        if self.carries:
+            carry = tuple(v.detach() if isinstance(v, torch.Tensor) else v for v in global_state[1:])
+        return prefix, carry
 
     def forward_from_local(
-        self, h: torch.Tensor, prefix: torch.Tensor | None = None
+        self, h: State, prefix: torch.Tensor | None = None, carry: tuple | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Bridge -> global stages -> head, from the local stage output `h`.
 
@@ -72,17 +92,21 @@ class Assistant(nn.Module):
             h: The local member's stage ``split`` output.
             prefix: The global member's prefix tokens at the bridge's depth, when
                 ``bridge.needs_prefix`` (see `prefix_tokens`).
+            carry: What the global stage ``global_start`` reads besides its main
+                input, when ``carries`` (see `global_inputs`).
         """
-        x = self.bridge(h, prefix)
+        x: State = self.bridge(main(h), prefix)
+        if carry:
+            x = (x, *carry)
         for i in range(self.global_start, self.glob.num_stages + 1):
             x = self.glob.stage(i, x)
         return self.glob.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for images normalised as the local member expects."""
-        prefix = None
-        if self.bridge.needs_prefix:
+        prefix = carry = None
+        if self.reads_global:
             with torch.no_grad():
                 g = self.glob.forward_to(x * self.renorm_scale + self.renorm_shift, self.prefix_depth)
-            prefix = self.prefix_tokens(g)
-        return self.forward_from_local(self.forward_local(x), prefix)[0]
+            prefix, carry = self.global_inputs(g)
+        return self.forward_from_local(self.forward_local(x), prefix, carry)[0]

@@ -10,7 +10,7 @@ from torch import nn
 
 from tasgen.arch.introspect import POS_EMBED_METHOD as POS_EMBED
 from tasgen.blocks import WindowAttentionBlock
-from tasgen.emit.staged import StagedModel
+from tasgen.emit.staged import StagedModel, State, main
 from tasgen.plan import BridgeGeometry
 
 
@@ -50,10 +50,10 @@ class Bridge(nn.Module):
         self._pos_embed = None
         if g.out_layout == "NLC" and POS_EMBED in global_model.table.stem.modules:
             self._pos_embed = getattr(global_model.model, POS_EMBED)
-        if g.out_prefix_tokens and self._pos_embed is None:
+        if g.out_prefix_tokens and self._pos_embed is None and g.prefix_source == "embed":
             raise BridgeError(
                 f"{global_model.table.model} expects {g.out_prefix_tokens} prefix tokens but has no _pos_embed "
-                "to create them"
+                "to create them; set assistant.bridge.prefix_tokens to pooled or depth"
             )
         if self._pos_embed is not None and getattr(global_model.model, "dynamic_img_size", False):
             self._grid_tokens = "NHWC"  # _pos_embed then takes (B, H, W, C)
@@ -80,16 +80,16 @@ class Bridge(nn.Module):
             return None
         return x.new_zeros(x.shape[0], self.geometry.out_prefix_tokens, self.geometry.out_channels)
 
-    def forward(self, x: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: State, prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Map a local stage output to the global member's next stage input.
 
         Args:
-            x: The local stage output.
+            x: The local stage output (its main tensor, when the stage carries more).
             prefix: (B, prefix tokens, C): the global member's prefix tokens at this
                 depth; needed when `needs_prefix`, ignored otherwise.
         """
         g = self.geometry
-        x = self._to_nchw(x)
+        x = self._to_nchw(main(x))
         if g.resample == "interpolate":
             x = F.interpolate(x, size=(self.out_grid, self.out_grid), mode="bilinear", align_corners=False)
         x = self.proj(x)
@@ -98,13 +98,18 @@ class Bridge(nn.Module):
             return x
         if g.out_layout == "NCHW":
             return x.permute(0, 3, 1, 2)
-        if self._pos_embed is None:
-            return x.flatten(1, 2)
-        x = self._pos_embed(x if self._grid_tokens == "NHWC" else x.flatten(1, 2))
         n = g.out_prefix_tokens
-        if n == 0 or g.prefix_source == "embed":
-            return x
-        grid = x[:, n:]
+        if self._pos_embed is None:  # no positions to add (or they are relative, inside the blocks)
+            grid = x.flatten(1, 2)
+            if n == 0:
+                return grid
+        else:
+            x = self._pos_embed(x if self._grid_tokens == "NHWC" else x.flatten(1, 2))
+            if isinstance(x, tuple):  # EVA's returns (tokens, rope table); the rope is recomputed later
+                x = x[0]
+            if n == 0 or g.prefix_source == "embed":
+                return x
+            grid = x[:, n:]
         if g.prefix_source == "pooled":
             prefix = grid.mean(1, keepdim=True).expand(-1, n, -1)
         elif prefix is None:

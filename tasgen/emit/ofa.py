@@ -20,6 +20,7 @@ from torch import nn
 
 from tasgen.arch.table import Layout, StageTable
 
+from .staged import main
 from .system import DistillationSystem, Outputs
 
 
@@ -89,6 +90,6 @@ class OFASystem(nn.Module):
         for i in range(1, view.num_stages + 1):
             x = view.stage(i, x)
             if members is None or f"exit{i}" in members:
-                out[f"exit{i}"] = self.branches[i - 1](x)
+                out[f"exit{i}"] = self.branches[i - 1](main(x))
         out["student"] = view.head(x)
         return out

@@ -9,11 +9,13 @@ DistillationSystem state_dict so that the file reproduces the in-memory assistan
 from __future__ import annotations
 
 import ast
+import builtins
 import inspect
 import json
 import textwrap
 from types import ModuleType
 
+from tasgen.arch.table import StageTable
 from tasgen.plan import Plan
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 
@@ -73,11 +75,69 @@ def _calls(owner: str, modules: list[str]) -> list[str]:
     return out
 
 
+def _part_name(role: str, index: int | str) -> str:
+    return f"{role}_{index}" if isinstance(index, str) else f"{role}_stage{index}"
+
+
+def _run_part(owner: str, role: str, table: StageTable, index: int | str) -> list[str]:
+    """Lines that run one part of a table (index: "stem", a 1-based stage, or "final") on ``x``."""
+    if table.reader != "graph":
+        modules = (table.stem.modules if index == "stem" else table.head.final_modules if index == "final"
+                   else table.stages[index - 1].modules)
+        return _calls(owner, modules)
+    # A graph part takes what the previous one carried across its cut.
+    if index == "stem":
+        carried = 1
+    else:
+        previous = table.stages[-1] if index == "final" else table.stage_input(index)
+        carried = len(previous.carry)
+    return [f"x = {_part_name(role, index)}(self.{owner}, {'*x' if carried > 1 else 'x'})"]
+
+
+def _graph_source(spec: Spec, plan: Plan, uses: dict[str, list[int | str]]) -> tuple[str, list[str]]:
+    """The graph parts the assistant runs, as functions of the model, and the imports they need."""
+    from torch.fx.graph import _custom_builtins
+
+    from tasgen.arch import graph
+    from tasgen.arch.introspect import graph_parts
+    from tasgen.arch.models import create_model
+
+    functions, imports, names = [], [], {}
+    for role, indices in uses.items():
+        table = plan.table(role)
+        model = create_model(getattr(spec, role), num_classes=plan.num_classes, image_size=plan.image_size,
+                             device="meta")
+        stem, *stages, final = graph_parts(model, table, bind=False)
+        by_index = {"stem": stem, "final": final, **{i + 1: p for i, p in enumerate(stages)}}
+        for index in indices:
+            text, needed = graph.source(by_index[index], _part_name(role, index))
+            where = "stem" if index == "stem" else "final part" if index == "final" else f"stage {index}"
+            functions.append(f"# {where} of the {role} {table.model}: a piece of its traced forward_features "
+                             "(`self` is the model)\n" + text.strip())
+            for name, obj in needed.items():
+                if names.setdefault(name, obj) is not obj:
+                    raise ValueError(f"two graph parts need different objects named {name}")
+    for name, obj in sorted(names.items()):
+        if name in _custom_builtins:
+            imports.append(_custom_builtins[name].import_str)
+        elif isinstance(obj, ModuleType):
+            imports.append(f"import {obj.__name__}" + ("" if obj.__name__ == name else f" as {name}"))
+        elif getattr(builtins, name, None) is obj:
+            continue
+        else:
+            module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+            if not module or "." in qualname or "<" in qualname:
+                raise ValueError(f"a graph part calls {obj!r}, which the emitted file cannot import")
+            imports.append(f"from {module} import {qualname}" + ("" if qualname == name else f" as {name}"))
+    return "\n\n\n".join(functions), sorted(set(imports))
+
+
 def assistant_source(spec: Spec, plan: Plan) -> str:
     """The standalone source of the assistant a spec compiles to."""
     b = plan.bridge
     local = plan.table(plan.local_role)
     glob = plan.table(plan.global_role)
+    carries = bool(glob.stage_input(plan.global_start).extras)
     header = [f'"""The TAS assistant of spec {plan.name!r}, emitted by tasgen from plan {plan.hash}.', ""]
     header.append("Parts, in order:")
     for part in plan.assistant:
@@ -89,29 +149,35 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
     uses_backbone = any(isinstance(getattr(spec, r), BackboneSpec) for r in ("teacher", "student"))
 
     forward_local = ["x = images"]
-    forward_local += [f"# stem: {plan.local_role} {local.model}"] + _calls("local", local.stem.modules)
+    forward_local += [f"# stem: {plan.local_role} {local.model}"] + _run_part("local", plan.local_role, local, "stem")
     for s in local.stages[: plan.split]:
         forward_local.append(f"# stage {s.index}: {plan.local_role} {local.model} ({s.mixer})")
-        forward_local += _calls("local", s.modules)
-    forward_local.append("return x")
+        forward_local += _run_part("local", plan.local_role, local, s.index)
+    forward_local.append("return x[0]  # the main tensor" if local.stages[plan.split - 1].extras else "return x")
     forward_global = [f"# bridge (new): {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> "
                       f"{b.out_channels}ch /{b.out_reduction} {b.out_layout}", "x = self.bridge(h)"]
     pos_embed = b.out_layout == "NLC" and "_pos_embed" in glob.stem.modules
     n = b.out_prefix_tokens
-    needs_prefix = pos_embed and n > 0 and b.prefix_source == "depth"
+    needs_prefix = (pos_embed or b.out_layout == "NLC") and n > 0 and b.prefix_source == "depth"
     if pos_embed:
         forward_global.append(f"x = self.glob._pos_embed(x)  # {plan.global_role}'s positions (and its input-level prefix tokens)")
-    if pos_embed and n and b.prefix_source == "pooled":
-        forward_global.append(f"x = torch.cat([x[:, {n}:].mean(1, keepdim=True).expand(-1, {n}, -1), x[:, {n}:]], dim=1)"
+        if glob.reader == "graph":
+            forward_global.append("x = x[0] if isinstance(x, tuple) else x  # (tokens, rope table): the rope is recomputed")
+    grid = f"x[:, {n}:]" if pos_embed else "x"
+    if n and b.out_layout == "NLC" and b.prefix_source == "pooled":
+        forward_global.append(f"x = torch.cat([{grid}.mean(1, keepdim=True).expand(-1, {n}, -1), {grid}], dim=1)"
                               "  # prefix tokens: the mean grid token")
     elif needs_prefix:
-        forward_global.append(f"x = torch.cat([prefix.to(x.dtype), x[:, {n}:]], dim=1)"
+        forward_global.append(f"x = torch.cat([prefix.to(x.dtype), {grid}], dim=1)"
                               f"  # prefix tokens: {plan.global_role}'s own, at this depth")
+    if carries:
+        forward_global.append(f"x = (x, *carry)  # what stage {plan.global_start} reads besides its input: "
+                              f"{plan.global_role}'s own, at this depth")
     for s in glob.stages[plan.global_start - 1 :]:
         forward_global.append(f"# stage {s.index}: {plan.global_role} {glob.model} ({s.mixer})")
-        forward_global += _calls("glob", s.modules)
+        forward_global += _run_part("glob", plan.global_role, glob, s.index)
     forward_global.append(f"# final and head: {plan.global_role} {glob.model}")
-    forward_global += _calls("glob", glob.head.final_modules)
+    forward_global += _run_part("glob", plan.global_role, glob, "final")
     if plan.feature.get("pool", "avg") == "avg":
         pooled = {"NCHW": "x.mean((2, 3))", "NHWC": "x.mean((1, 2))",
                   "NLC": f"x[:, {glob.head.feature_prefix_tokens}:].mean(1)"}[glob.head.feature_layout]
@@ -124,10 +190,12 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
                            "return self.glob.forward_head(x), feature"]
     global_prefix = [f"# {plan.global_role} {glob.model}'s prefix tokens entering stage {plan.global_start}",
                      "x = images * self.renorm_scale + self.renorm_shift  # its own normalisation"]
-    global_prefix += _calls("glob", glob.stem.modules)
+    global_prefix += _run_part("glob", plan.global_role, glob, "stem")
     for s in glob.stages[: plan.global_start - 1]:
-        global_prefix += _calls("glob", s.modules)
-    global_prefix.append(f"return x[:, :{n}]")
+        global_prefix += _run_part("glob", plan.global_role, glob, s.index)
+    global_carry = [line.replace("prefix tokens", "values besides its input") for line in global_prefix]
+    global_prefix.append(f"return x[0][:, :{n}]" if carries else f"return x[:, :{n}]")
+    global_carry.append("return tuple(v.detach() if isinstance(v, torch.Tensor) else v for v in x[1:])")
 
     def method(name: str, args: str, ret: str, doc: str, lines: list[str]) -> str:
         inner = "\n".join(lines)
@@ -148,21 +216,28 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         f"        self.bridge = Bridge()\n"
         + (f"        self.register_buffer('renorm_scale', torch.tensor({renorm[0]!r}).view(1, -1, 1, 1), persistent=False)\n"
            f"        self.register_buffer('renorm_shift', torch.tensor({renorm[1]!r}).view(1, -1, 1, 1), persistent=False)\n"
-           if needs_prefix else "")
+           if needs_prefix or carries else "")
         + "\n"
         + method("local_features", "images: torch.Tensor", "torch.Tensor", "Local stem and stages.", forward_local)
         + "\n"
-        + method("global_head", "h: torch.Tensor, prefix: torch.Tensor | None = None",
+        + method("global_head", "h: torch.Tensor, prefix: torch.Tensor | None = None, carry: tuple = ()",
                  "tuple[torch.Tensor, torch.Tensor]",
                  "Bridge, global stages and head: (logits, pooled feature).", forward_global)
         + "\n"
         + (method("global_prefix", "images: torch.Tensor", "torch.Tensor",
                   "The global member's own prefix tokens at the bridge's depth.", global_prefix) + "\n"
            if needs_prefix else "")
+        + (method("global_carry", "images: torch.Tensor", "tuple",
+                  "What the global member's next stage reads besides its input, at the bridge's depth.",
+                  global_carry) + "\n"
+           if carries else "")
         + "    def forward(self, images: torch.Tensor) -> torch.Tensor:\n"
-        + ("        with torch.no_grad():\n            prefix = self.global_prefix(images)\n"
-           "        return self.global_head(self.local_features(images), prefix)[0]\n\n"
-           if needs_prefix else "        return self.global_head(self.local_features(images))[0]\n\n")
+        + ("        with torch.no_grad():\n"
+           + ("            prefix = self.global_prefix(images)\n" if needs_prefix else "")
+           + ("            carry = self.global_carry(images)\n" if carries else "")
+           + "        return self.global_head(self.local_features(images)"
+           + (", prefix" if needs_prefix else ", None") + (", carry" if carries else "") + ")[0]\n\n"
+           if needs_prefix or carries else "        return self.global_head(self.local_features(images))[0]\n\n")
         + "    def load_system_state_dict(self, state: dict[str, torch.Tensor]) -> None:\n"
         '        """Load the weights of a tasgen DistillationSystem (student, teacher, bridge)."""\n'
         f"        local, glob = {prefix[plan.local_role]!r}, {prefix[plan.global_role]!r}\n"
@@ -209,9 +284,21 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
     )
     imports = ("from __future__ import annotations\n\nimport json\nimport math\nimport types\nfrom typing import Any\n\n"
                "import timm\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n")
+    uses: dict[str, list[int | str]] = {}
+    if local.reader == "graph":
+        uses[plan.local_role] = ["stem", *range(1, plan.split + 1)]
+    if glob.reader == "graph":
+        early = ["stem", *range(1, plan.global_start)] if needs_prefix or carries else []
+        uses[plan.global_role] = [*early, *range(plan.global_start, len(glob.stages) + 1), "final"]
+    parts = []
+    if uses:
+        graph_functions, graph_imports = _graph_source(spec, plan, uses)
+        imports += "\n".join(i for i in graph_imports if i not in imports.splitlines()) + "\n"
+        parts = ["# ---- parts of the models read as graphs (torch.fx code of their forward_features)\n"
+                 + graph_functions]
     sections = ["\n".join(header), imports, _library_source(uses_backbone), helpers,
                 _model_factory("teacher", spec.teacher, plan), _model_factory("student", spec.student, plan),
-                bridge_cls, assistant_cls]
+                *parts, bridge_cls, assistant_cls]
     return "\n\n".join(s.rstrip() + "\n" for s in sections)
 
 

@@ -16,11 +16,22 @@ def _resolve(model: nn.Module, path: str) -> Callable[[torch.Tensor], torch.Tens
     return getattr(model, path) if path.startswith("_") else model.get_submodule(path)
 
 
+State = torch.Tensor | tuple  # a part's output: the main tensor, or (main, *carried values)
+
+
+def main(state: State) -> torch.Tensor:
+    """The main tensor of a part's output (the stage output its table describes)."""
+    return state[0] if isinstance(state, tuple) else state
+
+
 class StagedModel:
     """A view of a model as stem -> stages -> final -> head.
 
     Holds the model by reference (it is not an nn.Module, so nothing is registered
-    twice): every call runs the model's own submodules.
+    twice): every call runs the model's own submodules. A graph-read table
+    (``table.reader == "graph"``) is run as the pieces of the model's traced
+    ``forward_features``; there a part whose cut carries more than the main
+    tensor returns ``(main, *carry)`` and the next part takes all of them.
 
     Args:
         model: a timm model or a tasgen Backbone.
@@ -35,38 +46,52 @@ class StagedModel:
         self.model = model
         self.table = table
         self.pool = pool
-        self._stem = [_resolve(model, p) for p in table.stem.modules]
-        self._stages = [[_resolve(model, p) for p in s.modules] for s in table.stages]
-        self._final = [_resolve(model, p) for p in table.head.final_modules]
+        if table.reader == "graph":
+            from tasgen.arch.introspect import graph_parts
+
+            stem, *stages, final = graph_parts(model, table)
+            self._stem, self._stages, self._final = [stem], [[s] for s in stages], [final]
+            self._stem_modules = [model.get_submodule(p) for p in table.stem.modules if not p.startswith("_")]
+            self._stage_modules = [[model.get_submodule(p) for p in s.modules] for s in table.stages]
+        else:
+            self._stem = [_resolve(model, p) for p in table.stem.modules]
+            self._stages = [[_resolve(model, p) for p in s.modules] for s in table.stages]
+            self._final = [_resolve(model, p) for p in table.head.final_modules]
+            self._stem_modules = [m for m in self._stem if isinstance(m, nn.Module)]
+            self._stage_modules = [[m for m in s if isinstance(m, nn.Module)] for s in self._stages]
 
     @property
     def num_stages(self) -> int:
         return len(self._stages)
 
     @staticmethod
-    def _run(fns: list[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+    def _run(fns: list[Callable[..., State]], x: State) -> State:
         for fn in fns:
-            x = fn(x)
+            x = fn(*x) if isinstance(x, tuple) else fn(x)
         return x
 
-    def stem(self, x: torch.Tensor) -> torch.Tensor:
+    def stem(self, x: torch.Tensor) -> State:
         return self._run(self._stem, x)
 
-    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+    def stage(self, index: int, x: State) -> State:
         """Run stage `index` (1-based)."""
         return self._run(self._stages[index - 1], x)
 
+    def carries(self, index: int) -> bool:
+        """Whether stage `index` (1-based) reads more than the previous part's main tensor."""
+        return bool(self.table.stage_input(index).extras)
+
     def stage_modules(self, index: int) -> list[nn.Module]:
-        return [m for m in self._stages[index - 1] if isinstance(m, nn.Module)]
+        return list(self._stage_modules[index - 1])
 
     def stem_modules(self) -> list[nn.Module]:
-        return [m for m in self._stem if isinstance(m, nn.Module)]
+        return list(self._stem_modules)
 
-    def head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def head(self, x: State) -> tuple[torch.Tensor, torch.Tensor]:
         """Final part and head, one pass: returns (logits, pooled feature)."""
         return knowledge(self.model, self.table.head, self._run(self._final, x), self.pool)
 
-    def forward_to(self, x: torch.Tensor, depth: int) -> torch.Tensor:
+    def forward_to(self, x: torch.Tensor, depth: int) -> State:
         """Stem and stages 1..depth (0: the stem alone)."""
         x = self.stem(x)
         for i in range(1, depth + 1):

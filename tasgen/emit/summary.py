@@ -30,6 +30,14 @@ def _flops(fn, *args) -> int:
     return int(counter.get_total_flops())
 
 
+def _carry(a, images: torch.Tensor) -> tuple | None:
+    """What the assistant's first global stage reads besides the bridge's output, on meta images."""
+    if not a.carries:
+        return None
+    with torch.no_grad():
+        return a.global_inputs(a.glob.forward_to(images, a.prefix_depth))[1]
+
+
 def build_meta_system(spec: Spec, plan: Plan):
     """The system on the meta device: exact shapes and counts, no memory."""
     from tasgen.arch.models import create_model
@@ -46,6 +54,7 @@ def part_costs(spec: Spec, plan: Plan) -> dict[str, tuple[int, int]]:
     system = build_meta_system(spec, plan)
     a = system.assistant
     x = torch.empty(1, plan.table(plan.local_role).input_size[0], plan.image_size, plan.image_size, device="meta")
+    carry = _carry(a, x)
     out: dict[str, tuple[int, int]] = {}
     for part in plan.assistant:
         view = a.local if part.source == plan.local_role else a.glob
@@ -66,6 +75,8 @@ def part_costs(spec: Spec, plan: Plan) -> dict[str, tuple[int, int]]:
         flops = _flops(fn, x)
         with torch.no_grad():
             x = fn(x)
+        if part.name == "bridge" and carry:
+            x = (x, *carry)  # what the global stage reads besides its input (H and W, class tokens)
         out[part.name] = (params, flops)
     return out
 
@@ -94,7 +105,11 @@ def system_costs(spec: Spec, plan: Plan) -> list[PartSummary]:
         mods = [m for i in range(plan.global_start, g.num_stages + 1) for m in g.stage_modules(i)]
         total, trainable = _count(p for m in mods for p in m.parameters())
 
+        carry = _carry(a, x)
+
         def rest(t):
+            if carry:
+                t = (t, *carry)
             for i in range(plan.global_start, g.num_stages + 1):
                 t = g.stage(i, t)
             return g.head(t)

@@ -48,7 +48,8 @@ class DistillationSystem(nn.Module):
     method uses them. The teacher runs under no_grad; the stages the assistant
     shares with the local member run once, and the assistant starts from their
     output; the prefix tokens its bridge may read from the global member (design
-    ``depth``) come from that member's run too. Each model sees its own
+    ``depth``), and the values a graph-read global stage reads besides its input
+    (``H, W``, class tokens), come from that member's run too. Each model sees its own
     normalisation. The pooled feature is ``plan.feature["pool"]``'s.
 
     Args:
@@ -77,7 +78,7 @@ class DistillationSystem(nn.Module):
         )
         # The global member's run that supplies the bridge's prefix tokens (design `depth`);
         # a fine-tuned teacher copy is not run by the system, so the assistant runs it.
-        self.share_prefix = self.assistant is not None and self.assistant.bridge.needs_prefix and (
+        self.share_prefix = self.assistant is not None and self.assistant.reads_global and (
             plan.global_role == "student" or plan.teacher_stages == "frozen"
         )
         self.teacher.eval()
@@ -144,13 +145,13 @@ class DistillationSystem(nn.Module):
                 h = kept[plan.local_role][plan.split]
             else:  # a fine-tuned teacher copy supplies the local stages: run them
                 h = a.forward_local(xt)
-            prefix = None
+            prefix = carry = None
             if self.share_prefix:
-                prefix = a.prefix_tokens(kept[plan.global_role][a.prefix_depth])
-            elif a.bridge.needs_prefix:  # the global member is a fine-tuned teacher copy
+                prefix, carry = a.global_inputs(kept[plan.global_role][a.prefix_depth])
+            elif a.reads_global:  # the global member is a fine-tuned teacher copy
                 with torch.no_grad():
-                    prefix = a.prefix_tokens(a.glob.forward_to(xt, a.prefix_depth))
-            out["assistant"] = a.forward_from_local(h, prefix)
+                    prefix, carry = a.global_inputs(a.glob.forward_to(xt, a.prefix_depth))
+            out["assistant"] = a.forward_from_local(h, prefix, carry)
         return out
 
 

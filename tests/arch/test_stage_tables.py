@@ -9,27 +9,31 @@ import pytest
 import timm
 import torch
 
-from tasgen.arch.introspect import detect_mixer, read_stage_table
+from tasgen.arch.introspect import ModelReadError, detect_mixer, read_stage_table
 from tasgen.arch.models import create_model, stage_table
-from tasgen.emit.staged import StagedModel
+from tasgen.emit.staged import StagedModel, main
 from tasgen.spec.schema import BackboneSpec, TimmModelSpec
-from tests.models import TIMM_MODELS
+from tests.models import MORE_TIMM_MODELS, TIMM_MODELS
 
 SIZE = 64
 
 
-def _real(name: str) -> torch.nn.Module:
+def _real(spec: TimmModelSpec, size: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(TimmModelSpec(timm=name), num_classes=7, image_size=SIZE).eval()
+    return create_model(spec, num_classes=7, image_size=size).eval()
 
 
-@pytest.mark.parametrize(("name", "kind"), TIMM_MODELS, ids=[n for n, _ in TIMM_MODELS])
-def test_table_matches_real_forward(name: str, kind: str) -> None:
-    table = stage_table(TimmModelSpec(timm=name), role="student", num_classes=7, image_size=SIZE, use_cache=False)
+REAL_FORWARD = [(n, k, {}, SIZE) for n, k in TIMM_MODELS] + MORE_TIMM_MODELS
+
+
+@pytest.mark.parametrize(("name", "kind", "kwargs", "size"), REAL_FORWARD, ids=[c[0] for c in REAL_FORWARD])
+def test_table_matches_real_forward(name: str, kind: str, kwargs: dict, size: int) -> None:
+    spec = TimmModelSpec(timm=name, kwargs=kwargs)
+    table = stage_table(spec, role="student", num_classes=7, image_size=size, use_cache=False)
     assert table.kind == kind
     assert table.staged, table.staged_error
-    model = _real(name)
-    x = torch.randn(2, 3, SIZE, SIZE)
+    model = _real(spec, size)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         idx = list(range(len(model.feature_info)))
         inter = model.forward_intermediates(x, indices=idx, intermediates_only=True)
@@ -42,13 +46,15 @@ def test_table_matches_real_forward(name: str, kind: str) -> None:
             ref = by_module.get(end)
             if ref is not None:  # channels and reduction agree with timm's own intermediates
                 assert ref.shape[1] == stage.channels
-                assert SIZE / ref.shape[-1] == pytest.approx(stage.reduction, rel=0.15)
+                assert size / ref.shape[-1] == pytest.approx(stage.reduction, rel=0.15)
+            out = main(h)  # a graph-read stage may pass more than its output on (H and W, a class token)
+            assert isinstance(h, torch.Tensor) != bool(stage.extras)
             if stage.layout == "NCHW":
-                assert h.shape[1] == stage.channels
+                assert out.shape[1] == stage.channels
             elif stage.layout == "NHWC":
-                assert h.shape[-1] == stage.channels
+                assert out.shape[-1] == stage.channels
             else:
-                assert h.shape[-1] == stage.channels and h.dim() == 3
+                assert out.shape[-1] == stage.channels and out.dim() == 3
         logits, feat = view.head(h)
         # Running the parts in turn is the model's own forward.
         torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-4)
@@ -94,12 +100,37 @@ def test_hybrid_is_read_stage_by_stage() -> None:
     assert table.local_stages == 2
 
 
-def test_model_with_work_between_modules_is_marked_unstaged() -> None:
-    # LeViT reshapes between its stem and stages: plannable tables, but not runnable by parts.
-    table = stage_table(TimmModelSpec(timm="levit_128s"), role="s", num_classes=10, image_size=224)
-    assert not table.staged
-    assert "stage by stage" in table.staged_error
+def test_model_with_work_between_modules_is_read_as_a_graph() -> None:
+    # LeViT flattens its stem's output to tokens in forward_features, between modules:
+    # the graph reader keeps that glue in the stem part.
+    table = stage_table(TimmModelSpec(timm="levit_128s"), role="s", num_classes=10, image_size=224, use_cache=False)
+    assert table.staged and table.reader == "graph"
     assert [s.channels for s in table.stages] == [128, 256, 384]
+    assert table.stem.layout == "NLC" and table.stem.modules == ["stem"]
+
+
+@pytest.mark.parametrize(("name", "size", "sentence"), [
+    ("crossvit_tiny_240", 240, "runs several branches side by side .*; tasgen needs one chain of stages"),
+    ("hrnet_w18_small", 64, "feature_info names 'stage1', which is not one of its modules .*parallel branches"),
+    ("efficientvim_m1", 64, "forward_features returns a list of feature maps, not one final map"),
+])
+def test_model_that_is_not_one_chain_is_refused_with_a_sentence(name: str, size: int, sentence: str) -> None:
+    with pytest.raises(ModelReadError, match=sentence) as err:
+        stage_table(TimmModelSpec(timm=name), role="s", num_classes=10, image_size=size, use_cache=False)
+    assert "\n" not in str(err.value)
+
+
+def test_stage_end_inside_a_residual_block_moves_to_the_block_end() -> None:
+    # Xception41's feature_info ends its first stage at blocks.1.stack.act3, before the
+    # block's strided conv and its shortcut: the cut moves past the add, so the stage holds
+    # all of blocks.1 and records the reduction really there (8, not feature_info's 4).
+    table = stage_table(TimmModelSpec(timm="xception41"), role="s", num_classes=10, image_size=64, use_cache=False)
+    assert table.reader == "graph"
+    stage = table.stages[0]
+    assert "blocks.1.shortcut" in stage.modules
+    assert not any(m.startswith("blocks.1.") for s in table.stages[1:] for m in s.modules)
+    assert stage.carry == [stage.cut] and stage.cut.startswith("add")
+    assert (stage.channels, stage.reduction) == (256, 8)
 
 
 def test_stage_described_backbone_is_read_the_same_way() -> None:

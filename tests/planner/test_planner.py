@@ -125,10 +125,14 @@ def test_pair_without_valid_path_names_the_stages() -> None:
 
 
 def test_unstaged_model_is_refused_with_the_reason() -> None:
+    # A table tasgen can plan from but not run part by part (what the readers give
+    # when neither the chain nor the graph reproduces forward_features).
     t = stage_table(TimmModelSpec(timm="levit_128s"), role="teacher", num_classes=10, image_size=224)
+    reason = "cannot run levit_128s stage by stage: its forward_features has control flow that depends on tensor values"
+    t = t.model_copy(update={"staged": False, "staged_error": reason})
     s = stage_table(TimmModelSpec(timm="resnet18"), role="student", num_classes=10, image_size=224)
     spec = _spec({"timm": "levit_128s"}, {"timm": "resnet18"})
-    with pytest.raises(PlanError, match="teacher levit_128s: cannot run levit_128s stage by stage"):
+    with pytest.raises(PlanError, match="teacher levit_128s: cannot run levit_128s stage by stage: its forward"):
         build_plan(spec, t, s, num_classes=10, image_size=224)
 
 

@@ -1,0 +1,33 @@
+"""tools/timm_families.py, the measurement docs/design.md quotes, runs and counts honestly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "timm_families.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("timm_families", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_representatives_are_the_first_name_of_each_timm_module() -> None:
+    import timm
+
+    reps = _tool().representatives()
+    assert len(reps) == len(timm.list_modules())
+    assert reps["levit"] == sorted(timm.list_models(module="levit"))[0]
+
+
+def test_counts_a_graph_read_family_and_a_refused_one(tmp_path, capsys) -> None:
+    out = tmp_path / "families.json"
+    assert _tool().main(["--families", "levit", "crossvit", "--json", str(out)]) == 0
+    rows = {r["family"]: r for r in json.loads(out.read_text())}
+    assert rows["levit"]["ok"] and rows["levit"]["reason"] is None
+    assert not rows["crossvit"]["ok"] and "one chain of stages" in rows["crossvit"]["reason"]
+    assert "1 of 2 families plan both ways" in capsys.readouterr().out
