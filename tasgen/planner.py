@@ -127,6 +127,9 @@ def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[
         return None, f"bridge heads ({heads}) must divide {dst.channels} channels"
     c_in, c = src.channels, dst.channels
     hidden = max(1, int(c * opts.mlp_ratio))  # as tasgen.blocks.hidden_width (kept torch-free here)
+    # The bridge's layers are torch modules (emit.bridge.Bridge), so planning, which must not import
+    # torch, counts them here; test_bridge_params_are_the_planners_count_for_every_design holds this
+    # equal to the built Bridge for every layout, prefix-token design, resampling, heads and window.
     params = (
         c_in * c * kernel * kernel + c  # resampling conv
         + 2 * c + 3 * c * c + 3 * c + c * c + c  # norm, qkv, proj
