@@ -15,7 +15,7 @@ import math
 
 import networkx as nx
 
-from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable
+from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable, token_grid
 from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, Losses, LossPair, Plan, Role
 from tasgen.spec.schema import DistillSpec, Spec
 
@@ -120,7 +120,7 @@ def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[
         return None, f"resample: conv cannot map reduction {src.reduction} to {dst.reduction}"
     else:
         resample, kernel = "interpolate", 1
-    grid = math.ceil(image_size / dst.reduction)
+    grid = token_grid(image_size, dst.reduction)[0]
     window = max(1, min(opts.window_size, grid))
     heads = auto_heads(dst.channels) if opts.heads == "auto" else opts.heads
     if dst.channels % heads:

@@ -8,6 +8,7 @@ cached tables let `tasgen plan` run without it.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +18,29 @@ Layout = Literal["NCHW", "NHWC", "NLC"]
 Kind = Literal["cnn", "vit", "mlp", "hybrid"]
 
 GLOBAL_MIXERS: frozenset[str] = frozenset({"attention", "mlp"})
+
+
+def token_grid(size: int | tuple[int, int], reduction: int) -> tuple[int, int]:
+    """(rows, columns) of the grid a part at ``reduction`` emits for an input of ``size``.
+
+    Rounded up, as timm's strided convolutions and padded patch embeddings do.
+    """
+    height, width = (size, size) if isinstance(size, int) else size
+    return math.ceil(height / reduction), math.ceil(width / reduction)
+
+
+def sample_shape(layout: Layout, channels: int, grid: tuple[int, int], prefix_tokens: int = 0) -> tuple[int, ...]:
+    """One sample's output shape in ``layout``.
+
+    NCHW is (C, H, W), NHWC is (H, W, C), NLC is (prefix + H * W, C): class or
+    register tokens in front of the grid tokens.
+    """
+    rows, cols = grid
+    if layout == "NCHW":
+        return (channels, rows, cols)
+    if layout == "NHWC":
+        return (rows, cols, channels)
+    return (prefix_tokens + rows * cols, channels)
 
 
 class _Frozen(BaseModel):

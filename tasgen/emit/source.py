@@ -15,7 +15,7 @@ import json
 import textwrap
 from types import ModuleType
 
-from tasgen.arch.table import StageTable
+from tasgen.arch.table import StageTable, token_grid
 from tasgen.plan import Plan
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 
@@ -250,12 +250,12 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         "                    mapped[dst + key[len(src):]] = value\n"
         "        self.load_state_dict(mapped, strict=True)\n"
     )
-    grid_in = f"math.ceil({plan.image_size} / {b.in_reduction})"
+    grid_in = token_grid(plan.image_size, b.in_reduction)[0]
     to_nchw = {"NCHW": "x", "NHWC": "x.permute(0, 3, 1, 2)",
                "NLC": f"x[:, {b.in_prefix_tokens}:].transpose(1, 2).reshape(x.shape[0], {b.in_channels}, "
                       f"{grid_in}, {grid_in})"}[b.in_layout]
     kernel = round(b.out_reduction / b.in_reduction) if b.resample == "conv" else 1
-    out_grid = f"math.ceil({plan.image_size} / {b.out_reduction})"
+    out_grid = token_grid(plan.image_size, b.out_reduction)[0]
     resample = (f"        x = F.interpolate(x, size=({out_grid}, {out_grid}), mode='bilinear', align_corners=False)\n"
                 if b.resample == "interpolate" else "")
     emit_out = {"NHWC": "x", "NCHW": "x.permute(0, 3, 1, 2)", "NLC": "x.flatten(1, 2)"}[b.out_layout]
