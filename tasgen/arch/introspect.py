@@ -24,12 +24,20 @@ from torch import nn
 
 from tasgen.arch import graph
 from tasgen.arch.graph import GraphReadError
-from tasgen.arch.table import Head, Layout, Mixer, Part, Stage, StageTable, token_grid
+from tasgen.arch.table import (
+    POS_EMBED_METHOD,
+    Head,
+    Layout,
+    Mixer,
+    Part,
+    Stage,
+    StageTable,
+    is_method,
+    resolve,
+    token_grid,
+)
 
 ISOTROPIC_GROUPS = 4
-# timm's ViT family adds class/register tokens and position embeddings in this
-# method, which also calls `pos_drop`; tasgen calls it in place of that module.
-POS_EMBED_METHOD = "_pos_embed"
 
 
 class ModelReadError(Exception):
@@ -185,7 +193,7 @@ def _segment(model: nn.Module, called: list[str], ends: Sequence[str]) -> tuple[
 
 def run_modules(model: nn.Module, modules: Sequence[str], x: torch.Tensor) -> torch.Tensor:
     for path in modules:
-        x = getattr(model, path)(x) if path.startswith("_") else submodule(model, path)(x)
+        x = resolve(model, path)(x)
     return x
 
 
@@ -425,7 +433,7 @@ def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) ->
 
 
 def _mods(model: nn.Module, paths: Iterable[str]) -> list[nn.Module]:
-    return [submodule(model, p) for p in paths if not p.startswith("_")]
+    return [submodule(model, p) for p in paths if not is_method(p)]
 
 
 def _stage(model: nn.Module, i: int, mods: list[str], ch: int, red: int, layout: Layout, prefix: int) -> Stage:

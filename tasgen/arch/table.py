@@ -9,15 +9,33 @@ cached tables let `tasgen plan` run without it.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Mixer = Literal["conv", "attention", "mlp"]
 Layout = Literal["NCHW", "NHWC", "NLC"]
 Kind = Literal["cnn", "vit", "mlp", "hybrid"]
 
 GLOBAL_MIXERS: frozenset[str] = frozenset({"attention", "mlp"})
+
+# timm's ViT family adds class/register tokens and position embeddings in this
+# method, which also calls `pos_drop`; a stage table names it in place of that module.
+POS_EMBED_METHOD = "_pos_embed"
+
+
+def is_method(path: str) -> bool:
+    """Whether a part's entry names a method of the model (``_pos_embed``), not a submodule."""
+    return path.startswith("_")
+
+
+def resolve(model: nn.Module, path: str) -> Callable:
+    """What a part's entry calls: the model's method, or the submodule at that dotted path."""
+    return getattr(model, path) if is_method(path) else model.get_submodule(path)
 
 
 def token_grid(size: int | tuple[int, int], reduction: int) -> tuple[int, int]:
@@ -132,6 +150,11 @@ class StageTable(_Frozen):
     staged: bool = True
     staged_error: str | None = None
     reader: Literal["chain", "graph"] = "chain"
+
+    @property
+    def has_pos_embed(self) -> bool:
+        """Whether the stem calls the model's own ``_pos_embed`` (its prefix tokens and positions)."""
+        return POS_EMBED_METHOD in self.stem.modules
 
     @property
     def kind(self) -> Kind:

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tasgen.arch.introspect import POS_EMBED_METHOD as POS_EMBED
-from tasgen.arch.table import sample_shape, token_grid
+from tasgen.arch.table import POS_EMBED_METHOD, resolve, sample_shape, token_grid
 from tasgen.blocks import WindowAttentionBlock
 from tasgen.emit.staged import StagedModel, State, main
 from tasgen.plan import BridgeGeometry
@@ -47,8 +46,8 @@ class Bridge(nn.Module):
         self.proj = nn.Conv2d(g.in_channels, g.out_channels, kernel_size=kernel, stride=kernel)
         self.block = WindowAttentionBlock(g.out_channels, g.heads, g.window_size, g.mlp_ratio)
         self._pos_embed = None
-        if g.out_layout == "NLC" and POS_EMBED in global_model.table.stem.modules:
-            self._pos_embed = getattr(global_model.model, POS_EMBED)
+        if g.out_layout == "NLC" and global_model.table.has_pos_embed:
+            self._pos_embed = resolve(global_model.model, POS_EMBED_METHOD)
         if g.out_prefix_tokens and self._pos_embed is None and g.prefix_source == "embed":
             raise BridgeError(
                 f"{global_model.table.model} expects {g.out_prefix_tokens} prefix tokens but has no _pos_embed "

@@ -15,7 +15,7 @@ import json
 import textwrap
 from types import ModuleType
 
-from tasgen.arch.table import StageTable, token_grid
+from tasgen.arch.table import POS_EMBED_METHOD, StageTable, is_method, token_grid
 from tasgen.plan import Plan
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 
@@ -68,7 +68,7 @@ def _model_factory(role: str, model: TimmModelSpec | BackboneSpec, plan: Plan) -
 def _calls(owner: str, modules: list[str]) -> list[str]:
     out = []
     for path in modules:
-        if path.startswith("_"):
+        if is_method(path):
             out.append(f"x = self.{owner}.{path}(x)")
         else:
             out.append(f"x = self.{owner}.get_submodule({path!r})(x)")
@@ -156,11 +156,11 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
     forward_local.append("return x[0]  # the main tensor" if local.stages[plan.split - 1].extras else "return x")
     forward_global = [f"# bridge (new): {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> "
                       f"{b.out_channels}ch /{b.out_reduction} {b.out_layout}", "x = self.bridge(h)"]
-    pos_embed = b.out_layout == "NLC" and "_pos_embed" in glob.stem.modules
+    pos_embed = b.out_layout == "NLC" and glob.has_pos_embed
     n = b.out_prefix_tokens
     needs_prefix = (pos_embed or b.out_layout == "NLC") and n > 0 and b.prefix_source == "depth"
     if pos_embed:
-        forward_global.append(f"x = self.glob._pos_embed(x)  # {plan.global_role}'s positions (and its input-level prefix tokens)")
+        forward_global.append(f"x = self.glob.{POS_EMBED_METHOD}(x)  # {plan.global_role}'s positions (and its input-level prefix tokens)")
         if glob.reader == "graph":
             forward_global.append("x = x[0] if isinstance(x, tuple) else x  # (tokens, rope table): the rope is recomputed")
     grid = f"x[:, {n}:]" if pos_embed else "x"
