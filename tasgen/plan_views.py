@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
-from tasgen.arch.table import Part
+from tasgen.arch.table import Part, sample_shape, token_grid
 from tasgen.plan import AssistantPart, Plan
 
 
 def output_shape(part: AssistantPart | Part, image_size: int) -> tuple[int, ...]:
     """Shape of one sample's output of a part (an assistant part or a stage table's), in its own layout."""
-    grid = math.ceil(image_size / part.reduction)
     if getattr(part, "mixer", None) == "head":
         return (part.channels,)
-    if part.layout == "NCHW":
-        return (part.channels, grid, grid)
-    if part.layout == "NHWC":
-        return (grid, grid, part.channels)
-    return (grid * grid + part.prefix_tokens, part.channels)
+    return sample_shape(part.layout, part.channels, token_grid(image_size, part.reduction), part.prefix_tokens)
 
 
 def describe_source(part: AssistantPart) -> str:

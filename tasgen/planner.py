@@ -15,7 +15,7 @@ import math
 
 import networkx as nx
 
-from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable
+from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable, token_grid
 from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, Losses, LossPair, Plan, Role
 from tasgen.spec.schema import DistillSpec, Spec
 
@@ -120,13 +120,16 @@ def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[
         return None, f"resample: conv cannot map reduction {src.reduction} to {dst.reduction}"
     else:
         resample, kernel = "interpolate", 1
-    grid = math.ceil(image_size / dst.reduction)
+    grid = token_grid(image_size, dst.reduction)[0]
     window = max(1, min(opts.window_size, grid))
     heads = auto_heads(dst.channels) if opts.heads == "auto" else opts.heads
     if dst.channels % heads:
         return None, f"bridge heads ({heads}) must divide {dst.channels} channels"
     c_in, c = src.channels, dst.channels
     hidden = max(1, int(c * opts.mlp_ratio))  # as tasgen.blocks.hidden_width (kept torch-free here)
+    # The bridge's layers are torch modules (emit.bridge.Bridge), so planning, which must not import
+    # torch, counts them here; test_bridge_params_are_the_planners_count_for_every_design holds this
+    # equal to the built Bridge for every layout, prefix-token design, resampling, heads and window.
     params = (
         c_in * c * kernel * kernel + c  # resampling conv
         + 2 * c + 3 * c * c + 3 * c + c * c + c  # norm, qkv, proj

@@ -12,16 +12,10 @@ import json
 import os
 import tempfile
 from importlib import metadata
-from pathlib import Path
 
 from tasgen import __version__
 from tasgen.arch.table import StageTable
-
-
-def cache_dir() -> Path:
-    """The folder of tasgen's caches ($TASGEN_CACHE_DIR, else ~/.cache/tasgen)."""
-    root = os.environ.get("TASGEN_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "tasgen"
+from tasgen.spec._timm_names import cache_dir  # one folder for every cache, `~` expanded
 
 
 def _timm_version() -> str:

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from tasgen.arch.table import resolve
+
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
@@ -200,7 +202,7 @@ class _Chain(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for path in self.paths:
-            x = getattr(self.m, path)(x) if path.startswith("_") else self.m.get_submodule(path)(x)
+            x = resolve(self.m, path)(x)
         return x
 
 

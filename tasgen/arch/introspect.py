@@ -17,7 +17,6 @@ The reading is generic, not a hand-written table per architecture:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -25,12 +24,20 @@ from torch import nn
 
 from tasgen.arch import graph
 from tasgen.arch.graph import GraphReadError
-from tasgen.arch.table import Head, Layout, Mixer, Part, Stage, StageTable
+from tasgen.arch.table import (
+    POS_EMBED_METHOD,
+    Head,
+    Layout,
+    Mixer,
+    Part,
+    Stage,
+    StageTable,
+    is_method,
+    resolve,
+    token_grid,
+)
 
 ISOTROPIC_GROUPS = 4
-# timm's ViT family adds class/register tokens and position embeddings in this
-# method, which also calls `pos_drop`; tasgen calls it in place of that module.
-POS_EMBED_METHOD = "_pos_embed"
 
 
 class ModelReadError(Exception):
@@ -186,7 +193,7 @@ def _segment(model: nn.Module, called: list[str], ends: Sequence[str]) -> tuple[
 
 def run_modules(model: nn.Module, modules: Sequence[str], x: torch.Tensor) -> torch.Tensor:
     for path in modules:
-        x = getattr(model, path)(x) if path.startswith("_") else submodule(model, path)(x)
+        x = resolve(model, path)(x)
     return x
 
 
@@ -202,7 +209,7 @@ def _layout(
             grid tokens from prefix tokens.
         size: the input's (height, width).
     """
-    h, w = size
+    h = size[0]
     if len(shape) == 4:
         _, a, b, c = shape
         if channels is not None and c == channels and a != channels:
@@ -218,7 +225,8 @@ def _layout(
         _, n, ch = shape
         if reduction is None:
             raise ModelReadError(f"cannot tell the token grid of an output of shape {tuple(shape)}")
-        grid = math.ceil(h / reduction) * math.ceil(w / reduction)
+        rows, cols = token_grid(size, reduction)
+        grid = rows * cols
         if grid > n:
             raise ModelReadError(f"{n} tokens cannot hold a {grid}-token grid at reduction {reduction}")
         return "NLC", ch, reduction, n - grid
@@ -388,8 +396,7 @@ def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) ->
                     params=count_params(_mods(model, stem_m)))
         for i, (shape, mods, ref) in enumerate(zip(stage_shapes, stage_m, reference, strict=True)):
             layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size)
-            grid = (math.ceil(size[0] / red), math.ceil(size[1] / red))
-            if _nchw(shape, layout, grid)[1:] != tuple(ref.shape[1:]):
+            if _nchw(shape, layout, token_grid(size, red))[1:] != tuple(ref.shape[1:]):
                 staged_error = (f"cannot run {name} stage by stage: stage {i + 1} gives {tuple(shape)} "
                                 f"({layout}), forward_intermediates {tuple(ref.shape)}")
             stages.append(_stage(model, i, mods, ch, red, layout, prefix))
@@ -426,7 +433,7 @@ def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) ->
 
 
 def _mods(model: nn.Module, paths: Iterable[str]) -> list[nn.Module]:
-    return [submodule(model, p) for p in paths if not p.startswith("_")]
+    return [submodule(model, p) for p in paths if not is_method(p)]
 
 
 def _stage(model: nn.Module, i: int, mods: list[str], ch: int, red: int, layout: Layout, prefix: int) -> Stage:
@@ -507,8 +514,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
             layout, _, red, _ = _layout(tuple(t.shape), infos[i], reductions[i], size)
         except ModelReadError:
             return False
-        grid = (math.ceil(size[0] / red), math.ceil(size[1] / red))
-        return _nchw(tuple(t.shape), layout, grid)[1:] == tuple(reference[i].shape[1:])
+        return _nchw(tuple(t.shape), layout, token_grid(size, red))[1:] == tuple(reference[i].shape[1:])
 
     def stem_accepts(t: torch.Tensor) -> bool:
         try:

@@ -41,17 +41,26 @@ def create_model(
             from tasgen.backbone import Backbone
 
             return Backbone.from_spec(model, num_classes=num_classes, img_size=image_size)
-        import timm
-
         kwargs = dict(model.kwargs)
         kwargs.setdefault("num_classes", num_classes)
-        if "img_size" not in kwargs:
-            try:
-                return timm.create_model(model.timm, pretrained=False, img_size=image_size, **kwargs)
-            except TypeError as exc:
-                if "img_size" not in str(exc):
-                    raise
-        return timm.create_model(model.timm, pretrained=False, **kwargs)
+        return create_timm_model(model.timm, image_size=image_size, **kwargs)
+
+
+def create_timm_model(name: str, *, image_size: int, pretrained: bool = False, **kwargs: object) -> nn.Module:
+    """``timm.create_model`` built for ``image_size`` where the model takes ``img_size``.
+
+    ViT-like models size their position embeddings from ``img_size``; CNNs take no
+    such argument and are built without it. An ``img_size`` in ``kwargs`` wins.
+    """
+    import timm
+
+    if "img_size" not in kwargs:
+        try:
+            return timm.create_model(name, pretrained=pretrained, img_size=image_size, **kwargs)
+        except TypeError as exc:
+            if "img_size" not in str(exc):
+                raise
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
 def stage_table(

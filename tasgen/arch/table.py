@@ -8,15 +8,57 @@ cached tables let `tasgen plan` run without it.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Mixer = Literal["conv", "attention", "mlp"]
 Layout = Literal["NCHW", "NHWC", "NLC"]
 Kind = Literal["cnn", "vit", "mlp", "hybrid"]
 
 GLOBAL_MIXERS: frozenset[str] = frozenset({"attention", "mlp"})
+
+# timm's ViT family adds class/register tokens and position embeddings in this
+# method, which also calls `pos_drop`; a stage table names it in place of that module.
+POS_EMBED_METHOD = "_pos_embed"
+
+
+def is_method(path: str) -> bool:
+    """Whether a part's entry names a method of the model (``_pos_embed``), not a submodule."""
+    return path.startswith("_")
+
+
+def resolve(model: nn.Module, path: str) -> Callable:
+    """What a part's entry calls: the model's method, or the submodule at that dotted path."""
+    return getattr(model, path) if is_method(path) else model.get_submodule(path)
+
+
+def token_grid(size: int | tuple[int, int], reduction: int) -> tuple[int, int]:
+    """(rows, columns) of the grid a part at ``reduction`` emits for an input of ``size``.
+
+    Rounded up, as timm's strided convolutions and padded patch embeddings do.
+    """
+    height, width = (size, size) if isinstance(size, int) else size
+    return math.ceil(height / reduction), math.ceil(width / reduction)
+
+
+def sample_shape(layout: Layout, channels: int, grid: tuple[int, int], prefix_tokens: int = 0) -> tuple[int, ...]:
+    """One sample's output shape in ``layout``.
+
+    NCHW is (C, H, W), NHWC is (H, W, C), NLC is (prefix + H * W, C): class or
+    register tokens in front of the grid tokens.
+    """
+    rows, cols = grid
+    if layout == "NCHW":
+        return (channels, rows, cols)
+    if layout == "NHWC":
+        return (rows, cols, channels)
+    return (prefix_tokens + rows * cols, channels)
 
 
 class _Frozen(BaseModel):
@@ -108,6 +150,11 @@ class StageTable(_Frozen):
     staged: bool = True
     staged_error: str | None = None
     reader: Literal["chain", "graph"] = "chain"
+
+    @property
+    def has_pos_embed(self) -> bool:
+        """Whether the stem calls the model's own ``_pos_embed`` (its prefix tokens and positions)."""
+        return POS_EMBED_METHOD in self.stem.modules
 
     @property
     def kind(self) -> Kind:

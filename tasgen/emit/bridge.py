@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tasgen.arch.introspect import POS_EMBED_METHOD as POS_EMBED
+from tasgen.arch.table import POS_EMBED_METHOD, resolve, sample_shape, token_grid
 from tasgen.blocks import WindowAttentionBlock
 from tasgen.emit.staged import StagedModel, State, main
 from tasgen.plan import BridgeGeometry
@@ -42,14 +40,14 @@ class Bridge(nn.Module):
         super().__init__()
         g = geometry
         self.geometry = g
-        self.in_grid = math.ceil(image_size / g.in_reduction)
-        self.out_grid = math.ceil(image_size / g.out_reduction)
+        self.in_grid = token_grid(image_size, g.in_reduction)[0]
+        self.out_grid = token_grid(image_size, g.out_reduction)[0]
         kernel = round(g.out_reduction / g.in_reduction) if g.resample == "conv" else 1
         self.proj = nn.Conv2d(g.in_channels, g.out_channels, kernel_size=kernel, stride=kernel)
         self.block = WindowAttentionBlock(g.out_channels, g.heads, g.window_size, g.mlp_ratio)
         self._pos_embed = None
-        if g.out_layout == "NLC" and POS_EMBED in global_model.table.stem.modules:
-            self._pos_embed = getattr(global_model.model, POS_EMBED)
+        if g.out_layout == "NLC" and global_model.table.has_pos_embed:
+            self._pos_embed = resolve(global_model.model, POS_EMBED_METHOD)
         if g.out_prefix_tokens and self._pos_embed is None and g.prefix_source == "embed":
             raise BridgeError(
                 f"{global_model.table.model} expects {g.out_prefix_tokens} prefix tokens but has no _pos_embed "
@@ -120,11 +118,7 @@ class Bridge(nn.Module):
         """Raise BridgeError unless this bridge maps a sample of its input correctly."""
         g = self.geometry
         y = self(x, self.stand_in_prefix(x))
-        if g.out_layout == "NLC":
-            want = (x.shape[0], self.out_grid * self.out_grid + g.out_prefix_tokens, g.out_channels)
-        elif g.out_layout == "NHWC":
-            want = (x.shape[0], self.out_grid, self.out_grid, g.out_channels)
-        else:
-            want = (x.shape[0], g.out_channels, self.out_grid, self.out_grid)
+        grid = (self.out_grid, self.out_grid)
+        want = (x.shape[0], *sample_shape(g.out_layout, g.out_channels, grid, g.out_prefix_tokens))
         if tuple(y.shape) != want:
             raise BridgeError(f"bridge emits {tuple(y.shape)} but the plan expects {want}")

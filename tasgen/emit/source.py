@@ -15,7 +15,7 @@ import json
 import textwrap
 from types import ModuleType
 
-from tasgen.arch.table import StageTable
+from tasgen.arch.table import POS_EMBED_METHOD, StageTable, is_method, token_grid
 from tasgen.plan import Plan
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 
@@ -68,7 +68,7 @@ def _model_factory(role: str, model: TimmModelSpec | BackboneSpec, plan: Plan) -
 def _calls(owner: str, modules: list[str]) -> list[str]:
     out = []
     for path in modules:
-        if path.startswith("_"):
+        if is_method(path):
             out.append(f"x = self.{owner}.{path}(x)")
         else:
             out.append(f"x = self.{owner}.get_submodule({path!r})(x)")
@@ -156,11 +156,11 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
     forward_local.append("return x[0]  # the main tensor" if local.stages[plan.split - 1].extras else "return x")
     forward_global = [f"# bridge (new): {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> "
                       f"{b.out_channels}ch /{b.out_reduction} {b.out_layout}", "x = self.bridge(h)"]
-    pos_embed = b.out_layout == "NLC" and "_pos_embed" in glob.stem.modules
+    pos_embed = b.out_layout == "NLC" and glob.has_pos_embed
     n = b.out_prefix_tokens
     needs_prefix = (pos_embed or b.out_layout == "NLC") and n > 0 and b.prefix_source == "depth"
     if pos_embed:
-        forward_global.append(f"x = self.glob._pos_embed(x)  # {plan.global_role}'s positions (and its input-level prefix tokens)")
+        forward_global.append(f"x = self.glob.{POS_EMBED_METHOD}(x)  # {plan.global_role}'s positions (and its input-level prefix tokens)")
         if glob.reader == "graph":
             forward_global.append("x = x[0] if isinstance(x, tuple) else x  # (tokens, rope table): the rope is recomputed")
     grid = f"x[:, {n}:]" if pos_embed else "x"
@@ -250,12 +250,12 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         "                    mapped[dst + key[len(src):]] = value\n"
         "        self.load_state_dict(mapped, strict=True)\n"
     )
-    grid_in = f"math.ceil({plan.image_size} / {b.in_reduction})"
+    grid_in = token_grid(plan.image_size, b.in_reduction)[0]
     to_nchw = {"NCHW": "x", "NHWC": "x.permute(0, 3, 1, 2)",
                "NLC": f"x[:, {b.in_prefix_tokens}:].transpose(1, 2).reshape(x.shape[0], {b.in_channels}, "
                       f"{grid_in}, {grid_in})"}[b.in_layout]
     kernel = round(b.out_reduction / b.in_reduction) if b.resample == "conv" else 1
-    out_grid = f"math.ceil({plan.image_size} / {b.out_reduction})"
+    out_grid = token_grid(plan.image_size, b.out_reduction)[0]
     resample = (f"        x = F.interpolate(x, size=({out_grid}, {out_grid}), mode='bilinear', align_corners=False)\n"
                 if b.resample == "interpolate" else "")
     emit_out = {"NHWC": "x", "NCHW": "x.permute(0, 3, 1, 2)", "NLC": "x.flatten(1, 2)"}[b.out_layout]

@@ -7,13 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from tasgen.arch.table import StageTable
+from tasgen.arch.table import StageTable, is_method, resolve
 from tasgen.emit.feature import knowledge
-
-
-def _resolve(model: nn.Module, path: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    # Names starting with "_" are methods of the model (timm ViTs' `_pos_embed`).
-    return getattr(model, path) if path.startswith("_") else model.get_submodule(path)
 
 
 State = torch.Tensor | tuple  # a part's output: the main tensor, or (main, *carried values)
@@ -51,12 +46,12 @@ class StagedModel:
 
             stem, *stages, final = graph_parts(model, table)
             self._stem, self._stages, self._final = [stem], [[s] for s in stages], [final]
-            self._stem_modules = [model.get_submodule(p) for p in table.stem.modules if not p.startswith("_")]
+            self._stem_modules = [model.get_submodule(p) for p in table.stem.modules if not is_method(p)]
             self._stage_modules = [[model.get_submodule(p) for p in s.modules] for s in table.stages]
         else:
-            self._stem = [_resolve(model, p) for p in table.stem.modules]
-            self._stages = [[_resolve(model, p) for p in s.modules] for s in table.stages]
-            self._final = [_resolve(model, p) for p in table.head.final_modules]
+            self._stem = [resolve(model, p) for p in table.stem.modules]
+            self._stages = [[resolve(model, p) for p in s.modules] for s in table.stages]
+            self._final = [resolve(model, p) for p in table.head.final_modules]
             self._stem_modules = [m for m in self._stem if isinstance(m, nn.Module)]
             self._stage_modules = [[m for m in s if isinstance(m, nn.Module)] for s in self._stages]
 

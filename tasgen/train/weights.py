@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 from safetensors import safe_open
 from torch import nn
 
+from tasgen.arch.models import create_timm_model
 from tasgen.checkpoint import check_fits, load_weights
 from tasgen.data import DatasetInfo
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
@@ -116,8 +117,6 @@ def load_pretrained(model: nn.Module, spec: TimmModelSpec, *, role: str, num_cla
     Raises:
         TrainError: no network (and no HF_HUB_OFFLINE cache), or timm has no such weights.
     """
-    import timm
-
     advice = (
         f"Download the weights where there is network and set `{role}.checkpoint:` to the file, "
         "or set HF_HUB_OFFLINE=1 to use a filled Hugging Face cache."
@@ -129,12 +128,7 @@ def load_pretrained(model: nn.Module, spec: TimmModelSpec, *, role: str, num_cla
     kwargs = dict(spec.kwargs)
     kwargs["num_classes"] = num_classes
     try:
-        try:
-            source = timm.create_model(spec.timm, pretrained=True, img_size=image_size, **kwargs)
-        except TypeError as exc:
-            if "img_size" not in str(exc) or "img_size" in spec.kwargs:
-                raise
-            source = timm.create_model(spec.timm, pretrained=True, **kwargs)
+        source = create_timm_model(spec.timm, image_size=image_size, pretrained=True, **kwargs)
     except Exception as exc:  # noqa: BLE001 - hub, network and timm errors alike: one message
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TrainError(f"{role}.pretrained: timm could not load pretrained {spec.timm} ({first}). {advice}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from collections import Counter
@@ -399,3 +400,39 @@ def test_ofa_evaluation_skips_the_teacher_and_the_exits() -> None:
     assert set(part) == {"student"} and any(k.startswith("exit") for k in full)
     torch.testing.assert_close(part["student"][0], full["student"][0], rtol=0, atol=0)
     assert len(calls) == len(system.teacher.blocks)  # the full forward's blocks only: none in the second
+
+
+def test_bridge_params_are_the_planners_count_for_every_design() -> None:
+    """The planner counts the bridge's parameters without torch; the built bridge has exactly that many.
+
+    Every input/output layout, prefix-token design, resampling (identity, patch conv,
+    interpolation), head choice and window (clipped to the grid or not).
+    """
+    from tasgen.arch.table import Part
+    from tasgen.emit.bridge import Bridge
+    from tasgen.emit.staged import StagedModel
+    from tasgen.planner import bridge_geometry
+
+    vit = Spec.model_validate({"name": "t", "teacher": TINY_VIT, "student": TINY_VIT}).student
+    table = stage_table(vit, role="student", num_classes=10, image_size=SIZE)
+    glob = StagedModel(create_model(vit, num_classes=10, image_size=SIZE, device="meta"), table)
+    layouts = ("NCHW", "NHWC", "NLC")
+    # (input reduction, output reduction, resample option): identity, patch conv, interpolation both ways.
+    resizes = ((8, 8, "auto"), (4, 16, "auto"), (8, 16, "interpolate"), (16, 8, "auto"), (4, 12, "auto"))
+    counted = 0
+    for src_layout, dst_layout, source, (r_in, r_out, resample), heads, window in itertools.product(
+            layouts, layouts, ("pooled", "depth", "embed"), resizes, ("auto", 4), (2, 7)):
+        src = Part(modules=["a"], channels=24, reduction=r_in, layout=src_layout,
+                   prefix_tokens=1 if src_layout == "NLC" else 0)
+        dst = Part(modules=["b"], channels=64, reduction=r_out, layout=dst_layout,
+                   prefix_tokens=1 if dst_layout == "NLC" else 0)
+        spec = Spec.model_validate({"name": "t", "teacher": TINY_VIT, "student": TINY_VIT, "assistant": {"bridge": {
+            "prefix_tokens": source, "resample": resample, "heads": heads, "window_size": window, "mlp_ratio": 3.0}}})
+        geometry, why = bridge_geometry(src, dst, spec, SIZE)
+        assert geometry is not None, why
+        with torch.device("meta"):
+            bridge = Bridge(geometry, SIZE, glob)
+        design = f"{src_layout}->{dst_layout} {source} {r_in}->{r_out} {resample} heads={heads} window={window}"
+        assert sum(p.numel() for p in bridge.parameters()) == geometry.params, design
+        counted += 1
+    assert counted == 3 * 3 * 3 * len(resizes) * 2 * 2
