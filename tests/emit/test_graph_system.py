@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from tasgen.arch.models import create_model, stage_table
 from tasgen.compiler import build_system
 from tasgen.emit.source import assistant_source
 from tasgen.planner import build_plan
 from tasgen.spec.schema import Spec
+
+from .test_system import run_emitted
 
 TINY_VIT = {"timm": "vit_tiny_patch16_224", "kwargs": {"depth": 4, "embed_dim": 64, "num_heads": 2}}
 # (teacher, student, image size): EVA-02 returns (tokens, rope) from _pos_embed; LeViT
@@ -127,23 +126,4 @@ def test_emitted_source_of_graph_parts_reproduces_the_assistant(pair: str, tmp_p
     source = assistant_source(spec, plan)
     assert "import tasgen" not in source and "from tasgen" not in source
     assert "def teacher_final(self" in source  # graph parts are emitted as Python
-    (tmp_path / "assistant.py").write_text(source)
-    save_file({k: v.contiguous() for k, v in system.state_dict().items()}, tmp_path / "system.safetensors")
-    save_file({"x": x, "expected": expected}, tmp_path / "io.safetensors")
-    code = (
-        "import sys, torch\n"
-        "from safetensors.torch import load_file\n"
-        "sys.path.insert(0, sys.argv[1])\n"
-        "from assistant import Assistant\n"
-        "a = Assistant().eval()\n"
-        "a.load_system_state_dict(load_file(sys.argv[1] + '/system.safetensors'))\n"
-        "io = load_file(sys.argv[1] + '/io.safetensors')\n"
-        "with torch.no_grad():\n"
-        "    out = a(io['x'])\n"
-        "assert 'tasgen' not in sys.modules\n"
-        "torch.testing.assert_close(out, io['expected'], rtol=1e-5, atol=1e-5)\n"
-        "print('ok')\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "ok"
+    run_emitted(tmp_path, source, system, {"x": x, "expected": expected})

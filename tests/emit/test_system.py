@@ -163,9 +163,20 @@ def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(case: str, t
     source = assistant_source(spec, plan)
     assert "import tasgen" not in source and "from tasgen" not in source
     assert plan.hash in source.splitlines()[0]
+    run_emitted(tmp_path, source, system, {"x": local_norm(x), "expected": expected, "features": features}, (
+        "    prefix = a.global_prefix(io['x']) if hasattr(a, 'global_prefix') else None\n"
+        "    feature = a.global_head(a.local_features(io['x']), prefix)[1]\n"
+        "torch.testing.assert_close(feature, io['features'], rtol=1e-5, atol=1e-5)\n"))
+
+
+def run_emitted(tmp_path, source: str, system, io: dict, more: str = "") -> None:
+    """Load the emitted `source` in a fresh process that imports only torch and timm, give it
+    the system's weights, and check its assistant on io["x"] against io["expected"]
+    (rtol = atol = 1e-5). `more` is further code run after that call (its lines indented by
+    four spaces run under no_grad)."""
     (tmp_path / "assistant.py").write_text(source)
     save_file({k: v.contiguous() for k, v in system.state_dict().items()}, tmp_path / "system.safetensors")
-    save_file({"x": local_norm(x), "expected": expected, "features": features}, tmp_path / "io.safetensors")
+    save_file(io, tmp_path / "io.safetensors")
     code = (
         "import sys, torch\n"
         "from safetensors.torch import load_file\n"
@@ -176,11 +187,9 @@ def test_emitted_source_reproduces_the_assistant_in_a_fresh_process(case: str, t
         "io = load_file(sys.argv[1] + '/io.safetensors')\n"
         "with torch.no_grad():\n"
         "    out = a(io['x'])\n"
-        "    prefix = a.global_prefix(io['x']) if hasattr(a, 'global_prefix') else None\n"
-        "    feature = a.global_head(a.local_features(io['x']), prefix)[1]\n"
+        f"{more}"
         "assert 'tasgen' not in sys.modules\n"
         "torch.testing.assert_close(out, io['expected'], rtol=1e-5, atol=1e-5)\n"
-        "torch.testing.assert_close(feature, io['features'], rtol=1e-5, atol=1e-5)\n"
         "print('ok')\n"
     )
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
