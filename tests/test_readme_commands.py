@@ -32,14 +32,21 @@ SHORTEN = {
 }
 
 
+def _last_command(line: str) -> list[str]:
+    """The words of the last command of a shell line (a quoted ';' stays inside its word)."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";")
+    lexer.whitespace_split = True
+    words = list(lexer)
+    return words[len(words) - words[::-1].index(";"):] if ";" in words else words
+
+
 def _commands(doc: Path, kind: str) -> list[list[str]]:
     found = []
     text = re.sub(r"\\\n\s*", " ", doc.read_text())  # join continued lines
     for block in re.findall(rf"```{kind}\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
             line = line.split("#", 1)[0].strip().removeprefix("$ ")
-            line = line.split(";")[-1].strip()  # "rm -rf ...; tasgen plan ..." runs the tasgen part
-            words = shlex.split(line)
+            words = _last_command(line)  # "rm -rf ...; tasgen plan ..." runs the tasgen part
             if "-m" in words and "tasgen_cli" in words:  # torchrun ... -m tasgen_cli train SPEC
                 words = ["tasgen", *words[words.index("tasgen_cli", words.index("-m")) + 1:]]
             if words[:1] == ["tasgen"]:
@@ -73,6 +80,8 @@ def test_shown_commands_name_valid_specs_and_options(doc: str) -> None:
             assert runner.invoke(app, [args[0], "--help"]).exit_code == 0, args
             continue
         sets = [a for i, a in enumerate(args) if i and args[i - 1] == "--set"]
+        for arm in (a for i, a in enumerate(args) if i and args[i - 1] == "--arm"):  # a study arm's overrides
+            sets += [kv for kv in arm.partition(":")[2].split(";") if kv]
         result = runner.invoke(app, ["validate", spec, *[x for s in sets for x in ("--set", s)]])
         assert result.exit_code == 0, f"{doc}: tasgen {' '.join(args)}\n{result.output}"
         assert runner.invoke(app, [args[0], "--help"]).exit_code == 0
