@@ -7,13 +7,9 @@ from collections import Counter
 import pytest
 import torch
 
-from tasgen.arch.models import create_model, stage_table
-from tasgen.compiler import build_system
 from tasgen.emit.source import assistant_source
-from tasgen.planner import build_plan
-from tasgen.spec.schema import Spec
 
-from .test_system import run_emitted
+from .test_system import make, run_emitted
 
 TINY_VIT = {"timm": "vit_tiny_patch16_224", "kwargs": {"depth": 4, "embed_dim": 64, "num_heads": 2}}
 # (teacher, student, image size): EVA-02 returns (tokens, rope) from _pos_embed; LeViT
@@ -23,17 +19,6 @@ PAIRS = {
     "levit->vit": ({"timm": "levit_128s"}, TINY_VIT, 64),
     "xcit->cnn": ({"timm": "xcit_nano_12_p16_224", "kwargs": {"depth": 4}}, {"timm": "resnet10t"}, 64),
 }
-
-
-def make(teacher: dict, student: dict, size: int, **extra):
-    spec = Spec.model_validate({"name": "t", "teacher": teacher, "student": student,
-                                "data": {"image_size": size}, **extra})
-    tables = {r: stage_table(getattr(spec, r), role=r, num_classes=10, image_size=size) for r in ("teacher", "student")}
-    plan = build_plan(spec, tables["teacher"], tables["student"], num_classes=10, image_size=size)
-    torch.manual_seed(0)
-    t = create_model(spec.teacher, num_classes=10, image_size=size)
-    s = create_model(spec.student, num_classes=10, image_size=size)
-    return spec, plan, build_system(plan, t, s)
 
 
 def _stage_calls(plan, system, size: int) -> Counter[str]:

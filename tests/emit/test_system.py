@@ -40,14 +40,14 @@ PAIRS = {
 }
 
 
-def make(teacher: dict, student: dict, **extra):
+def make(teacher: dict, student: dict, size: int = SIZE, **extra):
     spec = Spec.model_validate({"name": "t", "teacher": teacher, "student": student,
-                                "data": {"image_size": SIZE}, **extra})
-    tables = {r: stage_table(getattr(spec, r), role=r, num_classes=10, image_size=SIZE) for r in ("teacher", "student")}
-    plan = build_plan(spec, tables["teacher"], tables["student"], num_classes=10, image_size=SIZE)
+                                "data": {"image_size": size}, **extra})
+    tables = {r: stage_table(getattr(spec, r), role=r, num_classes=10, image_size=size) for r in ("teacher", "student")}
+    plan = build_plan(spec, tables["teacher"], tables["student"], num_classes=10, image_size=size)
     torch.manual_seed(0)
-    t = create_model(spec.teacher, num_classes=10, image_size=SIZE)
-    s = create_model(spec.student, num_classes=10, image_size=SIZE)
+    t = create_model(spec.teacher, num_classes=10, image_size=size)
+    s = create_model(spec.student, num_classes=10, image_size=size)
     return spec, plan, build_system(plan, t, s)
 
 
