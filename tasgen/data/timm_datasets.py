@@ -14,6 +14,7 @@ One function per source, each returning ``(train, eval, num_classes)`` with item
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -105,6 +106,14 @@ def image_folder_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
     return train, evaluate, len(train_classes)
 
 
+def _require(module: str, message: str) -> None:
+    """Import an optional package timm's reader needs, so a missing one is named before timm prints and raises."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise DataError(message) from None
+
+
 def hfds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
     """A Hugging Face dataset through timm's ``hfds/`` (or, streaming, ``hfids/``) reader.
 
@@ -115,10 +124,7 @@ def hfds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
         DataError: ``datasets`` is not installed, the dataset or a split cannot be loaded.
     """
     assert data.name is not None  # the schema requires a name for hfds
-    try:
-        import datasets  # noqa: F401 - timm's reader needs it; say so before it prints and raises
-    except ImportError:
-        raise DataError("dataset 'hfds' needs the Hugging Face datasets package: pip install 'tasgen[hf]'") from None
+    _require("datasets", "dataset 'hfds' needs the Hugging Face datasets package: pip install 'tasgen[hf]'")
     name = _hf_name(data.name)
     prefix = "hfids" if data.streaming else "hfds"
     hint = "" if Path(name).exists() else " (a Hub dataset needs network, or a filled Hugging Face cache)"
@@ -171,10 +177,7 @@ def wds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
         DataError: ``webdataset`` is not installed, or the shards or their info are missing.
     """
     assert data.root is not None  # the schema requires a root for wds
-    try:
-        import webdataset  # noqa: F401
-    except ImportError:
-        raise DataError("dataset 'wds' needs the webdataset package: pip install 'tasgen[webdataset]'") from None
+    _require("webdataset", "dataset 'wds' needs the webdataset package: pip install 'tasgen[webdataset]'")
     root = Path(data.root).expanduser()
     info = wds_info(root)
 
