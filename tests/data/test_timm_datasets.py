@@ -243,3 +243,22 @@ def test_data_fields_are_validated(tmp_path: Path) -> None:
         DataSpec(dataset="wds")
     with pytest.raises(ValidationError, match="at least 1 character"):
         DataSpec(dataset="imagefolder", root=tmp_path, train_split="")
+
+
+@pytest.mark.parametrize("dataset, package, extra", [("wds", "webdataset", "webdataset"), ("hfds", "datasets", "hf")])
+def test_a_missing_reader_package_is_named_with_its_extra(dataset: str, package: str, extra: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasgen.data import timm_datasets
+
+    real = timm_datasets.importlib.import_module
+
+    def without(name: str, *args):  # noqa: ANN202 - the package is not installed
+        if name == package:
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args)
+
+    monkeypatch.setattr(timm_datasets.importlib, "import_module", without)
+    named = {"name": "some/dataset"} if dataset == "hfds" else {"root": tmp_path}
+    data = DataSpec(dataset=dataset, image_size=16, batch_size=4, **named)
+    with pytest.raises(DataError, match=rf"dataset '{dataset}' needs .* pip install 'tasgen\[{extra}\]'"):
+        build_datasets(data)
