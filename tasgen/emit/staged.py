@@ -10,7 +10,6 @@ from torch import nn
 from tasgen.arch.table import StageTable, is_method, resolve
 from tasgen.emit.feature import knowledge
 
-
 State = torch.Tensor | tuple  # a part's output: the main tensor, or (main, *carried values)
 
 
