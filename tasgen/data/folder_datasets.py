@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from tasgen.spec.home import expand_user
 from tasgen.spec.schema import DataSpec
 
 from .errors import DataError
@@ -30,7 +29,7 @@ def cifar_datasets(data: DataSpec) -> tuple[CIFAR10, CIFAR10]:
     """
     cls = _CIFAR[data.dataset]
     assert data.root is not None  # the schema requires a root for cifar
-    root = Path(data.root).expanduser()
+    root = expand_user(data.root)
     folder = root / cls.base_folder
     files = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     missing = [name for name in files if not (folder / name).is_file()]

@@ -23,6 +23,7 @@ from typing import Any
 from timm.data import create_dataset
 from torch.utils.data import Dataset
 
+from tasgen.spec.home import expand_user
 from tasgen.spec.schema import DataSpec
 
 from .errors import DataError
@@ -75,7 +76,7 @@ def image_folder_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
         DataError: a split is missing or empty, or the two splits have different classes.
     """
     assert data.root is not None  # the schema requires a root for imagefolder
-    root = Path(data.root).expanduser()
+    root = expand_user(data.root)
     layout = (f"expected {root}/{data.train_split}/<class>/<image> and {root}/val/<class>/<image> "
               f"(or {data.train_split}.tar and val.tar holding <class>/<image>)")
     if not root.is_dir():
@@ -163,7 +164,7 @@ def _train_and_eval(
 
 def _hf_name(name: str) -> str:
     """A local folder as an absolute path (datasets reads it), a Hub name as is."""
-    local = Path(name).expanduser()
+    local = expand_user(name)
     return str(local.resolve()) if local.exists() else name
 
 
@@ -178,7 +179,7 @@ def wds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
     """
     assert data.root is not None  # the schema requires a root for wds
     _require("webdataset", "dataset 'wds' needs the webdataset package: pip install 'tasgen[webdataset]'")
-    root = Path(data.root).expanduser()
+    root = expand_user(data.root)
     info = wds_info(root)
 
     def problem(split: str, exc: Exception) -> str:

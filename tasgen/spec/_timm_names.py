@@ -12,6 +12,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from .home import expand_user
+
 # `@register_model` directly above a `def`, both at the start of a line, so that
 # commented-out registrations do not count.
 _REGISTERED = re.compile(
@@ -31,7 +33,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 def cache_dir() -> Path:
     """The folder of tasgen's caches: ``$TASGEN_CACHE_DIR`` or ``~/.cache/tasgen``."""
     env = os.environ.get("TASGEN_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "tasgen"
+    return expand_user(env) if env else Path.home() / ".cache" / "tasgen"
 
 
 def _models_dir() -> Path | None:
@@ -100,7 +102,7 @@ def local_dir_config(path: str) -> dict:
     Raises:
         ValueError: the folder, its config.json or the config's architecture is missing.
     """
-    folder = Path(path).expanduser()
+    folder = expand_user(path)
     config_file = folder / "config.json"
     if not folder.is_dir():
         raise ValueError(f"local-dir model folder not found: {folder}")

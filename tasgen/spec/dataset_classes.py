@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tasgen.spec.schema import DataSpec
 
+from .home import expand_user
+
 __all__ = ["BUILTIN_CLASSES", "count_classes"]
 
 BUILTIN_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
@@ -24,9 +26,9 @@ def count_classes(data: DataSpec) -> tuple[int | None, str]:
     if data.dataset in BUILTIN_CLASSES:
         return BUILTIN_CLASSES[data.dataset], data.dataset
     if data.dataset == "imagefolder":
-        return _folder_classes(Path(data.root or ".").expanduser(), data.train_split)
+        return _folder_classes(expand_user(data.root or "."), data.train_split)
     if data.dataset == "wds":
-        root = Path(data.root or ".").expanduser()
+        root = expand_user(data.root or ".")
         for name in ("_info.json", "info.json"):
             try:
                 info = json.loads((root / name).read_text(encoding="utf-8"))
@@ -63,7 +65,7 @@ def _hf_classes(data: DataSpec) -> tuple[int | None, str]:
         import datasets
     except ImportError:
         return None, where
-    name = str(Path(data.name or "").expanduser().resolve()) if Path(data.name or "").expanduser().exists() else data.name
+    name = str(expand_user(data.name or "").resolve()) if expand_user(data.name or "").exists() else data.name
     try:
         builder = datasets.load_dataset_builder(name, cache_dir=str(data.root) if data.root else None)
         features = builder.info.features

@@ -22,6 +22,7 @@ from ._problems import Loc, clean_path, dotted, locate, validation_problems
 from ._timm_names import unknown_timm_model
 from ._yaml import Site, YamlProblem, read_yaml
 from .errors import Location, Problem, SpecError
+from .home import expand_user
 from .schema import Spec
 
 OVERRIDE_FILE = "--set"
@@ -85,7 +86,7 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Lo
     Raises:
         SpecError: listing every problem found, each at file:line:column.
     """
-    file = _resolve(Path(path).expanduser(), None)
+    file = _resolve(expand_user(path), None)
     data, root = _read_chain(file, [], None)
     problems: list[Problem] = []
 
@@ -115,7 +116,7 @@ def load_run_spec(path: str | os.PathLike[str]) -> LoadedSpec:
     Raises:
         SpecError: listing every problem found, each at file:line:column.
     """
-    file = _resolve(Path(path).expanduser(), None)
+    file = _resolve(expand_user(path), None)
     data, root = _read_file(file, None)
     data.pop("extends", None)
     root.children.pop("extends", None)
@@ -165,7 +166,7 @@ def _read_chain(
             [Problem.at(where.value, "extends", "extends must be the path of a base spec file")]
         )
     at_extends = Problem.at(where.value, "extends", "")
-    target = _resolve(file.parent / Path(base).expanduser(), at_extends)
+    target = _resolve(file.parent / expand_user(base), at_extends)
     if target in (*chain, file):
         cycle = " -> ".join(_display(f) for f in (*chain, file, target))
         raise SpecError([_reword(at_extends, f"extends cycle: {cycle}")])
@@ -270,7 +271,7 @@ def _resolve_checkpoints(data: dict[str, Any], folder: Path) -> None:
             and isinstance(model.get("checkpoint"), str)
             and model["checkpoint"]
         ):
-            path = folder / Path(model["checkpoint"]).expanduser()
+            path = folder / expand_user(model["checkpoint"])
             try:
                 model["checkpoint"] = str(path.resolve())
             except (RuntimeError, OSError):  # a symlink loop: reported as not found by _check_models
@@ -405,7 +406,7 @@ def check_data_root(loaded: LoadedSpec) -> None:
     data = loaded.spec.data
     if data.dataset != "imagefolder" or data.root is None:
         return
-    path = Path(data.root).expanduser()
+    path = expand_user(data.root)
     if not path.exists():
         message = f"the image folder does not exist: {path}"
     elif not path.is_dir():

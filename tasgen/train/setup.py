@@ -19,6 +19,7 @@ from tasgen.emit.system import Solo
 from tasgen.losses import OFAObjective, TASObjective
 from tasgen.plan import Plan
 from tasgen.planner import plan_losses
+from tasgen.spec.home import expand_user
 from tasgen.spec.schema import CESpec, DistillSpec, Spec
 
 from .errors import TrainError
@@ -70,7 +71,7 @@ class Setup:
 
 def run_folder(spec: Spec) -> Path:
     """``<train.output_dir>/<name>``."""
-    return Path(spec.train.output_dir).expanduser() / spec.name
+    return expand_user(spec.train.output_dir) / spec.name
 
 
 def teacher_fit_key(plan: Plan) -> str:

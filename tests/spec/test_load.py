@@ -386,3 +386,14 @@ def test_timm_and_stages_together_are_explained(write_spec) -> None:
         f"{path}:5:3: student.stem: 'stem' cannot go with 'timm': a model is either "
         "{timm: <model name>} or a backbone with 'stem' and 'stages'"
     )
+
+
+def test_an_unknown_users_home_in_extends_is_a_located_error(tmp_path) -> None:
+    # Path.expanduser raises on "~nosuchuser"; the loader reports the base file as not found instead.
+    from tasgen.spec.load import SpecError, load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("extends: ~no-such-user-here/base.yaml\nname: x\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(spec)
+    assert "spec.yaml:1" in str(err.value) and "no-such-user-here" in str(err.value)
