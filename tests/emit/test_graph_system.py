@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 
 from tasgen.emit.source import assistant_source
 
-from .test_system import make, run_emitted
+from .test_system import _stage_calls, make, run_emitted
 
 TINY_VIT = {"timm": "vit_tiny_patch16_224", "kwargs": {"depth": 4, "embed_dim": 64, "num_heads": 2}}
 # (teacher, student, image size): EVA-02 returns (tokens, rope) from _pos_embed; LeViT
@@ -19,17 +17,6 @@ PAIRS = {
     "levit->vit": ({"timm": "levit_128s"}, TINY_VIT, 64),
     "xcit->cnn": ({"timm": "xcit_nano_12_p16_224", "kwargs": {"depth": 4}}, {"timm": "resnet10t"}, 64),
 }
-
-
-def _stage_calls(plan, system, size: int) -> Counter[str]:
-    calls: Counter[str] = Counter()
-    for role, model in (("teacher", system.teacher), ("student", system.student)):
-        for stage in plan.table(role).stages:
-            for path in stage.modules:
-                model.get_submodule(path).register_forward_hook(
-                    lambda *_, key=f"{role}:{path}": calls.update([key]))
-    system(torch.rand(2, 3, size, size))
-    return calls
 
 
 @pytest.mark.parametrize("pair", list(PAIRS), ids=list(PAIRS))

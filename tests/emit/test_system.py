@@ -78,7 +78,7 @@ def test_system_forward_backward(pair: str) -> None:
     assert a.local.model is models[plan.local_role] and a.glob.model is models[plan.global_role]
 
 
-def _stage_calls(plan, system) -> Counter[str]:
+def _stage_calls(plan, system, size: int = SIZE) -> Counter[str]:
     """How often each stage module of teacher and student runs in one forward of the system."""
     calls: Counter[str] = Counter()
     for role, model in (("teacher", system.teacher), ("student", system.student)):
@@ -86,7 +86,7 @@ def _stage_calls(plan, system) -> Counter[str]:
             for path in stage.modules:
                 model.get_submodule(path).register_forward_hook(
                     lambda *_, key=f"{role}:{path}": calls.update([key]))
-    system(torch.rand(2, 3, SIZE, SIZE))
+    system(torch.rand(2, 3, size, size))
     return calls
 
 
