@@ -245,7 +245,7 @@ def _nchw(shape: Sequence[int], layout: Layout, grid: tuple[int, int]) -> tuple[
 
 
 # --------------------------------------------------------------- mixer kinds
-_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("qk", "v"), ("to_qkv",))
+_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("qk", "v"), ("to_qkv",), ("q_proj", "k_proj", "v_proj"))
 _TOKEN_MLP_ATTRS = ("mlp_tokens", "linear_tokens", "token_mixing")
 
 
@@ -366,12 +366,7 @@ def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) ->
         called, features = _trace_calls(model, atoms, x)
         _check_features(model, features)
         stem_m, stage_m, final_m = _segment(model, called, ends)
-        try:
-            reference = model.forward_intermediates(x, indices=_indices(model, ends), intermediates_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure means "cannot read"
-            raise ModelReadError(f"forward_intermediates failed: {exc}") from exc
-        if len(reference) != len(ends):
-            raise ModelReadError(f"forward_intermediates gave {len(reference)} outputs for {len(ends)} stages")
+        reference = _reference_shapes(model, x, ends, size)
         staged_error = None
         try:
             parts, final_out = _run_parts(model, x, stem_m, stage_m, final_m)
@@ -396,16 +391,16 @@ def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) ->
                     params=count_params(_mods(model, stem_m)))
         for i, (shape, mods, ref) in enumerate(zip(stage_shapes, stage_m, reference, strict=True)):
             layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size)
-            if _nchw(shape, layout, token_grid(size, red))[1:] != tuple(ref.shape[1:]):
+            if _nchw(shape, layout, token_grid(size, red))[1:] != ref[1:]:
                 staged_error = (f"cannot run {name} stage by stage: stage {i + 1} gives {tuple(shape)} "
-                                f"({layout}), forward_intermediates {tuple(ref.shape)}")
+                                f"({layout}), forward_intermediates {ref}")
             stages.append(_stage(model, i, mods, ch, red, layout, prefix))
     else:
-        first = reference[0].shape
+        first = reference[0]
         stem = Part(modules=stem_m, channels=int(first[1]), reduction=max(1, round(size[0] / first[2])),
                     layout="NCHW", params=count_params(_mods(model, stem_m)))
         for i, (mods, ref) in enumerate(zip(stage_m, reference, strict=True)):
-            _, ch, gh, _ = ref.shape
+            _, ch, gh, _ = ref
             stages.append(_stage(model, i, mods, ch, max(1, round(size[0] / gh)), "NCHW", 0))
 
     f_layout, f_channels, _, f_prefix = _layout(
@@ -452,6 +447,50 @@ def _indices(model: nn.Module, ends: Sequence[str]) -> list[int]:
     return [names.index(e) for e in ends]
 
 
+def _reads_values(exc: BaseException) -> bool:
+    """Whether an error comes from reading tensor values the meta device does not have."""
+    return "meta tensors" in str(exc) or ".item()" in str(exc)
+
+
+def _reference_shapes(
+    model: nn.Module, x: torch.Tensor, ends: Sequence[str], size: tuple[int, int]
+) -> list[tuple[int, ...]]:
+    """The NCHW shapes ``forward_intermediates`` gives at the stage ends.
+
+    A model that recovers its grid from tensor values to return NCHW maps (a
+    ``.item()``, which meta tensors cannot answer) is asked for timm's other
+    format, NLC tokens, and each ``(B, N, C)`` is read as the ``(B, C, rows, cols)``
+    grid that feature_info's reduction gives, when the token count is that grid's.
+
+    Raises:
+        ModelReadError: forward_intermediates fails, or gives another number of
+            outputs than there are stages.
+    """
+    indices = _indices(model, ends)
+    try:
+        reference = model.forward_intermediates(x, indices=indices, intermediates_only=True)
+        shapes = [tuple(int(d) for d in t.shape) for t in reference]
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot check"
+        if not _reads_values(exc):
+            raise ModelReadError(f"its forward_intermediates fails on a sample input ({type(exc).__name__})") from exc
+        try:
+            tokens = model.forward_intermediates(x, indices=indices, intermediates_only=True, output_fmt="NLC")
+        except Exception as again:  # noqa: BLE001
+            raise ModelReadError("its forward_intermediates reads tensor values (.item()), which the meta device "
+                                 "does not have, so tasgen cannot check its stages against it") from again
+        shapes = []
+        for t, reduction in zip(tokens, _feature_info(model, ends, "reduction"), strict=False):
+            if t.dim() != 3:
+                shapes.append(tuple(int(d) for d in t.shape))
+                continue
+            b, n, c = (int(d) for d in t.shape)
+            rows, cols = token_grid(size, reduction)
+            shapes.append((b, c, rows, cols) if rows * cols == n else (b, n, c))
+    if len(shapes) != len(ends):
+        raise ModelReadError(f"forward_intermediates gave {len(shapes)} outputs for {len(ends)} stages")
+    return shapes
+
+
 def _run_parts(model, x, stem_m, stage_m, final_m):
     x = run_modules(model, stem_m, x)
     stem_shape = tuple(x.shape)
@@ -489,19 +528,16 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         try:
             values = graph.shapes(gm, x)
         except Exception as exc:  # noqa: BLE001
-            if "meta tensors" in str(exc) or ".item()" in str(exc):
+            if _reads_values(exc):
                 raise GraphReadError(_trace_reason(GraphReadError(str(exc)))) from exc
             raise GraphReadError(
                 f"its forward_features fails on a {image_size} px input ({type(exc).__name__}); "
                 "try the image size the model is built for"
             ) from exc
         try:
-            reference = model.forward_intermediates(x, indices=_indices(model, ends), intermediates_only=True)
-        except Exception as exc:  # noqa: BLE001
-            if "meta tensors" in str(exc) or ".item()" in str(exc):
-                raise GraphReadError("its forward_intermediates reads tensor values (.item()), which the meta "
-                                     "device does not have, so tasgen cannot check its stages against it") from exc
-            raise GraphReadError("its forward_intermediates fails on a sample input") from exc
+            reference = _reference_shapes(model, x, ends, size)
+        except ModelReadError as exc:
+            raise GraphReadError(str(exc)) from exc
         features = model.forward_features(x)
         _check_features(model, features)
         pooled = model.forward_head(features, pre_logits=True)
@@ -514,7 +550,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
             layout, _, red, _ = _layout(tuple(t.shape), infos[i], reductions[i], size)
         except ModelReadError:
             return False
-        return _nchw(tuple(t.shape), layout, token_grid(size, red))[1:] == tuple(reference[i].shape[1:])
+        return _nchw(tuple(t.shape), layout, token_grid(size, red))[1:] == reference[i][1:]
 
     def stem_accepts(t: torch.Tensor) -> bool:
         try:
