@@ -49,6 +49,9 @@ MORE_TIMM_MODELS = [
     ("mambaout_femto", "cnn", {}, 64),
     ("shvit_s1", "hybrid", {}, 64),
     ("visformer_tiny", "hybrid", {}, 64),  # adds position embeddings between its stages
+    # Its stage module downsamples after the map timm taps, and its head fuses every
+    # stage: forward_features returns a list ending in the final map (NCL).
+    ("efficientvim_m1", "cnn", {}, 64),
     # NCHW intermediates need .item(): its stages are checked against NLC ones on meta.
     ("gemma4_vit_167m", "vit", {"depth": 4, "embed_dim": 64, "num_heads": 2, "head_dim": 32,
                                 "intermediate_size": 128, "position_embedding_size": 64}, 64),

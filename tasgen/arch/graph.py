@@ -412,14 +412,9 @@ def find_cuts(
             raise GraphReadError("its stage modules are not called one after another")
         # The main tensor: the one with the shape timm reports for the stage, among
         # those the rest of the forward reads (a stage may also emit a side output).
-        tensors = [(name, v) for name, v in crossing
-                   if isinstance(v, torch.Tensor) and reaches[_base(name, nodes)]]
-        matching = [name for name, v in tensors if accepts(s, v)]
-        if matching:
-            main = matching[-1]
-        elif len(tensors) == 1:
-            main = tensors[0][0]
-        else:
+        main = _main_tensor(nodes, k, ends[s + 1] if s + 1 < len(ends) else None, crossing, reaches,
+                            lambda v, s=s: accepts(s, v))
+        if main is None:
             raise GraphReadError(f"no value after stage module '{end}' has the shape timm reports for it")
         cuts.append(Cut(cut=nodes[k].name, carry=[main] + [name for name, _ in crossing if name != main]))
         previous = k
@@ -445,6 +440,86 @@ def _base(name: str, nodes: Sequence[fx.Node]) -> fx.Node:
     """The node of a carried name."""
     base = _parse(name)[0]
     return next(n for n in nodes if n.name == base)
+
+
+def _item_reaches(name: str, nodes: Sequence[fx.Node], reaches: dict[fx.Node, bool]) -> bool:
+    """Whether a carried value is read on the way to the output.
+
+    An item of a tuple or list counts only when something that reaches the output
+    reads it (its ``getitem``) or the whole sequence.
+    """
+    base, item, _ = _parse(name)
+    node = _base(name, nodes)
+    if not reaches[node]:
+        return False
+    if item is None:
+        return True
+    for user in node.users:
+        if not reaches[user]:
+            continue
+        if user.op != "call_function" or user.target is not operator.getitem or user.args[1] == item:
+            return True
+    return False
+
+
+def _main_tensor(
+    nodes: Sequence[fx.Node], k: int, next_end: str | None, crossing: Sequence[tuple[str, Any]],
+    reaches: dict[fx.Node, bool], accepts: Callable[[torch.Tensor], bool],
+) -> str | None:
+    """The main tensor among the values crossing the cut after node ``k``, or None.
+
+    In order: a value read later with the shape timm reports for the stage; the one
+    value the next stage is computed from (the stage end moved to a block's end, or
+    timm tapping the map before the stage module's own downsampling, as in
+    EfficientViM); after the last stage, a value of timm's shape the final part no
+    longer reads (PiT's grid tokens, when only its class token goes on); the only
+    tensor read later.
+    """
+    tensors = [(name, v) for name, v in crossing if isinstance(v, torch.Tensor)]
+    read = [(name, v) for name, v in tensors if _item_reaches(name, nodes, reaches)]
+    matching = [name for name, v in read if accepts(v)]
+    if matching:
+        return matching[-1]
+    if next_end is not None:
+        feeding = _feeding_next_stage(nodes, k, next_end, read)
+        if feeding is not None:
+            return feeding
+    else:
+        emitted = [name for name, v in tensors if reaches[_base(name, nodes)] and accepts(v)]
+        if emitted:
+            return emitted[-1]
+    return read[0][0] if len(read) == 1 else None
+
+
+def _feeding_next_stage(
+    nodes: Sequence[fx.Node], k: int, next_end: str, tensors: Sequence[tuple[str, Any]]
+) -> str | None:
+    """The one tensor among ``tensors`` (crossing the cut after node ``k``) the next stage is computed from."""
+    calls = [i for i in _stage_calls(nodes, next_end) if i > k]
+    if not calls:
+        return None
+    ancestors = _ancestors(nodes[calls[0]])
+    by_name = {n.name: n for n in nodes}
+    feeding = []
+    for name, _ in tensors:
+        base, item, _ = _parse(name)
+        node = by_name[base]
+        items = [u for u in node.users if u.op == "call_function" and u.target is operator.getitem
+                 and u.args[1] == item] if item is not None else [node]
+        if any(n in ancestors for n in items):
+            feeding.append(name)
+    return feeding[0] if len(feeding) == 1 else None
+
+
+def _ancestors(node: fx.Node) -> set[fx.Node]:
+    seen: set[fx.Node] = set()
+    stack = list(node.all_input_nodes)
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.all_input_nodes)
+    return seen
 
 
 def _reaching_output(nodes: Sequence[fx.Node]) -> dict[fx.Node, bool]:

@@ -539,7 +539,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         except ModelReadError as exc:
             raise GraphReadError(str(exc)) from exc
         features = model.forward_features(x)
-        _check_features(model, features)
+        final_map, final_item = _final_map(model, features)
         pooled = model.forward_head(features, pre_logits=True)
         logits = model.forward_head(features)
     infos = _feature_info(model, ends, "num_chs")
@@ -568,7 +568,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
                 state = part(*state) if isinstance(state, tuple) else part(state)
     except Exception as exc:  # noqa: BLE001
         raise GraphReadError("its parts fail when run in turn (a value crossing a cut is changed in place)") from exc
-    if not isinstance(state, torch.Tensor) or tuple(state.shape) != tuple(features.shape):
+    if _shapes_of(state) != _shapes_of(features):
         raise GraphReadError("its parts, run in turn, do not give forward_features' output")
 
     def params(part) -> int:
@@ -595,7 +595,8 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
                             prefix_tokens=prefix, params=params(part), mixer=detect_mixer(modules),
                             depth=_depth(model, mods), cut=cut.cut, carry=cut.carry))
     final_mods = graph.called_modules(parts[-1])
-    f_layout, f_channels, f_prefix = _final_layout(tuple(features.shape), model, reductions[-1], size)
+    f_layout, f_channels, f_prefix = _final_layout(tuple(final_map.shape), model, reductions[-1], size,
+                                                   last_channels=stages[-1].channels)
     total = count_params([model])
     head_params = total - stem.params - sum(s.params for s in stages)
     mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
@@ -604,28 +605,54 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         model=name, source=source, family=type(model).__name__, input_size=(int(x.shape[1]), *size),
         mean=mean, std=std, stem=stem, stages=stages,
         head=Head(final_modules=final_mods, feature_channels=f_channels, feature_layout=f_layout,
-                  feature_prefix_tokens=f_prefix, num_features=int(pooled.shape[-1]),
+                  feature_prefix_tokens=f_prefix, feature_item=final_item, num_features=int(pooled.shape[-1]),
                   num_classes=int(logits.shape[-1]), params=head_params),
         params=total, reader="graph",
     )
 
 
 def _check_features(model: nn.Module, features: object) -> None:
+    """A chain of modules gives one final map; a model that gives a list is read as a graph."""
     if not isinstance(features, torch.Tensor):
-        raise NotAChainError(
-            f"{type(model).__name__}'s forward_features returns a {type(features).__name__} of feature maps, "
-            "not one final map; tasgen needs one final feature map to pool and distil"
-        )
+        raise ModelReadError(f"{type(model).__name__}'s forward_features returns a {type(features).__name__}")
+
+
+def _final_map(model: nn.Module, features: object) -> tuple[torch.Tensor, int | None]:
+    """forward_features' final feature map, and its index when it returns a list or tuple.
+
+    A head that fuses every stage (EfficientViM) takes a list whose last item is the
+    final map; the items before it are side outputs the head alone reads.
+    """
+    if isinstance(features, torch.Tensor):
+        return features, None
+    if isinstance(features, (list, tuple)) and features and all(isinstance(t, torch.Tensor) for t in features):
+        return features[-1], len(features) - 1
+    raise NotAChainError(
+        f"{type(model).__name__}'s forward_features returns a {type(features).__name__}, not a feature map "
+        "or a list of them; tasgen needs a final feature map to pool and distil"
+    )
+
+
+def _shapes_of(value: object) -> object:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)):
+        return [_shapes_of(v) for v in value]
+    return type(value)
 
 
 def _final_layout(
-    shape: tuple[int, ...], model: nn.Module, reduction: int, size: tuple[int, int]
+    shape: tuple[int, ...], model: nn.Module, reduction: int, size: tuple[int, int], last_channels: int | None = None
 ) -> tuple[Layout, int, int]:
-    """Layout, channels and prefix tokens of forward_features' output.
+    """Layout, channels and prefix tokens of forward_features' final map.
 
     A model whose forward_features returns class tokens only (PiT) has no grid:
-    its tokens are pooled as they are.
+    its tokens are pooled as they are. A map flattened channels first, (B, C,
+    H * W) with C the last stage's width, is NCL.
     """
+    rows, cols = token_grid(size, reduction)
+    if len(shape) == 3 and shape[1] == last_channels and shape[2] == rows * cols and shape[1] != shape[2]:
+        return "NCL", shape[1], 0
     try:
         layout, channels, _, prefix = _layout(shape, getattr(model, "num_features", None), reduction, size)
     except ModelReadError:

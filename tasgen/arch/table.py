@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 Mixer = Literal["conv", "attention", "mlp"]
-Layout = Literal["NCHW", "NHWC", "NLC"]
+Layout = Literal["NCHW", "NHWC", "NLC", "NCL"]
+"""NCHW and NHWC maps; NLC tokens (class/register tokens first); NCL, a final map
+flattened channels-first, (B, C, H * W), as EfficientViM's forward_features gives it."""
 Kind = Literal["cnn", "vit", "mlp", "hybrid"]
 
 GLOBAL_MIXERS: frozenset[str] = frozenset({"attention", "mlp"})
@@ -51,13 +53,15 @@ def sample_shape(layout: Layout, channels: int, grid: tuple[int, int], prefix_to
     """One sample's output shape in ``layout``.
 
     NCHW is (C, H, W), NHWC is (H, W, C), NLC is (prefix + H * W, C): class or
-    register tokens in front of the grid tokens.
+    register tokens in front of the grid tokens; NCL is (C, H * W).
     """
     rows, cols = grid
     if layout == "NCHW":
         return (channels, rows, cols)
     if layout == "NHWC":
         return (rows, cols, channels)
+    if layout == "NCL":
+        return (channels, rows * cols)
     return (prefix_tokens + rows * cols, channels)
 
 
@@ -115,6 +119,10 @@ class Head(_Frozen):
     feature_channels: int = Field(description="channels of the final feature map (forward_features' output)")
     feature_layout: Layout = Field(description="layout of the final feature map")
     feature_prefix_tokens: int = Field(0, description="class/register tokens in front of its grid tokens (NLC)")
+    feature_item: int | None = Field(
+        None, description="when forward_features returns a list or tuple (the head fuses every stage), the "
+        "index of the final feature map in it; the head reads the whole sequence"
+    )
     num_features: int = Field(description="width of the pooled feature (forward_head(pre_logits=True))")
     num_classes: int
     params: int = Field(description="parameters of the final modules and the head")
@@ -136,7 +144,7 @@ class StageTable(_Frozen):
             the nodes the parts' ``cut`` names).
     """
 
-    version: int = 3
+    version: int = 4
     model: str
     source: Literal["timm", "spec"]
     family: str

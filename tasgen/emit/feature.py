@@ -12,7 +12,7 @@ def average_pool(x: torch.Tensor, layout: Layout, prefix_tokens: int = 0) -> tor
     """Global average pooling of a feature map over its spatial positions.
 
     Args:
-        x: The map: (B, C, H, W), (B, H, W, C), or (B, prefix + grid tokens, C).
+        x: The map: (B, C, H, W), (B, H, W, C), (B, prefix + grid tokens, C) or (B, C, tokens).
         layout: Its layout.
         prefix_tokens: Class/register tokens in front of the grid tokens (left out).
 
@@ -23,6 +23,8 @@ def average_pool(x: torch.Tensor, layout: Layout, prefix_tokens: int = 0) -> tor
         return x.mean((2, 3))
     if layout == "NHWC":
         return x.mean((1, 2))
+    if layout == "NCL":
+        return x.mean(2)
     return x[:, prefix_tokens:].mean(1)
 
 
@@ -39,11 +41,16 @@ def head_pass(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     """
     classifier = model.get_classifier()
     feature = model.forward_head(x, pre_logits=True)
-    if isinstance(classifier, nn.Module):
+    if single_classifier(classifier):
         return classifier(feature), feature
-    # Distilled ViTs average two classifiers over two tokens: no single classifier
-    # input exists, so the head runs for the logits too (eval mode has no dropout there).
+    # Distilled ViTs average two classifiers over two tokens, EfficientViM weighs one per
+    # stage: no single classifier input exists, so the head runs for the logits too.
     return model.forward_head(x), feature
+
+
+def single_classifier(classifier: object) -> bool:
+    """Whether a model's ``get_classifier()`` is one module applied to the pre-logits feature."""
+    return isinstance(classifier, nn.Module) and not isinstance(classifier, (nn.ModuleList, nn.ModuleDict))
 
 
 def knowledge(model: nn.Module, head: Head, x: torch.Tensor, pool: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,9 +59,10 @@ def knowledge(model: nn.Module, head: Head, x: torch.Tensor, pool: str) -> tuple
     Args:
         model: A timm model or a tasgen Backbone.
         head: Its stage table's head record (the final map's layout and prefix tokens).
-        x: The final feature map.
+        x: The final feature map (forward_features' whole list where the head fuses several).
         pool: ``avg`` (the map, average pooled) or ``head`` (the classifier's input).
     """
     if pool == "avg":
-        return model.forward_head(x), average_pool(x, head.feature_layout, head.feature_prefix_tokens)
+        final = x if head.feature_item is None else x[head.feature_item]
+        return model.forward_head(x), average_pool(final, head.feature_layout, head.feature_prefix_tokens)
     return head_pass(model, x)

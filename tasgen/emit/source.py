@@ -179,13 +179,14 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
     forward_global.append(f"# final and head: {plan.global_role} {glob.model}")
     forward_global += _run_part("glob", plan.global_role, glob, "final")
     if plan.feature.get("pool", "avg") == "avg":
-        pooled = {"NCHW": "x.mean((2, 3))", "NHWC": "x.mean((1, 2))",
-                  "NLC": f"x[:, {glob.head.feature_prefix_tokens}:].mean(1)"}[glob.head.feature_layout]
+        final = "x" if glob.head.feature_item is None else f"x[{glob.head.feature_item}]"
+        pooled = {"NCHW": f"{final}.mean((2, 3))", "NHWC": f"{final}.mean((1, 2))", "NCL": f"{final}.mean(2)",
+                  "NLC": f"{final}[:, {glob.head.feature_prefix_tokens}:].mean(1)"}[glob.head.feature_layout]
         forward_global.append(f"return self.glob.forward_head(x), {pooled}  # logits, final map average pooled")
     else:
         forward_global += ["feature = self.glob.forward_head(x, pre_logits=True)",
                            "classifier = self.glob.get_classifier()",
-                           "if isinstance(classifier, nn.Module):",
+                           "if isinstance(classifier, nn.Module) and not isinstance(classifier, (nn.ModuleList, nn.ModuleDict)):",
                            "    return classifier(feature), feature",
                            "return self.glob.forward_head(x), feature"]
     global_prefix = [f"# {plan.global_role} {glob.model}'s prefix tokens entering stage {plan.global_start}",
