@@ -52,6 +52,19 @@ MORE_TIMM_MODELS = [
     # Its stage module downsamples after the map timm taps, and its head fuses every
     # stage: forward_features returns a list ending in the final map (NCL).
     ("efficientvim_m1", "cnn", {}, 64),
+    # Flatten/transpose between stem and blocks.
+    ("deepseek_vit_412m", "vit", {"depth": 4, "embed_dim": 64, "num_heads": 2}, 224),
+    ("qwen3_vit_88m", "vit", {"depth": 4, "embed_dim": 64, "num_heads": 2}, 64),
+    # _pos_embed returns (tokens, rope).
+    ("naflexvit_base_patch16_gap", "vit", {"depth": 4, "embed_dim": 64, "num_heads": 2}, 64),
+    # A permute before its neck; windowed blocks.
+    ("samvit_base_patch16", "vit", {"depth": 4, "embed_dim": 64, "num_heads": 2, "window_size": 2,
+                                    "global_attn_indexes": [1, 3]}, 64),
+    # Stage ends inside residual blocks (and a final fusion of several stages for MobileNetV5).
+    ("legacy_xception", "cnn", {}, 96),
+    ("nasnetalarge", "cnn", {}, 96),
+    ("pnasnet5large", "cnn", {}, 96),
+    ("mobilenetv5_300m", "hybrid", {}, 64),
     # NCHW intermediates need .item(): its stages are checked against NLC ones on meta.
     ("gemma4_vit_167m", "vit", {"depth": 4, "embed_dim": 64, "num_heads": 2, "head_dim": 32,
                                 "intermediate_size": 128, "position_embedding_size": 64}, 64),

@@ -245,7 +245,8 @@ def _nchw(shape: Sequence[int], layout: Layout, grid: tuple[int, int]) -> tuple[
 
 
 # --------------------------------------------------------------- mixer kinds
-_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("qk", "v"), ("to_qkv",), ("q_proj", "k_proj", "v_proj"))
+_ATTENTION_ATTRS = (("qkv",), ("q", "kv"), ("q", "k", "v"), ("qk", "v"), ("to_qkv",), ("q_proj", "k_proj", "v_proj"),
+                    ("query", "key", "value"))
 _TOKEN_MLP_ATTRS = ("mlp_tokens", "linear_tokens", "token_mixing")
 
 

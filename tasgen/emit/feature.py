@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -39,18 +41,28 @@ def head_pass(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         model: A timm model or a tasgen Backbone.
         x: Its ``forward_features`` output.
     """
-    classifier = model.get_classifier()
+    classifier = classifier_of(model)
     feature = model.forward_head(x, pre_logits=True)
-    if single_classifier(classifier):
+    if classifier is not None:
         return classifier(feature), feature
     # Distilled ViTs average two classifiers over two tokens, EfficientViM weighs one per
     # stage: no single classifier input exists, so the head runs for the logits too.
     return model.forward_head(x), feature
 
 
-def single_classifier(classifier: object) -> bool:
-    """Whether a model's ``get_classifier()`` is one module applied to the pre-logits feature."""
-    return isinstance(classifier, nn.Module) and not isinstance(classifier, (nn.ModuleList, nn.ModuleDict))
+def classifier_of(model: nn.Module) -> nn.Module | None:
+    """The module that turns ``forward_head(x, pre_logits=True)`` into the logits, or None.
+
+    timm's ``get_classifier()`` is that module for most models; some return their
+    whole head (pooling and norm included, as SAM's ``NormMlpClassifierHead``), whose
+    last layer is ``fc``; distilled ViTs and EfficientViM have several classifiers.
+    """
+    classifier = model.get_classifier()
+    if isinstance(classifier, nn.Module) and "pre_logits" in inspect.signature(classifier.forward).parameters:
+        classifier = getattr(classifier, "fc", None)
+    if not isinstance(classifier, nn.Module) or isinstance(classifier, (nn.ModuleList, nn.ModuleDict)):
+        return None
+    return classifier
 
 
 def knowledge(model: nn.Module, head: Head, x: torch.Tensor, pool: str) -> tuple[torch.Tensor, torch.Tensor]:

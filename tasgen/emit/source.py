@@ -16,6 +16,7 @@ import textwrap
 from types import ModuleType
 
 from tasgen.arch.table import POS_EMBED_METHOD, StageTable, is_method, token_grid
+from tasgen.emit.feature import classifier_of
 from tasgen.plan import Plan
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 
@@ -185,8 +186,8 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         forward_global.append(f"return self.glob.forward_head(x), {pooled}  # logits, final map average pooled")
     else:
         forward_global += ["feature = self.glob.forward_head(x, pre_logits=True)",
-                           "classifier = self.glob.get_classifier()",
-                           "if isinstance(classifier, nn.Module) and not isinstance(classifier, (nn.ModuleList, nn.ModuleDict)):",
+                           "classifier = classifier_of(self.glob)",
+                           "if classifier is not None:  # one head pass: the logits from the same feature",
                            "    return classifier(feature), feature",
                            "return self.glob.forward_head(x), feature"]
     global_prefix = [f"# {plan.global_role} {glob.model}'s prefix tokens entering stage {plan.global_start}",
@@ -276,6 +277,7 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         f"        return {emit_out}\n"
     )
     helpers = (
+        inspect.getsource(classifier_of) + "\n\n"
         "def _namespace(value):\n"
         "    if isinstance(value, dict):\n"
         "        return types.SimpleNamespace(**{k: _namespace(v) for k, v in value.items()})\n"
@@ -283,7 +285,8 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         "        return [_namespace(v) for v in value]\n"
         "    return value\n"
     )
-    imports = ("from __future__ import annotations\n\nimport json\nimport math\nimport types\nfrom typing import Any\n\n"
+    imports = ("from __future__ import annotations\n\nimport inspect\nimport json\nimport math\nimport types\n"
+               "from typing import Any\n\n"
                "import timm\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n")
     uses: dict[str, list[int | str]] = {}
     if local.reader == "graph":
