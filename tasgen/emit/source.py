@@ -16,7 +16,7 @@ import textwrap
 from types import ModuleType
 
 from tasgen.arch.table import POS_EMBED_METHOD, StageTable, is_method, token_grid
-from tasgen.emit.feature import classifier_of
+from tasgen.emit.feature import classifier_of, final_map_shape, one_pass_classifier
 from tasgen.plan import Plan
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 
@@ -186,9 +186,8 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         forward_global.append(f"return self.glob.forward_head(x), {pooled}  # logits, final map average pooled")
     else:
         forward_global += ["feature = self.glob.forward_head(x, pre_logits=True)",
-                           "classifier = classifier_of(self.glob)",
-                           "if classifier is not None:  # one head pass: the logits from the same feature",
-                           "    return classifier(feature), feature",
+                           "if self.classifier[0] is not None:  # one head pass: the logits from the same feature",
+                           "    return self.classifier[0](feature), feature",
                            "return self.glob.forward_head(x), feature"]
     global_prefix = [f"# {plan.global_role} {glob.model}'s prefix tokens entering stage {plan.global_start}",
                      "x = images * self.renorm_scale + self.renorm_shift  # its own normalisation"]
@@ -216,6 +215,10 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         f"        self.local = build_{plan.local_role}()  # parts used: stem, stages 1-{plan.split}\n"
         f"        self.glob = build_{plan.global_role}()  # parts used: stages {plan.global_start}-, final, head\n"
         f"        self.bridge = Bridge()\n"
+        + (f"        # the classifier that makes the logits from the pre-logits feature, if one does\n"
+           f"        # (a tuple, so that it is not registered twice as a submodule)\n"
+           f"        self.classifier = (one_pass_classifier(self.glob, {_final_sample(glob)}),)\n"
+           if plan.feature.get("pool", "avg") != "avg" else "")
         + (f"        self.register_buffer('renorm_scale', torch.tensor({renorm[0]!r}).view(1, -1, 1, 1), persistent=False)\n"
            f"        self.register_buffer('renorm_shift', torch.tensor({renorm[1]!r}).view(1, -1, 1, 1), persistent=False)\n"
            if needs_prefix or carries else "")
@@ -277,7 +280,7 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         f"        return {emit_out}\n"
     )
     helpers = (
-        inspect.getsource(classifier_of) + "\n\n"
+        inspect.getsource(classifier_of) + "\n\n" + inspect.getsource(one_pass_classifier) + "\n\n"
         "def _namespace(value):\n"
         "    if isinstance(value, dict):\n"
         "        return types.SimpleNamespace(**{k: _namespace(v) for k, v in value.items()})\n"
@@ -304,6 +307,12 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
                 _model_factory("teacher", spec.teacher, plan), _model_factory("student", spec.student, plan),
                 *parts, bridge_cls, assistant_cls]
     return "\n\n".join(s.rstrip() + "\n" for s in sections)
+
+
+def _final_sample(table: StageTable) -> str:
+    """Source of ``feature.sample_final_map`` for ``table``: zeros of its final map's shape, or None."""
+    shape = final_map_shape(table)
+    return "None" if shape is None else f"torch.zeros(2, *{shape!r})"
 
 
 def _glob_dynamic(spec: Spec, plan: Plan) -> bool:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tasgen.arch.table import StageTable, is_method, resolve
-from tasgen.emit.feature import knowledge
+from tasgen.emit.feature import knowledge, one_pass_classifier, sample_final_map
 
 State = torch.Tensor | tuple  # a part's output: the main tensor, or (main, *carried values)
 
@@ -40,6 +40,7 @@ class StagedModel:
         self.model = model
         self.table = table
         self.pool = pool
+        self._classifier = one_pass_classifier(model, sample_final_map(model, table)) if pool == "head" else None
         if table.reader == "graph":
             from tasgen.arch.introspect import graph_parts
 
@@ -83,7 +84,7 @@ class StagedModel:
 
     def head(self, x: State) -> tuple[torch.Tensor, torch.Tensor]:
         """Final part and head, one pass: returns (logits, pooled feature)."""
-        return knowledge(self.model, self.table.head, self._run(self._final, x), self.pool)
+        return knowledge(self.model, self.table.head, self._run(self._final, x), self.pool, self._classifier)
 
     def forward_to(self, x: torch.Tensor, depth: int) -> State:
         """Stem and stages 1..depth (0: the stem alone)."""

@@ -8,8 +8,9 @@ from collections.abc import Collection, Sequence
 import torch
 from torch import nn
 
+from tasgen.arch.table import StageTable
 from tasgen.emit.assistant import Assistant
-from tasgen.emit.feature import head_pass
+from tasgen.emit.feature import head_pass, one_pass_classifier, sample_final_map
 from tasgen.emit.staged import StagedModel
 from tasgen.plan import Plan
 
@@ -164,14 +165,16 @@ class Solo(nn.Module):
 
     Args:
         model: a timm model or a tasgen Backbone.
-        mean, std: the normalisation it expects.
+        table: its stage table (the normalisation it expects, the shape of its final map).
     """
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, model: nn.Module, table: StageTable) -> None:
         super().__init__()
         self.model = model
-        self.norm = Normalize(tuple(mean), tuple(std))
+        self.norm = Normalize(tuple(table.mean), tuple(table.std))
+        # A tuple, so that the classifier is not registered a second time as a submodule.
+        self._classifier = (one_pass_classifier(model, sample_final_map(model, table)),)
 
     def forward(self, images: torch.Tensor, members: Collection[str] | None = None) -> Outputs:
         """``{"student": ...}``; `members` is accepted as systems accept it (there is one member)."""
-        return {"student": head_pass(self.model, self.model.forward_features(self.norm(images)))}
+        return {"student": head_pass(self.model, self.model.forward_features(self.norm(images)), self._classifier[0])}

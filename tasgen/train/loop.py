@@ -114,7 +114,7 @@ def train_loop(
     optimizer, scheduler, scaler, ema, precision = (
         engine.optimizer, engine.scheduler, engine.scaler, engine.ema, engine.precision
     )
-    ema_system = Solo(ema.module, trained_table.mean, trained_table.std) if ema is not None else None
+    ema_system = Solo(ema.module, trained_table) if ema is not None else None
 
     # Start fresh, or continue from last/ exactly where it stopped. Rank 0 (the folder's
     # single writer, see RunFolder.lock) first tidies what an interrupted save left.

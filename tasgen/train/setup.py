@@ -97,7 +97,7 @@ def build_teacher_setup(spec: Spec, plan: Plan, run_dir: Path, device: torch.dev
     ce_only = DistillSpec(method="none", ce=CESpec(weight=1.0, label_smoothing=spec.distill.ce.label_smoothing))
     return Setup(
         role="teacher", spec=spec, plan=plan, run_dir=run_dir / TEACHER_FIT_DIR, key=teacher_fit_key(plan),
-        system=Solo(teacher, plan.teacher.mean, plan.teacher.std).to(device),
+        system=Solo(teacher, plan.teacher).to(device),
         objective=TASObjective(plan_losses(ce_only), {}, plan.num_classes).to(device),
         optimised=nn.ModuleDict({"teacher": teacher}), trained_model=teacher,
         epochs=spec.train.teacher_epochs or spec.train.epochs, device=device, uses_teacher=False,

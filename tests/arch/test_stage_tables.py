@@ -186,3 +186,33 @@ def test_cached_table_needs_no_torch(tmp_path) -> None:
     second = subprocess.run([sys.executable, "-c", code, str(env_dir)], capture_output=True, text=True, check=True)
     assert first.stdout.split() == ["True", "4"]
     assert second.stdout.split() == ["False", "4"]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "one_pass"), [
+    ("resnet18", {}, True),
+    ("deit_tiny_patch16_224", {"depth": 2}, True),
+    ("samvit_base_patch16", {"depth": 2, "embed_dim": 64, "num_heads": 2, "window_size": 2,
+                             "global_attn_indexes": [1]}, True),  # get_classifier() is the whole head: its fc
+    ("volo_d1_224", {}, False),  # adds an auxiliary head's score to its classifier's output
+    ("deit_tiny_distilled_patch16_224", {"depth": 2}, False),  # two classifiers
+    ("efficientvim_m1", {}, False),  # one classifier per stage
+])
+def test_pool_head_runs_the_head_once_only_where_the_classifier_makes_the_logits(
+    name: str, kwargs: dict, one_pass: bool
+) -> None:
+    spec = TimmModelSpec(timm=name, kwargs=kwargs)
+    table = stage_table(spec, role="s", num_classes=7, image_size=SIZE)
+    model = _real(spec, SIZE)
+    view = StagedModel(model, table, pool="head")
+    assert (view._classifier is not None) == one_pass
+    calls: list[bool] = []
+    original = model.forward_head
+    model.forward_head = lambda *a, **k: calls.append(k.get("pre_logits", False)) or original(*a, **k)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        logits, _ = view.forward(x)
+    del model.forward_head
+    # One pass where the classifier makes the logits; else a second pass for them.
+    assert calls == ([True] if one_pass else [True, False])
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-4)

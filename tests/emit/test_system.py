@@ -251,17 +251,17 @@ def test_logits_and_feature_come_from_one_head_pass(pool: str) -> None:
 
 
 def test_one_head_pass_matches_forward_head_across_families() -> None:
-    from tasgen.emit.feature import head_pass
+    from tasgen.emit.feature import head_pass, one_pass_classifier
 
     for name in ("resnet18", "mobilenetv3_small_100", "convnext_atto", "deit_tiny_distilled_patch16_224",
-                 "swin_tiny_patch4_window7_224", "resmlp_12_224"):
+                 "swin_tiny_patch4_window7_224", "resmlp_12_224", "volo_d1_224"):
         torch.manual_seed(0)
         model = create_model(Spec.model_validate({"name": "t", "teacher": {"timm": name},
                                                   "student": {"timm": name}}).teacher,
                              num_classes=10, image_size=SIZE).eval()
         with torch.no_grad():
             x = model.forward_features(torch.rand(1, 3, SIZE, SIZE))
-            logits, feature = head_pass(model, x)
+            logits, feature = head_pass(model, x, one_pass_classifier(model, x))
             torch.testing.assert_close(logits, model.forward_head(x), msg=name)
             torch.testing.assert_close(feature, model.forward_head(x, pre_logits=True), msg=name)
 
