@@ -448,7 +448,7 @@ def _item_reaches(name: str, nodes: Sequence[fx.Node], reaches: dict[fx.Node, bo
     An item of a tuple or list counts only when something that reaches the output
     reads it (its ``getitem``) or the whole sequence.
     """
-    base, item, _ = _parse(name)
+    item = _parse(name)[1]
     node = _base(name, nodes)
     if not reaches[node]:
         return False

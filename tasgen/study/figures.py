@@ -51,7 +51,8 @@ def plot_study(folder: Path, runs: Sequence[dict[str, Any]], teachers: dict[str,
         variants = list(dict.fromkeys(r["variant"] for r in members))
         teacher = (teachers or {}).get(spec, {}).get("test_top1")
 
-        fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(variants), 3.6))
+        slot = max(1.1, 0.09 * max(len(v) for v in variants))  # inches per variant: room for its name
+        fig, ax = plt.subplots(figsize=(1.4 + slot * len(variants), 3.6))
         for x, variant in enumerate(variants):
             values = [r["test_top1"] for r in members if r["variant"] == variant]
             offsets = [(i - (len(values) - 1) / 2) * 0.06 for i in range(len(values))]
