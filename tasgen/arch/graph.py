@@ -448,18 +448,22 @@ def _item_reaches(name: str, nodes: Sequence[fx.Node], reaches: dict[fx.Node, bo
     An item of a tuple or list counts only when something that reaches the output
     reads it (its ``getitem``) or the whole sequence.
     """
-    item = _parse(name)[1]
     node = _base(name, nodes)
     if not reaches[node]:
         return False
+    whole = [u for u in node.users if not _is_getitem(u)]  # the sequence read as a whole
+    return any(reaches[n] for n in (*_item_nodes(node, _parse(name)[1]), *whole))
+
+
+def _is_getitem(n: fx.Node) -> bool:
+    return n.op == "call_function" and n.target is operator.getitem
+
+
+def _item_nodes(node: fx.Node, item: int | None) -> list[fx.Node]:
+    """The nodes that stand for a carried value: ``node`` itself, or its ``getitem`` of ``item``."""
     if item is None:
-        return True
-    for user in node.users:
-        if not reaches[user]:
-            continue
-        if user.op != "call_function" or user.target is not operator.getitem or user.args[1] == item:
-            return True
-    return False
+        return [node]
+    return [u for u in node.users if _is_getitem(u) and u.args[1] == item]
 
 
 def _main_tensor(
@@ -503,10 +507,7 @@ def _feeding_next_stage(
     feeding = []
     for name, _ in tensors:
         base, item, _ = _parse(name)
-        node = by_name[base]
-        items = [u for u in node.users if u.op == "call_function" and u.target is operator.getitem
-                 and u.args[1] == item] if item is not None else [node]
-        if any(n in ancestors for n in items):
+        if any(n in ancestors for n in _item_nodes(by_name[base], item)):
             feeding.append(name)
     return feeding[0] if len(feeding) == 1 else None
 
