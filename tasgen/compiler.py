@@ -42,8 +42,15 @@ def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, Sta
     from tasgen.arch.models import stage_table
 
     spec = loaded.spec
+    from tasgen.spec.hub import HubUnreachable
+    from tasgen.spec.image_folder import ImageFolderError
+
     try:
         classes = num_classes(spec)
+    except HubUnreachable as exc:  # the cause is the network, not a missing num_classes
+        raise loaded.error(("data", "name"), str(exc)) from None
+    except ImageFolderError as exc:
+        raise loaded.error(("data", "root"), str(exc)) from None
     except ValueError as exc:
         raise loaded.error(("num_classes",), str(exc)) from None
     tables = {}

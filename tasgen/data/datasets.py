@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, IterableDataset, Subset
 
 from tasgen.spec.schema import DataSpec
 
+from .errors import DataError
 from .folder_datasets import cifar_datasets
 from .split import stratified_split
 from .tensor_datasets import TensorImageDataset, digits_images, mnist5k_images, synthetic_images
@@ -109,9 +110,21 @@ def _in_memory(data: DataSpec, budget: bool) -> DataSplits:
 
 
 def _budget(train_idx: torch.Tensor, labels: torch.Tensor, data: DataSpec) -> torch.Tensor:
-    """A stratified subset of `data.train_samples` training images (drawn from split_seed)."""
+    """A stratified subset of `data.train_samples` training images (drawn from split_seed).
+
+    Raises:
+        DataError: the budget is larger than the training images: a run labelled with
+            it would have trained on fewer.
+    """
     assert data.train_samples is not None
-    if data.train_samples >= len(train_idx):
+    if data.train_samples > len(train_idx):
+        raise DataError(
+            f"data.train_samples = {data.train_samples} is more than the {len(train_idx)} training images of "
+            f"{data.dataset} (after the test and validation splits): set data.train_samples to at most "
+            f"{len(train_idx)}, or leave it out to train on all of them",
+            key=("data", "train_samples"),
+        )
+    if data.train_samples == len(train_idx):
         return train_idx
     keep_fraction = data.train_samples / len(train_idx)
     _, kept = stratified_split(labels[train_idx], keep_fraction, data.split_seed)

@@ -21,46 +21,29 @@ from pathlib import Path
 from typing import Any
 
 from timm.data import create_dataset
+from timm.data.readers import create_reader
 from torch.utils.data import Dataset
 
 from tasgen.spec.home import expand_user
+from tasgen.spec.hub import hub_problem, unreachable_message
+from tasgen.spec.image_folder import (
+    ImageFolderError,
+    describe_split,
+    find_split,
+    scan_class_folders,
+)
 from tasgen.spec.schema import DataSpec
 
 from .errors import DataError
+from .image_files import ClassFolderReader, ImageFiles
 from .transforms import build_pil_transforms
 
 __all__ = ["hfds_datasets", "image_folder_datasets", "wds_datasets"]
-
-# timm's split synonyms (timm.data.dataset_factory), in the order we look for them.
-_EVAL_NAMES = ("validation", "val", "valid", "eval", "evaluation")
-_TRAIN_NAMES = ("train", "training")
 
 
 def _one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _split_path(root: Path, split: str) -> Path | None:
-    """``root/<split>`` as a folder or a ``.tar`` file, trying timm's synonyms of the split's name."""
-    names = [split]
-    for synonyms in (_TRAIN_NAMES, _EVAL_NAMES):
-        if split in synonyms:
-            names += [s for s in synonyms if s != split]
-    for name in names:
-        for candidate in (root / name, root / f"{name}.tar"):
-            if candidate.is_dir() or candidate.is_file():
-                return candidate
-    return None
-
-
-def _split_folders(split: str) -> str:
-    """How a missing split is named to the user: its folder and the synonyms timm accepts."""
-    for synonyms in (_TRAIN_NAMES, _EVAL_NAMES):
-        if split in synonyms:
-            ordered = sorted(synonyms, key=lambda s: (s != "val" and s != "train", s != split))
-            return f"{ordered[0]}/ (or {', '.join(f'{s}/' for s in ordered[1:])} or a .tar of one)"
-    return f"{split}/ (or {split}.tar)"
 
 
 def _classes(ds: Any) -> dict[str, int]:
@@ -81,20 +64,13 @@ def image_folder_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
               f"(or {data.train_split}.tar and val.tar holding <class>/<image>)")
     if not root.is_dir():
         raise DataError(f"imagefolder root {root} does not exist; {layout}")
-    paths = {split: _split_path(root, split) for split in (data.train_split, data.eval_split)}
-    missing = [_split_folders(split) for split, path in paths.items() if path is None]
+    paths = {split: find_split(root, split) for split in (data.train_split, data.eval_split)}
+    missing = [describe_split(split) for split, path in paths.items() if path is None]
     if missing:
         raise DataError(f"imagefolder {root} has no {' and no '.join(missing)}; {layout}")
     train_tf, eval_tf = build_pil_transforms(data)
-    splits = []
-    for (split, path), transform in zip(paths.items(), (train_tf, eval_tf), strict=True):
-        try:
-            ds = create_dataset("", root=str(path), split=split, search_split=False, transform=transform)
-        except Exception as exc:  # noqa: BLE001 - timm's readers raise bare asserts and OS errors alike
-            raise DataError(f"imagefolder {path} lacks images ({_one_line(exc)}); {layout}") from None
-        if len(ds) == 0:
-            raise DataError(f"imagefolder {path} lacks images; {layout}")
-        splits.append(ds)
+    splits = [_image_files(path, transform, layout) for path, transform in zip(paths.values(), (train_tf, eval_tf),
+                                                                                  strict=True)]
     train, evaluate = splits
     train_classes, eval_classes = _classes(train), _classes(evaluate)
     if train_classes != eval_classes:
@@ -105,6 +81,28 @@ def image_folder_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
             f"(only in {data.train_split}: {only_train}; only in {data.eval_split}: {only_eval})"
         )
     return train, evaluate, len(train_classes)
+
+
+def _image_files(path: Path, transform: Any, layout: str) -> ImageFiles:
+    """One split: a folder scanned by tasgen (symlink cycles, empty class folders refused) or a tar file."""
+    if path.is_dir():
+        try:
+            folders = scan_class_folders(path)
+        except ImageFolderError as err:
+            raise DataError(str(err)) from None
+        if folders.empty and folders.samples:
+            names = ", ".join(p.name for p in folders.empty[:5]) + (" ..." if len(folders.empty) > 5 else "")
+            raise DataError(f"imagefolder {path} has class folders without images ({names}); "
+                            "add their images or remove them")
+        reader: Any = ClassFolderReader(str(path), folders)
+    else:
+        try:
+            reader = create_reader("", root=str(path))  # timm's tar reader (tars inside tars too)
+        except Exception as exc:  # noqa: BLE001 - tarfile raises its own errors and OS errors alike
+            raise DataError(f"imagefolder {path} cannot be read as a tar archive ({_one_line(exc)}); {layout}") from None
+    if len(reader) == 0:
+        raise DataError(f"imagefolder {path} lacks images; {layout}")
+    return ImageFiles(str(path), reader=reader, transform=transform)
 
 
 def _require(module: str, message: str) -> None:
@@ -122,16 +120,20 @@ def hfds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
     (a ``ClassLabel`` gives the class count; without one, set ``num_classes``).
 
     Raises:
-        DataError: ``datasets`` is not installed, the dataset or a split cannot be loaded.
+        DataError: ``datasets`` is not installed, the Hub cannot be reached (for a Hub
+            dataset), the dataset or a split cannot be loaded.
     """
     assert data.name is not None  # the schema requires a name for hfds
     _require("datasets", "dataset 'hfds' needs the Hugging Face datasets package: pip install 'tasgen[hf]'")
     name = _hf_name(data.name)
     prefix = "hfids" if data.streaming else "hfds"
-    hint = "" if Path(name).exists() else " (a Hub dataset needs network, or a filled Hugging Face cache)"
+    if unreachable := hub_problem(name):  # fast: datasets would retry for half a minute first
+        raise DataError(unreachable)
 
     def problem(split: str, exc: Exception) -> str:
-        return f"cannot load hfds {data.name!r} split {split!r}: {_one_line(exc)}{hint}"
+        if isinstance(exc, ConnectionError):  # datasets' word for "the Hub cannot be reached"
+            return unreachable_message(data.name or name, _one_line(exc))
+        return f"cannot load hfds {data.name!r} split {split!r}: {_one_line(exc)}"
 
     train, evaluate = _train_and_eval(
         data, problem, f"{prefix}/{name}", root=str(data.root) if data.root else None, batch_size=data.batch_size

@@ -7,22 +7,26 @@ The planner needs the classifier width before any dataset is built; a spec's
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 from tasgen.spec.schema import DataSpec
 
 from .home import expand_user
+from .hub import HubUnreachable, hub_problem, unreachable_message
+from .image_folder import ImageFolderError, find_split, scan_class_folders, tar_classes
 
 __all__ = ["BUILTIN_CLASSES", "count_classes"]
 
 BUILTIN_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
-_TRAIN_NAMES = ("train", "training")
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm"}
 
 
 def count_classes(data: DataSpec) -> tuple[int | None, str]:
-    """``(count, where)``: the dataset's class count (None when the files do not say) and what was read."""
+    """``(count, where)``: the dataset's class count (None when the files do not say) and what was read.
+
+    Raises:
+        ImageFolderError: an image folder's training split holds a symlink cycle.
+        HubUnreachable: a Hugging Face Hub dataset, and the Hub cannot be reached.
+    """
     if data.dataset in BUILTIN_CLASSES:
         return BUILTIN_CLASSES[data.dataset], data.dataset
     if data.dataset == "imagefolder":
@@ -41,38 +45,48 @@ def count_classes(data: DataSpec) -> tuple[int | None, str]:
 
 
 def _folder_classes(root: Path, split: str) -> tuple[int | None, str]:
-    for name in dict.fromkeys((split, *(_TRAIN_NAMES if split in _TRAIN_NAMES else ()))):
-        folder, tar = root / name, root / f"{name}.tar"
-        if folder.is_dir():
-            classes = [p for p in folder.iterdir() if p.is_dir()]
-            return (len(classes) if len(classes) >= 2 else None), str(folder)
-        if tar.is_file():
-            try:
-                with tarfile.open(tar) as archive:
-                    classes = {Path(m.name).parts[0] for m in archive.getmembers()
-                               if m.isfile() and len(Path(m.name).parts) > 1
-                               and Path(m.name).suffix.lower() in _IMAGE_SUFFIXES}
-            except (OSError, tarfile.TarError):
-                return None, str(tar)
-            return (len(classes) if len(classes) >= 2 else None), str(tar)
-    return None, str(root / split)
+    """The classes timm's reader will see in the training split (see `tasgen.spec.image_folder`).
+
+    Raises:
+        ImageFolderError: the split folder holds a symlink cycle or cannot be listed.
+    """
+    found = find_split(root, split)
+    if found is None:
+        return None, str(root / split)
+    if found.is_dir():
+        count = len(scan_class_folders(found).class_to_idx)
+    else:
+        try:
+            count = len(tar_classes(found))
+        except ImageFolderError:
+            return None, str(found)
+    return (count if count >= 2 else None), str(found)
 
 
 def _hf_classes(data: DataSpec) -> tuple[int | None, str]:
     """The ``label`` ClassLabel of a Hugging Face dataset's features (a local folder's are inferred)."""
     where = f"hfds {data.name}"
+    name = str(expand_user(data.name or "").resolve()) if expand_user(data.name or "").exists() else data.name
+    if problem := hub_problem(str(name)):  # fast: datasets would retry for half a minute first
+        raise HubUnreachable(problem)
     try:
         import datasets
     except ImportError:
         return None, where
-    name = str(expand_user(data.name or "").resolve()) if expand_user(data.name or "").exists() else data.name
     try:
         builder = datasets.load_dataset_builder(name, cache_dir=str(data.root) if data.root else None)
         features = builder.info.features
         if features is None:  # packaged builders (parquet) learn their features when preparing
             builder.download_and_prepare()
             features = builder.info.features
-    except Exception:  # noqa: BLE001 - no network, no such dataset: the caller asks for num_classes
+    except ConnectionError as err:  # datasets' word for "the Hub cannot be reached" (offline mode included)
+        raise HubUnreachable(unreachable_message(str(data.name), _first_line(err))) from None
+    except Exception:  # noqa: BLE001 - no such dataset, no label column: the caller asks for num_classes
         return None, where
     label = (features or {}).get("label")
     return (label.num_classes if isinstance(label, datasets.ClassLabel) else None), where
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

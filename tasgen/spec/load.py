@@ -395,35 +395,74 @@ def _check_models(data: dict[str, Any], root: Site) -> list[Problem]:
 
 
 def check_data_root(loaded: LoadedSpec) -> None:
-    """Before training: an image folder's ``data.root`` exists, has ``train/``, and
-    no more class folders than ``num_classes``.
+    """Before training: an image folder's ``data.root`` holds both splits, each with images.
+
+    A split is a folder or a tar file, under its name or one of timm's synonyms (see
+    `tasgen.spec.image_folder`): every layout the data layer reads passes. A split
+    folder must not hold a symlink cycle or a class folder without images, and its
+    classes must not outnumber ``num_classes``. (Tar files are read whole by the data
+    layer; here they are only checked to be tar files.)
 
     Not part of `load_spec`: a spec is valid on a machine that lacks the data.
 
     Raises:
-        SpecError: located at ``data.root``.
+        SpecError: located at ``data.root`` (or at ``num_classes`` when it is too small).
     """
+    import tarfile
+
+    from tasgen.spec.image_folder import (
+        ImageFolderError,
+        describe_split,
+        find_split,
+        scan_class_folders,
+    )
+
     data = loaded.spec.data
     if data.dataset != "imagefolder" or data.root is None:
         return
     path = expand_user(data.root)
+    layout = (f"expected {path}/{data.train_split}/<class>/<image> and {path}/val/<class>/<image>, "
+              f"or {data.train_split}.tar and val.tar holding <class>/<image>")
     if not path.exists():
-        message = f"the image folder does not exist: {path}"
-    elif not path.is_dir():
-        message = f"the image folder is not a folder: {path}"
-    elif not (path / "train").is_dir():
-        message = f"{path} has no train/ folder (expected root/train/<class>/<image> and root/val/...)"
-    else:
-        classes = sum(p.is_dir() for p in (path / "train").iterdir())
-        wanted = loaded.spec.num_classes
-        if wanted is None or classes <= wanted:
-            return
+        raise loaded.error(("data", "root"), f"the image folder does not exist: {path}")
+    if not path.is_dir():
+        raise loaded.error(("data", "root"), f"the image folder is not a folder: {path}")
+    train_classes = 0
+    for split in (data.train_split, data.eval_split):
+        found = find_split(path, split)
+        if found is None:
+            message = f"{path} has no {describe_split(split)}; {layout}"
+        elif found.is_file():
+            message = "" if tarfile.is_tarfile(found) else f"{found} is not a tar archive; {layout}"
+        else:
+            try:
+                folders = scan_class_folders(found)
+            except ImageFolderError as err:
+                raise loaded.error(("data", "root"), str(err)) from None
+            message = _class_folder_problem(found, folders.empty, len(folders.samples), layout)
+            if split == data.train_split:
+                train_classes = len(folders.class_to_idx)
+        if message:
+            raise loaded.error(("data", "root"), message)
+    wanted = loaded.spec.num_classes
+    if wanted is not None and train_classes > wanted:
         raise loaded.error(
             ("num_classes",),
-            f"{path}/train has {classes} class folders, more than num_classes = {wanted}; "
-            f"set num_classes: {classes} or leave it out",
+            f"{path}/{data.train_split} has {train_classes} class folders, more than num_classes = {wanted}; "
+            f"set num_classes: {train_classes} or leave it out",
         )
-    raise loaded.error(("data", "root"), message)
+
+
+def _class_folder_problem(folder: Path, empty: Sequence[Path], images: int, layout: str) -> str:
+    """What is wrong with a split folder's class folders ('' when nothing is)."""
+    if images == 0:
+        return f"{folder} holds no images (.png, .jpg or .jpeg); {layout}"
+    if empty:
+        names = ", ".join(p.name for p in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        one = len(empty) == 1
+        return (f"{folder} has {len(empty)} class folder{'' if one else 's'} without images ({names}); "
+                f"add {'its' if one else 'their'} images or remove {'it' if one else 'them'}")
+    return ""
 
 
 def _check_data(data: dict[str, Any], root: Site) -> list[Problem]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tasgen.checkpoint import find_checkpoint, save_weights
-from tasgen.data import DataSplits, build_datasets
+from tasgen.data import DataError, DataSplits, build_datasets
 
 from .dist import barrier, default_device, init_from_env, is_main, shutdown
 from .errors import TrainError
@@ -96,7 +96,12 @@ def _train(
     check_data_root(loaded)  # before the planner counts its classes
     plan = plan_spec(loaded)
     run_dir = run_folder(spec)
-    splits = build_datasets(spec.data, budget=role != "teacher")
+    try:
+        splits = build_datasets(spec.data, budget=role != "teacher")
+    except DataError as err:
+        if err.key is None:
+            raise
+        raise loaded.error(err.key, str(err)) from None  # at the field's line of the spec file
     with deterministic(device):
         if role == "teacher":
             return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report, splits,

@@ -125,6 +125,29 @@ def _images_with_a_corrupt_one(root: Path) -> None:
     (root / "train" / "a" / "5.png").write_bytes(b"\x89PNG not an image at all")
 
 
+def _classes(count: int) -> Callable[[Path], None]:
+    """``count`` classes of one small image each, in train/ and val/."""
+    def make(root: Path) -> None:
+        from PIL import Image
+
+        for split in ("train", "val"):
+            for c in range(count):
+                (root / split / f"c{c}").mkdir(parents=True)
+                Image.new("RGB", (8, 8), (c, 0, 0)).save(root / split / f"c{c}" / "0.png")
+
+    return make
+
+
+def _with_a_symlink_cycle(root: Path) -> None:
+    _classes(2)(root)
+    os.symlink(root / "train", root / "train" / "c0" / "again")
+
+
+def _with_an_empty_class_folder(root: Path) -> None:
+    _classes(2)(root)
+    (root / "train" / "zz").mkdir()
+
+
 NESTED = "[" * 5000 + "]" * 5000
 CASES: dict[str, tuple[Callable[[Path, Path, Path], list[str]], str]] = {
     # ---- accepted-but-wrong values: strict types and bounds
@@ -178,10 +201,17 @@ CASES: dict[str, tuple[Callable[[Path, Path, Path], list[str]], str]] = {
     "extends-self": (_extends("spec.yaml"), "extends cycle"),
     # ---- checked when training starts
     "imagefolder-root-missing": (_image_folder(lambda root: None), "the image folder does not exist"),
-    "imagefolder-root-empty": (_image_folder(lambda root: root.mkdir()), "has no train/ folder"),
-    "imagefolder-more-classes": (_image_folder(lambda root: [(root / "train" / f"c{i}").mkdir(parents=True)
-                                                             for i in range(11)]),
-                                 "has 11 class folders, more than num_classes = 10"),
+    "imagefolder-root-empty": (_image_folder(lambda root: root.mkdir()), "has no train/"),
+    "imagefolder-more-classes": (_image_folder(_classes(11)), "has 11 class folders, more than num_classes = 10"),
+    "imagefolder-symlink-cycle": (_image_folder(_with_a_symlink_cycle), "leads back to the folder above it"),
+    "imagefolder-empty-class-folder": (_image_folder(_with_an_empty_class_folder),
+                                       "has 1 class folder without images (zz)"),
+    "imagefolder-no-images": (_image_folder(lambda root: [(root / s / "a").mkdir(parents=True) for s in ("train", "val")]),
+                              "holds no images"),
+    "train-samples-beyond-the-data": (_spec(_sub("num_samples: 64", "num_samples: 64\n  train_samples: 1000"), "train"),
+                                      "data.train_samples = 1000 is more than the"),
+    "hfds-without-network": (_spec(_sub("dataset: synthetic", "dataset: hfds\n  name: someone/beans"), "plan"),
+                             "from the Hugging Face Hub: 127.0.0.1:9 cannot be reached"),
     # ---- damaged run folders
     "run-spec-yaml-broken": (_folder_run(_write("spec.yaml", "name: [unclosed\n")), "spec.yaml:"),
     "run-spec-yaml-tag": (_folder_run(_write("spec.yaml", "name: !!python/name:os.system\n")), "spec.yaml:1:7"),
@@ -221,6 +251,9 @@ def test_malformed_input_exits_2_with_a_located_message(case, tmp_path, monkeypa
     work = tmp_path / "case"
     work.mkdir()
     monkeypatch.chdir(work)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port: "no network", at once
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
     args = build(work, teacher_weights, trained_run)
     result = CliRunner().invoke(app, args)
     output = result.output
@@ -239,15 +272,15 @@ def test_malformed_input_exits_2_with_a_located_message(case, tmp_path, monkeypa
 
 @pytest.mark.parametrize("workers", [0])  # (a worker's log record goes to pytest's copied handler, not stderr)
 def test_a_corrupt_image_is_named(tmp_path, monkeypatch, capfd, caplog, teacher_weights, workers):
-    # Image folders are read by timm's dataset, which skips an unreadable file with a warning
-    # naming it (the convention of timm's own training script); the run goes on, no traceback.
+    # An unreadable image is skipped with a warning naming it (the convention of timm's own
+    # training script, see tasgen.data.image_files); the run goes on, no traceback.
     monkeypatch.chdir(tmp_path)
     _image_folder(_images_with_a_corrupt_one)(tmp_path, teacher_weights, tmp_path)
     result = CliRunner().invoke(app, ["train", "spec.yaml", "--set", "data.batch_size=24", "--set", "data.val_fraction=0",
                                       "--set", f"data.num_workers={workers}", "--epochs", "1"])
     assert result.exit_code == 0, result.output
     seen = result.output + caplog.text + capfd.readouterr().err  # a worker process writes to the real stderr
-    warning = next(line for line in seen.splitlines() if "Skipped sample" in line)
+    warning = next(line for line in seen.splitlines() if "skipped the image" in line)
     assert "5.png" in warning
     assert "Traceback" not in seen
 
