@@ -15,6 +15,7 @@ cannot disagree on what a split holds:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tarfile
@@ -135,9 +136,9 @@ def scan_class_folders(folder: Path) -> ClassFolders:
             raise ImageFolderError(f"cannot list the image folder {current}: {err.strerror or err}") from None
         for entry in entries:
             path = Path(entry.path)
-            if entry.is_dir():  # follows symlinks, as timm's os.walk(followlinks=True) does
+            if _is_dir(entry):  # follows symlinks, as timm's os.walk(followlinks=True) does
                 stack.append((path, top or path))
-            elif entry.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            elif path.suffix.lower() in IMAGE_SUFFIXES:  # a dangling link too: reading it names it (as timm)
                 files.append((entry.path, current.name if current != folder else ""))
                 if top is not None:
                     holds_images.add(top)
@@ -147,6 +148,18 @@ def scan_class_folders(folder: Path) -> ClassFolders:
     tops = sorted(p for p in folder.iterdir() if p.is_dir())
     empty = tuple(p for p in tops if p not in holds_images)
     return ClassFolders(samples, class_to_idx, empty)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A folder, or a link to one; a link that never resolves (``a -> b -> a``) is refused."""
+    try:
+        return entry.is_dir()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ImageFolderError(
+                f"image folder entry {entry.path} is a symlink loop ({err.strerror}); remove the symlink."
+            ) from None
+        return False  # os.walk's choice: an entry it cannot stat is not a folder
 
 
 def tar_classes(tar: Path) -> set[str]:

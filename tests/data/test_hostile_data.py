@@ -72,6 +72,14 @@ def test_two_links_to_one_folder_are_refused(tmp_path: Path) -> None:
         build_datasets(_data(tmp_path))
 
 
+def test_a_link_that_never_resolves_is_refused(tmp_path: Path) -> None:
+    _folders(tmp_path)
+    os.symlink(tmp_path / "train" / "ant" / "b.png", tmp_path / "train" / "ant" / "a.png")
+    os.symlink(tmp_path / "train" / "ant" / "a.png", tmp_path / "train" / "ant" / "b.png")
+    with pytest.raises(DataError, match=r"ant/a.png is a symlink loop"):
+        build_datasets(_data(tmp_path))
+
+
 def test_a_symlinked_class_folder_is_still_read(tmp_path: Path) -> None:
     _folders(tmp_path)
     _write_images(tmp_path / "elsewhere", {"dog": 4})
@@ -120,13 +128,17 @@ def _truncated_jpeg() -> bytes:
     return out.getvalue()[: len(out.getvalue()) // 2]
 
 
-@pytest.mark.parametrize("bad", ["bomb", "truncated"])
+@pytest.mark.parametrize("bad", ["bomb", "bomb-warning", "truncated", "dangling-link"])
 def test_an_unreadable_image_is_skipped_with_its_file_named(tmp_path: Path, caplog, bad: str) -> None:
     _folders(tmp_path)
-    name = "1.png" if bad == "bomb" else "1.jpg"
+    name = "1.jpg" if bad == "truncated" else "1.png"
     file = tmp_path / "train" / "bee" / name
     (tmp_path / "train" / "bee" / "1.png").unlink()
-    file.write_bytes(_png_header_only(16000, 16000) if bad == "bomb" else _truncated_jpeg())
+    if bad == "dangling-link":
+        os.symlink(tmp_path / "gone.png", file)
+    else:  # above 2x PIL's limit it refuses to open; between 1x and 2x it only warns, naming no file
+        file.write_bytes({"bomb": _png_header_only(16000, 16000), "bomb-warning": _png_header_only(10000, 10000),
+                          "truncated": _truncated_jpeg()}[bad])
     train = build_datasets(_data(tmp_path)).train
     position = next(i for i, index in enumerate(train.indices) if train.dataset.reader.samples[index][0] == str(file))
     with caplog.at_level(logging.WARNING):
@@ -135,7 +147,8 @@ def test_an_unreadable_image_is_skipped_with_its_file_named(tmp_path: Path, capl
     assert image.shape == (3, 16, 16) and label == 1
     warnings = [r.getMessage() for r in caplog.records if str(file) in r.getMessage()]
     assert len(warnings) == 1, caplog.text  # once per file
-    assert "skipped" in warnings[0] and ("pixels" in warnings[0] if bad == "bomb" else "truncated" in warnings[0])
+    reason = {"bomb": "pixels", "bomb-warning": "pixels", "truncated": "truncated", "dangling-link": "No such file"}
+    assert "skipped" in warnings[0] and reason[bad] in warnings[0]
 
 
 def test_many_unreadable_images_in_a_row_stop_with_a_data_error(tmp_path: Path) -> None:
