@@ -171,6 +171,13 @@ def _from_files(data: DataSpec, budget: bool) -> DataSplits:
     else:
         train, test, num_classes = _TIMM_SOURCES[data.dataset](data)
     if isinstance(train, IterableDataset):
+        if budget and data.train_samples is not None:  # a stream is neither counted nor indexed: no subset to draw
+            raise DataError(
+                f"data.train_samples = {data.train_samples} cannot be drawn from {data.dataset}: it is streamed, so "
+                "its images are neither counted nor indexed. Leave data.train_samples out"
+                + (", or set data.streaming: false" if data.dataset == "hfds" else ""),
+                key=("data", "train_samples"),
+            )
         info = DatasetInfo(num_classes, data.dataset, _length(train), 0, _length(test),
                            _fingerprint(f"{data.dataset}:{data.name}:{data.train_split}:{data.eval_split}"))
         return DataSplits(train, None, test, info)

@@ -309,7 +309,8 @@ class DataSpec(_Strict):
         None, ge=1,
         description="Distil the student on a stratified subset of this many training images (a "
         "small-data budget, drawn from split_seed); the teacher is still fitted on the whole training "
-        "split, as a teacher pretrained on more data would be. More than the training images is refused. "
+        "split, as a teacher pretrained on more data would be. More than the training images, or a streamed "
+        "dataset, is refused. "
         "Default: all of them.",
     )
     num_samples: int = Field(512, ge=2, description="Images of the synthetic dataset.")

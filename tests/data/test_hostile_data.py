@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import logging
 import os
 import struct
@@ -109,6 +110,19 @@ def test_a_budget_beyond_the_training_images_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="at most"):
         build_datasets(synthetic)
     assert build_datasets(synthetic, budget=False).info.num_train > 0  # a teacher fit has no budget
+
+
+@pytest.mark.skipif(importlib.util.find_spec("webdataset") is None, reason="webdataset is an optional extra")
+def test_a_budget_on_a_stream_is_refused(tmp_path: Path) -> None:
+    from .test_timm_datasets import _write_shards
+
+    splits = {split: _write_shards(tmp_path, split, 2, shards=1) for split in ("train", "validation")}
+    (tmp_path / "_info.json").write_text(json.dumps({"num_classes": 3, "splits": splits}))
+    data = DataSpec(dataset="wds", root=tmp_path, image_size=16, batch_size=2)
+    assert build_datasets(data).info.num_train == 6
+    with pytest.raises(DataError, match="cannot be drawn from wds: it is streamed") as err:
+        build_datasets(data.model_copy(update={"train_samples": 4}))  # it trained on all 6 before
+    assert err.value.key == ("data", "train_samples")
 
 
 # ------------------------------------------------------------ bad images: skipped, named
