@@ -134,12 +134,13 @@ def scan_class_folders(folder: Path) -> ClassFolders:
             entries = sorted(os.scandir(current), key=lambda e: e.name)
         except OSError as err:
             raise ImageFolderError(f"cannot list the image folder {current}: {err.strerror or err}") from None
+        label = current.name if current != folder else ""  # timm's leaf-folder class name
         for entry in entries:
-            path = Path(entry.path)
             if _is_dir(entry):  # follows symlinks, as timm's os.walk(followlinks=True) does
+                path = Path(entry.path)
                 stack.append((path, top or path))
-            elif path.suffix.lower() in IMAGE_SUFFIXES:  # a dangling link too: reading it names it (as timm)
-                files.append((entry.path, current.name if current != folder else ""))
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:  # a dangling link too, as in timm
+                files.append((entry.path, label))
                 if top is not None:
                     holds_images.add(top)
     names = sorted({name for _, name in files}, key=natural_key)

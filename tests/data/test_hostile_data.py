@@ -81,6 +81,22 @@ def test_a_link_that_never_resolves_is_refused(tmp_path: Path) -> None:
         build_datasets(_data(tmp_path))
 
 
+def test_the_scan_reads_what_timm_reads(tmp_path: Path) -> None:
+    # Same images, order and class indices as timm's reader: runs and teachers from before keep their labels.
+    from timm.data.readers.reader_image_folder import find_images_and_targets
+
+    from tasgen.spec.image_folder import scan_class_folders
+
+    _write_images(tmp_path / "train", {"cls10": 2, "cls2": 3, "Bee": 1}, suffix=".JPG")
+    _write_images(tmp_path / "train" / "cls2", {"nested": 2})
+    _write_images(tmp_path / "elsewhere", {"linked": 2})
+    os.symlink(tmp_path / "elsewhere" / "linked", tmp_path / "train" / "linked")
+    (tmp_path / "train" / "img12.png").write_bytes(b"")
+    (tmp_path / "train" / "Bee" / "notes.txt").write_text("")
+    found = scan_class_folders(tmp_path / "train")
+    assert (found.samples, found.class_to_idx) == find_images_and_targets(str(tmp_path / "train"))
+
+
 def test_a_symlinked_class_folder_is_still_read(tmp_path: Path) -> None:
     _folders(tmp_path)
     _write_images(tmp_path / "elsewhere", {"dog": 4})
