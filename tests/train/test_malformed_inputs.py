@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,6 +125,13 @@ def _images_with_a_corrupt_one(root: Path) -> None:
             for i in range(12):
                 Image.new("RGB", (32, 32), colour).save(folder / f"{i}.png")
     (root / "train" / "a" / "5.png").write_bytes(b"\x89PNG not an image at all")
+    # A PNG whose header claims 16000x16000 pixels: PIL's decompression-bomb check refuses to open it.
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", 16000, 16000, 8, 2, 0, 0, 0)
+    (root / "train" / "b" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                                                  + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b""))
 
 
 def _classes(count: int) -> Callable[[Path], None]:
@@ -271,7 +280,7 @@ def test_malformed_input_exits_2_with_a_located_message(case, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("workers", [0])  # (a worker's log record goes to pytest's copied handler, not stderr)
-def test_a_corrupt_image_is_named(tmp_path, monkeypatch, capfd, caplog, teacher_weights, workers):
+def test_a_corrupt_or_huge_image_is_named(tmp_path, monkeypatch, capfd, caplog, teacher_weights, workers):
     # An unreadable image is skipped with a warning naming it (the convention of timm's own
     # training script, see tasgen.data.image_files); the run goes on, no traceback.
     monkeypatch.chdir(tmp_path)
@@ -280,7 +289,8 @@ def test_a_corrupt_image_is_named(tmp_path, monkeypatch, capfd, caplog, teacher_
                                       "--set", f"data.num_workers={workers}", "--epochs", "1"])
     assert result.exit_code == 0, result.output
     seen = result.output + caplog.text + capfd.readouterr().err  # a worker process writes to the real stderr
-    warning = next(line for line in seen.splitlines() if "skipped the image" in line)
-    assert "5.png" in warning
+    warnings = [line for line in seen.splitlines() if "skipped the image" in line]
+    assert any("a/5.png" in line for line in warnings), seen
+    assert any("b/7.png" in line and "pixels" in line for line in warnings), seen
     assert "Traceback" not in seen
 
