@@ -56,7 +56,8 @@ def image_folder_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
     """Class folders or tar files under ``data.root``, read by timm's folder/tar readers.
 
     Raises:
-        DataError: a split is missing or empty, or the two splits have different classes.
+        DataError: a split is missing or empty, holds a symlink cycle or a class folder
+            without images, or the two splits have different classes.
     """
     assert data.root is not None  # the schema requires a root for imagefolder
     root = expand_user(data.root)
@@ -128,7 +129,7 @@ def hfds_datasets(data: DataSpec) -> tuple[Dataset, Dataset, int]:
     name = _hf_name(data.name)
     prefix = "hfids" if data.streaming else "hfds"
     if unreachable := hub_problem(name):  # fast: datasets would retry for half a minute first
-        raise DataError(unreachable)
+        raise DataError(unreachable, key=("data", "name"))
 
     def problem(split: str, exc: Exception) -> str:
         if isinstance(exc, ConnectionError):  # datasets' word for "the Hub cannot be reached"

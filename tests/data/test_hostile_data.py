@@ -282,8 +282,9 @@ def test_no_network_is_the_message_not_num_classes(no_hub, monkeypatch) -> None:
     with pytest.raises(HubUnreachable, match=r"cannot read hfds 'someone/beans' from the Hugging Face Hub: "
                                              r"127.0.0.1:9 cannot be reached"):
         count_classes(data)
-    with pytest.raises(DataError, match="from the Hugging Face Hub"):
+    with pytest.raises(DataError, match="from the Hugging Face Hub") as err:
         build_datasets(data)
+    assert err.value.key == ("data", "name")  # `tasgen train` reports it at that line
 
 
 @needs_datasets

@@ -221,6 +221,9 @@ CASES: dict[str, tuple[Callable[[Path, Path, Path], list[str]], str]] = {
                                       "data.train_samples = 1000 is more than the"),
     "hfds-without-network": (_spec(_sub("dataset: synthetic", "dataset: hfds\n  name: someone/beans"), "plan"),
                              "from the Hugging Face Hub: 127.0.0.1:9 cannot be reached"),
+    "hfds-without-network-train": (_spec(lambda t: _sub("dataset: synthetic", "dataset: hfds\n  name: someone/beans")(t)
+                                         + "num_classes: 10\n", "train"),
+                                   "from the Hugging Face Hub: 127.0.0.1:9 cannot be reached"),
     # ---- damaged run folders
     "run-spec-yaml-broken": (_folder_run(_write("spec.yaml", "name: [unclosed\n")), "spec.yaml:"),
     "run-spec-yaml-tag": (_folder_run(_write("spec.yaml", "name: !!python/name:os.system\n")), "spec.yaml:1:7"),
