@@ -9,6 +9,7 @@ timeout, tells the user the real cause at once.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -17,6 +18,8 @@ __all__ = ["HubUnreachable", "hub_problem", "offline_mode", "unreachable_message
 # Long enough for a slow but working network, short next to datasets' ~30 s of retries.
 _PROBE_SECONDS = 3.0
 _TRUE = {"1", "ON", "YES", "TRUE"}
+# A Hub dataset id: NAME or ORG/NAME (huggingface_hub's validate_repo_id, simplified).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 class HubUnreachable(ValueError):
@@ -46,8 +49,8 @@ def unreachable_message(name: str, reason: str) -> str:
 def hub_problem(name: str) -> str | None:
     """Why the Hub dataset ``name`` cannot be read now, or None when it may be.
 
-    A local folder, offline mode (datasets answers from its cache at once) and a
-    proxy (which a direct connection would not go through) are not probed.
+    A local folder or a path, offline mode (datasets answers from its cache at
+    once) and a proxy (which a direct connection would not go through) are not probed.
 
     Args:
         name: ``data.name`` of an hfds spec: a Hub id or a local folder.
@@ -55,8 +58,8 @@ def hub_problem(name: str) -> str | None:
     Returns:
         The message for `HubUnreachable`, or None.
     """
-    if os.path.exists(os.path.expanduser(name)) or offline_mode():
-        return None
+    if not _HUB_ID.fullmatch(name) or os.path.exists(name) or offline_mode():
+        return None  # a path (./x, /x, ~/x, a/b/c) is a local folder: datasets says at once if it is missing
     if any(os.environ.get(var) for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None
     endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")

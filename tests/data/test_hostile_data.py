@@ -287,6 +287,14 @@ def test_no_network_is_the_message_not_num_classes(no_hub, monkeypatch) -> None:
     assert err.value.key == ("data", "name")  # `tasgen train` reports it at that line
 
 
+def test_a_path_is_not_taken_for_a_hub_id(no_hub, tmp_path: Path) -> None:
+    from tasgen.spec.hub import hub_problem
+
+    assert "cannot be reached" in hub_problem("someone/beans")
+    for path in (str(tmp_path / "missing"), "./data/beans", "~/beans", "a/b/c"):
+        assert hub_problem(path) is None, path  # datasets reports a missing folder itself, at once
+
+
 @needs_datasets
 def test_offline_mode_without_the_dataset_in_the_cache_says_so(tmp_path: Path, monkeypatch) -> None:
     import datasets
