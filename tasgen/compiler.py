@@ -42,12 +42,13 @@ def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, Sta
     from tasgen.arch.models import stage_table
 
     spec = loaded.spec
+    from tasgen.spec.dataset_classes import DatasetNotFound
     from tasgen.spec.hub import HubUnreachable
     from tasgen.spec.image_folder import ImageFolderError
 
     try:
         classes = num_classes(spec)
-    except HubUnreachable as exc:  # the cause is the network, not a missing num_classes
+    except (HubUnreachable, DatasetNotFound) as exc:  # the cause is the dataset, not a missing num_classes
         raise loaded.error(("data", "name"), str(exc)) from None
     except ImageFolderError as exc:
         raise loaded.error(("data", "root"), str(exc)) from None

@@ -15,9 +15,13 @@ from .home import expand_user
 from .hub import HubUnreachable, hub_problem, unreachable_message
 from .image_folder import ImageFolderError, find_split, scan_class_folders, tar_classes
 
-__all__ = ["BUILTIN_CLASSES", "count_classes"]
+__all__ = ["BUILTIN_CLASSES", "DatasetNotFound", "count_classes"]
 
 BUILTIN_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
+
+
+class DatasetNotFound(ValueError):
+    """The dataset ``data.name`` names does not exist (a local folder, or a Hub id)."""
 
 
 def count_classes(data: DataSpec) -> tuple[int | None, str]:
@@ -26,6 +30,7 @@ def count_classes(data: DataSpec) -> tuple[int | None, str]:
     Raises:
         ImageFolderError: an image folder's training split holds a symlink cycle.
         HubUnreachable: a Hugging Face Hub dataset, and the Hub cannot be reached.
+        DatasetNotFound: no such Hugging Face dataset (local folder or Hub id).
     """
     if data.dataset in BUILTIN_CLASSES:
         return BUILTIN_CLASSES[data.dataset], data.dataset
@@ -81,6 +86,8 @@ def _hf_classes(data: DataSpec) -> tuple[int | None, str]:
             features = builder.info.features
     except ConnectionError as err:  # datasets' word for "the Hub cannot be reached" (offline mode included)
         raise HubUnreachable(unreachable_message(str(data.name), _first_line(err))) from None
+    except FileNotFoundError as err:  # no such local folder, or no such dataset on the Hub: not a num_classes matter
+        raise DatasetNotFound(f"hfds {data.name!r} not found: {_first_line(err)}; check data.name") from None
     except Exception:  # noqa: BLE001 - no such dataset, no label column: the caller asks for num_classes
         return None, where
     label = (features or {}).get("label")

@@ -296,6 +296,14 @@ def test_a_path_is_not_taken_for_a_hub_id(no_hub, tmp_path: Path) -> None:
 
 
 @needs_datasets
+def test_a_missing_local_dataset_is_named_not_num_classes(no_hub, tmp_path: Path) -> None:
+    from tasgen.spec.dataset_classes import DatasetNotFound
+
+    with pytest.raises(DatasetNotFound, match=f"hfds '{tmp_path / 'missing'}' not found"):
+        count_classes(DataSpec(dataset="hfds", name=str(tmp_path / "missing")))
+
+
+@needs_datasets
 def test_offline_mode_without_the_dataset_in_the_cache_says_so(tmp_path: Path, monkeypatch) -> None:
     import datasets
     import huggingface_hub
