@@ -40,12 +40,11 @@ def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, Sta
         SpecError: located at the model that cannot be built or read.
     """
     from tasgen.arch.models import stage_table
-
-    spec = loaded.spec
     from tasgen.spec.dataset_classes import DatasetNotFound
     from tasgen.spec.hub import HubUnreachable
     from tasgen.spec.image_folder import ImageFolderError
 
+    spec = loaded.spec
     try:
         classes = num_classes(spec)
     except (HubUnreachable, DatasetNotFound) as exc:  # the cause is the dataset, not a missing num_classes
