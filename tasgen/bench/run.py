@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,14 +37,18 @@ from tasgen.train.step import (
 )
 
 from .memory import measure_memory, memory_measure
-from .timing import loader_throughput, median_seconds
+from .timing import interleaved_seconds, loader_throughput, quartiles
 
 if TYPE_CHECKING:
     from tasgen.plan import Plan
     from tasgen.spec.load import LoadedSpec
     from tasgen.spec.schema import Spec
 
-__all__ = ["run_bench"]
+__all__ = ["TARGETS", "missed_targets", "run_bench"]
+
+# The targets docs/benchmarks.md states (a test reads them there): a ratio's median
+# over the interleaved rounds must not exceed its target.
+TARGETS: dict[str, float] = {"trainer_vs_bare": 1.05, "tas_vs_kd_step": 1.15, "tas_vs_kd_memory": 1.20}
 
 
 def run_bench(
@@ -84,6 +89,7 @@ def run_bench(
     """
     device = torch.device(device) if device is not None else default_device()
     compile = device.type == "cuda" if compile is None else compile
+    warmup = max(warmup, 1)  # the first step allocates gradients and optimizer state: memory is read there
     spec = loaded.spec
     plans = {spec.distill.method: plan_spec(loaded)}
     if spec.distill.method != "kd":
@@ -105,95 +111,159 @@ def run_bench(
         "compile": compile,
         "memory_measure": memory_measure(device),
     }
+    spread: dict[str, dict[str, float]] = {}
     with deterministic(device):  # the trainer's setting on the CPU, so both loops run the same kernels
         result["matmul_flops_per_s"] = matmul_peak(device)
         _prime(spec, plans[spec.distill.method], batch, device, precision)
-        methods = {}
-        for method, plan in plans.items():
-            method_spec = _with_method(spec, method)
-            methods[method] = _method_figures(method_spec, plan, batch, device, precision, steps, warmup,
-                                              compile, compile_backend, result["matmul_flops_per_s"])
-        result["methods"] = methods
+        result["methods"], ratios = _method_figures(
+            spec, plans, batch, device, precision, steps, warmup, compile, compile_backend,
+            result["matmul_flops_per_s"],
+        )
         if spec.distill.method == "tas":
             result["assistant"] = _assistant_cost(spec, plans["tas"], batch, device, precision, steps, warmup)
     result["loader_images_per_s"] = loader_throughput(spec, loader_batches or max(steps, 10))
-    result["targets"] = _targets(result, spec.distill.method)
+    method = spec.distill.method
+    targets = {"trainer_vs_bare": ratios[f"{method}.trainer_vs_bare"]}
+    if method != "kd":
+        targets[f"{method}_vs_kd_step"] = ratios[f"{method}_vs_kd_step"]
+    result["targets"] = {name: quartiles(values)[1] for name, values in targets.items()}
+    for name, values in targets.items():
+        q1, _, q3 = quartiles(values)
+        spread[name] = {"q1": q1, "q3": q3}
+    if method != "kd":
+        m = result["methods"]
+        result["targets"][f"{method}_vs_kd_memory"] = m[method]["peak_memory_mib"] / m["kd"]["peak_memory_mib"]
+    result["spread"] = spread
+    result["limits"] = {name: TARGETS[name] for name in result["targets"] if name in TARGETS}
+    result["met"] = {name: result["targets"][name] <= limit for name, limit in result["limits"].items()}
     return result
 
 
+def missed_targets(result: dict[str, Any]) -> list[str]:
+    """One sentence per ratio of a `run_bench` result whose median misses its target."""
+    return [
+        f"{name.replace('_', ' ')} {result['targets'][name]:.2f}x misses its target <= {limit:.2f}x"
+        for name, limit in result["limits"].items()
+        if not result["met"][name]
+    ]
+
+
 # ------------------------------------------------------------------ phases
+def _measured(make: Callable[[], Callable[[], None]], warmup: int, device: torch.device) -> tuple[Callable[[], None], float]:
+    """A step built and warmed up inside a memory measurement: (the step, its peak MiB).
+
+    The peak covers building the models, gradients, optimizer state and the
+    activations of a step; the step stays alive for the interleaved timing.
+    """
+    with measure_memory(device) as memory:
+        step = make()
+        for _ in range(warmup):
+            step()
+    return step, memory()
+
+
 def _method_figures(
-    spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: Precision,
-    steps: int, warmup: int, compile: bool, backend: str | None, peak_flops: float,
-) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for compiled in [False, True] if compile else [False]:
-        suffix = "_compiled" if compiled else ""
-        with measure_memory(device) as memory:
-            seconds, flops = _bare_phase(spec, plan, batch, device, precision, compiled, backend, steps, warmup)
-        out[f"bare_step{suffix}_s"] = seconds
-        if not compiled:
-            out["bare_peak_memory_mib"], out["flops_per_step"] = memory(), flops
-        with measure_memory(device) as memory:
-            out[f"trainer_step{suffix}_s"] = _trainer_phase(spec, plan, batch, device, compiled, backend, steps, warmup)
-        if not compiled:
-            out["peak_memory_mib"] = memory()
-    out["trainer_overhead"] = out["trainer_step_s"] / out["bare_step_s"]
-    out["images_per_s"] = batch[0].shape[0] / out["trainer_step_s"]
-    out["mfu"] = out["flops_per_step"] / out["trainer_step_s"] / peak_flops
-    return out
+    spec: Spec, plans: dict[str, Plan], batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+    precision: Precision, steps: int, warmup: int, compile: bool, backend: str | None, peak_flops: float,
+) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
+    """Per method: step times (medians), FLOPs, MFU and memory; and the per-round ratios.
+
+    Every step of every method (bare and trainer, eager and compiled) runs in the same
+    interleaved rounds, so the ratios compare steps that ran seconds apart.
+    """
+    contenders: dict[str, Callable[[], None]] = {}
+    out: dict[str, dict[str, float]] = {}
+    for method, plan in plans.items():
+        method_spec = _with_method(spec, method)
+        out[method] = {}
+        for compiled in [False, True] if compile else [False]:
+            suffix = "_compiled" if compiled else ""
+            built: list[SystemLoss] = []  # the bare step's module, for its FLOPs
+
+            def make_bare(
+                s: Spec = method_spec, p: Plan = plan, c: bool = compiled, built: list[SystemLoss] = built
+            ) -> Callable[[], None]:
+                step, system_loss = _bare_step(_setup(s, p, device), precision, c, backend)
+                built.append(system_loss)
+                return lambda: step(*batch)
+
+            contenders[f"{method}.bare{suffix}"], mib = _measured(make_bare, warmup, device)
+            if not compiled:
+                out[method]["bare_peak_memory_mib"] = mib
+                out[method]["flops_per_step"] = step_flops(built[0], *batch, precision)
+            contenders[f"{method}.trainer{suffix}"], mib = _measured(
+                lambda s=method_spec, p=plan, c=compiled: _trainer_step(s, p, batch, device, c, backend, steps + warmup),
+                warmup, device,
+            )
+            if not compiled:
+                out[method]["peak_memory_mib"] = mib
+    times = interleaved_seconds(contenders, steps, device)
+    ratios: dict[str, list[float]] = {}
+    for method, m in out.items():
+        for compiled in [False, True] if compile else [False]:
+            suffix = "_compiled" if compiled else ""
+            m[f"bare_step{suffix}_s"] = statistics.median(times[f"{method}.bare{suffix}"])
+            m[f"trainer_step{suffix}_s"] = statistics.median(times[f"{method}.trainer{suffix}"])
+        ratios[f"{method}.trainer_vs_bare"] = _per_round(times[f"{method}.trainer"], times[f"{method}.bare"])
+        m["trainer_overhead"] = statistics.median(ratios[f"{method}.trainer_vs_bare"])
+        m["images_per_s"] = batch[0].shape[0] / m["trainer_step_s"]
+        m["mfu"] = m["flops_per_step"] / m["trainer_step_s"] / peak_flops
+        if method != "kd" and "kd" in out:
+            ratios[f"{method}_vs_kd_step"] = _per_round(times[f"{method}.trainer"], times["kd.trainer"])
+    return out, ratios
 
 
-def _bare_phase(
-    spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: Precision,
-    compiled: bool, backend: str | None, steps: int, warmup: int,
-) -> tuple[float, float]:
-    """Seconds of a bare step, and the model FLOPs of one forward+backward (eager)."""
-    setup = _setup(spec, plan, device)
-    step = _bare_step(setup, precision, compiled, backend)
-    seconds = median_seconds(lambda: step(*batch), steps, warmup, device)
-    flops = 0.0 if compiled else step_flops(SystemLoss(setup.system, setup.objective), *batch, precision)
-    return seconds, flops
+def _per_round(numerator: list[float], denominator: list[float]) -> list[float]:
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]
 
 
-def _trainer_phase(
+def _trainer_step(
     spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-    compiled: bool, backend: str | None, steps: int, warmup: int,
-) -> float:
-    """Seconds of the trainer's own step (every micro-step an update, as with accumulate 1)."""
+    compiled: bool, backend: str | None, updates: int,
+) -> Callable[[], None]:
+    """The trainer's own step (every micro-step an update, as with accumulate 1)."""
     spec = spec.model_copy(update={"train": spec.train.model_copy(update={"compile": compiled})})
     setup = _setup(spec, plan, device)
-    engine = build_engine(setup, updates_per_epoch=max(steps + warmup, 1), compile_backend=backend)
+    engine = build_engine(setup, updates_per_epoch=max(updates, 1), compile_backend=backend)
     setup.system.train()
-    return median_seconds(lambda: engine.micro_step(*batch, True), steps, warmup, device)
+    return lambda: engine.micro_step(*batch, True)
 
 
 def _assistant_cost(
     spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: Precision,
     steps: int, warmup: int,
 ) -> dict[str, float]:
-    """The system's forward+backward against what any distillation must run: teacher forward, student forward+backward."""
-    with measure_memory(device) as memory:
-        system_s = _system_phase(spec, plan, batch, device, precision, steps, warmup)
-    system_mib = memory()
-    with measure_memory(device) as memory:
-        teacher_s, student_s = _reference_phase(spec, plan, batch, device, precision, steps, warmup)
-    reference_mib = memory()
+    """The system's forward+backward against what any distillation must run: teacher forward, student forward+backward.
+
+    The three run interleaved; the time ratio is the median of the rounds' ratios.
+    """
+    system_step, system_mib = _measured(lambda: _system_step(spec, plan, batch, device, precision), warmup, device)
+    reference: dict[str, Callable[[], None]] = {}
+
+    def make_reference() -> Callable[[], None]:
+        reference.update(_reference_steps(spec, plan, batch, device, precision))
+        return lambda: [step() for step in reference.values()]
+
+    _, reference_mib = _measured(make_reference, warmup, device)
+    times = interleaved_seconds({"system": system_step, **reference}, steps, device)
+    ratios = _per_round(times["system"], [t + s for t, s in zip(times["teacher"], times["student"], strict=True)])
+    q1, time_ratio, q3 = quartiles(ratios)
     return {
-        "system_fwd_bwd_s": system_s,
-        "teacher_forward_s": teacher_s,
-        "student_fwd_bwd_s": student_s,
-        "time_ratio": system_s / (teacher_s + student_s),
+        "system_fwd_bwd_s": statistics.median(times["system"]),
+        "teacher_forward_s": statistics.median(times["teacher"]),
+        "student_fwd_bwd_s": statistics.median(times["student"]),
+        "time_ratio": time_ratio,
+        "time_ratio_q1": q1,
+        "time_ratio_q3": q3,
         "system_memory_mib": system_mib,
         "reference_memory_mib": reference_mib,
         "memory_ratio": system_mib / reference_mib,
     }
 
 
-def _system_phase(
+def _system_step(
     spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: Precision,
-    steps: int, warmup: int,
-) -> float:
+) -> Callable[[], None]:
     setup = _setup(spec, plan, device)
     system_loss = SystemLoss(setup.system, setup.objective).train()
 
@@ -203,14 +273,13 @@ def _system_phase(
         total.backward()
         system_loss.zero_grad(set_to_none=True)
 
-    return median_seconds(system_step, steps, warmup, device)
+    return system_step
 
 
-def _reference_phase(
+def _reference_steps(
     spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: Precision,
-    steps: int, warmup: int,
-) -> tuple[float, float]:
-    """Seconds of the teacher's forward (no_grad) and of the student's forward+backward (CE), each alone."""
+) -> dict[str, Callable[[], None]]:
+    """The teacher's forward (no_grad) and the student's forward+backward (CE), as two steps."""
     images, labels = batch
     teacher, student = build_models(spec, plan, device=str(device))
     teacher.eval().requires_grad_(False)
@@ -226,7 +295,7 @@ def _reference_phase(
         loss.backward()
         student.zero_grad(set_to_none=True)
 
-    return median_seconds(teacher_forward, steps, warmup, device), median_seconds(student_step, steps, warmup, device)
+    return {"teacher": teacher_forward, "student": student_step}
 
 
 def _prime(
@@ -235,11 +304,13 @@ def _prime(
     # One untimed step first: thread pools, kernel caches and lazy initialisation
     # would otherwise be charged to the memory and time of the first phase.
     setup = _setup(spec, plan, device)
-    _bare_step(setup, precision, False, None)(*batch)
+    _bare_step(setup, precision, False, None)[0](*batch)
 
 
-def _bare_step(setup: Setup, precision: Precision, compiled: bool, backend: str | None) -> Callable[..., None]:
-    """The minimal loop a person would write by hand: forward, backward, step."""
+def _bare_step(
+    setup: Setup, precision: Precision, compiled: bool, backend: str | None
+) -> tuple[Callable[..., None], SystemLoss]:
+    """The minimal loop a person would write by hand: forward, backward, step (and its module, for FLOPs)."""
     system_loss = SystemLoss(setup.system, setup.objective)
     if precision.channels_last:
         system_loss.to(memory_format=torch.channels_last)
@@ -254,7 +325,7 @@ def _bare_step(setup: Setup, precision: Precision, compiled: bool, backend: str 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return step
+    return step, system_loss
 
 
 # ------------------------------------------------------------------ set-up
@@ -284,12 +355,3 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
-
-
-def _targets(result: dict[str, Any], method: str) -> dict[str, float]:
-    methods = result["methods"]
-    out = {"trainer_vs_bare": methods[method]["trainer_overhead"]}
-    if method != "kd":
-        out[f"{method}_vs_kd_step"] = methods[method]["trainer_step_s"] / methods["kd"]["trainer_step_s"]
-        out[f"{method}_vs_kd_memory"] = methods[method]["peak_memory_mib"] / methods["kd"]["peak_memory_mib"]
-    return out
