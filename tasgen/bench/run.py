@@ -12,6 +12,7 @@ activations.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import statistics
 from collections.abc import Callable
@@ -111,29 +112,37 @@ def run_bench(
         "compile": compile,
         "memory_measure": memory_measure(device),
     }
-    spread: dict[str, dict[str, float]] = {}
+    method = spec.distill.method
     with deterministic(device):  # the trainer's setting on the CPU, so both loops run the same kernels
         result["matmul_flops_per_s"] = matmul_peak(device)
-        _prime(spec, plans[spec.distill.method], batch, device, precision)
-        result["methods"], ratios = _method_figures(
-            spec, plans, batch, device, precision, steps, warmup, compile, compile_backend,
-            result["matmul_flops_per_s"],
-        )
-        if spec.distill.method == "tas":
-            result["assistant"] = _assistant_cost(spec, plans["tas"], batch, device, precision, steps, warmup)
+        _prime(spec, plans[method], batch, device, precision)
+        # Every timing before any memory reading: measuring memory fixes glibc's mmap
+        # threshold for the rest of the process (see tasgen.bench.memory), and steps
+        # timed after it would pay page faults that a training run does not.
+        makers = _method_makers(spec, plans, batch, device, precision, compile, compile_backend, steps + warmup)
+        times = _timed(makers, steps, warmup, device)
+        assistant_times = None
+        if method == "tas":
+            assistant_makers = _assistant_makers(spec, plans["tas"], batch, device, precision)
+            assistant_times = _timed(assistant_makers, steps, warmup, device)
+        result["methods"], ratios = _method_figures(plans, times, batch, result["matmul_flops_per_s"], compile)
+        for m, plan in plans.items():
+            figures = result["methods"][m]
+            figures["flops_per_step"] = _flops(_with_method(spec, m), plan, batch, device, precision)
+            figures["mfu"] = figures["flops_per_step"] / figures["trainer_step_s"] / result["matmul_flops_per_s"]
+            figures["bare_peak_memory_mib"] = _peak_memory(makers[f"{m}.bare"], warmup, device)
+            figures["peak_memory_mib"] = _peak_memory(makers[f"{m}.trainer"], warmup, device)
+        if assistant_times is not None:
+            result["assistant"] = _assistant_figures(assistant_times, assistant_makers, warmup, device)
     result["loader_images_per_s"] = loader_throughput(spec, loader_batches or max(steps, 10))
-    method = spec.distill.method
-    targets = {"trainer_vs_bare": ratios[f"{method}.trainer_vs_bare"]}
+    timed = {"trainer_vs_bare": ratios[f"{method}.trainer_vs_bare"]}
     if method != "kd":
-        targets[f"{method}_vs_kd_step"] = ratios[f"{method}_vs_kd_step"]
-    result["targets"] = {name: quartiles(values)[1] for name, values in targets.items()}
-    for name, values in targets.items():
-        q1, _, q3 = quartiles(values)
-        spread[name] = {"q1": q1, "q3": q3}
+        timed[f"{method}_vs_kd_step"] = ratios[f"{method}_vs_kd_step"]
+    result["targets"] = {name: quartiles(values)[1] for name, values in timed.items()}
+    result["spread"] = {name: dict(zip(("q1", "q3"), quartiles(values)[::2], strict=True)) for name, values in timed.items()}
     if method != "kd":
         m = result["methods"]
         result["targets"][f"{method}_vs_kd_memory"] = m[method]["peak_memory_mib"] / m["kd"]["peak_memory_mib"]
-    result["spread"] = spread
     result["limits"] = {name: TARGETS[name] for name in result["targets"] if name in TARGETS}
     result["met"] = {name: result["targets"][name] <= limit for name, limit in result["limits"].items()}
     return result
@@ -149,66 +158,63 @@ def missed_targets(result: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------ phases
-def _measured(make: Callable[[], Callable[[], None]], warmup: int, device: torch.device) -> tuple[Callable[[], None], float]:
-    """A step built and warmed up inside a memory measurement: (the step, its peak MiB).
+Step = Callable[[], None]
+Maker = Callable[[], Step]  # builds a contender's models and returns its step
 
-    The peak covers building the models, gradients, optimizer state and the
-    activations of a step; the step stays alive for the interleaved timing.
-    """
+
+def _timed(makers: dict[str, Maker], steps: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
+    """Build every contender, warm each up, then time them in interleaved rounds."""
+    built = {name: make() for name, make in makers.items()}
+    for step in built.values():
+        for _ in range(warmup):
+            step()
+    return interleaved_seconds(built, steps, device)
+
+
+def _peak_memory(make: Maker, warmup: int, device: torch.device) -> float:
+    """Peak MiB of building a contender and running its warm-up steps (models, gradients,
+    optimizer state, a step's activations); the contender is freed afterwards."""
     with measure_memory(device) as memory:
         step = make()
         for _ in range(warmup):
             step()
-    return step, memory()
+        del step
+    return memory()
+
+
+def _method_makers(
+    spec: Spec, plans: dict[str, Plan], batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+    precision: Precision, compile: bool, backend: str | None, updates: int,
+) -> dict[str, Maker]:
+    """``<method>.bare[_compiled]`` and ``<method>.trainer[_compiled]`` for every method."""
+    makers: dict[str, Maker] = {}
+    for method, plan in plans.items():
+        method_spec = _with_method(spec, method)
+        for compiled in [False, True] if compile else [False]:
+            suffix = "_compiled" if compiled else ""
+            makers[f"{method}.bare{suffix}"] = functools.partial(
+                _bare_contender, method_spec, plan, batch, device, precision, compiled, backend)
+            makers[f"{method}.trainer{suffix}"] = functools.partial(
+                _trainer_step, method_spec, plan, batch, device, compiled, backend, updates)
+    return makers
 
 
 def _method_figures(
-    spec: Spec, plans: dict[str, Plan], batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-    precision: Precision, steps: int, warmup: int, compile: bool, backend: str | None, peak_flops: float,
+    plans: dict[str, Plan], times: dict[str, list[float]], batch: tuple[torch.Tensor, torch.Tensor],
+    peak_flops: float, compile: bool,
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
-    """Per method: step times (medians), FLOPs, MFU and memory; and the per-round ratios.
-
-    Every step of every method (bare and trainer, eager and compiled) runs in the same
-    interleaved rounds, so the ratios compare steps that ran seconds apart.
-    """
-    contenders: dict[str, Callable[[], None]] = {}
+    """Per method: step times (medians) and throughput; and the rounds' ratios."""
     out: dict[str, dict[str, float]] = {}
-    for method, plan in plans.items():
-        method_spec = _with_method(spec, method)
-        out[method] = {}
-        for compiled in [False, True] if compile else [False]:
-            suffix = "_compiled" if compiled else ""
-            built: list[SystemLoss] = []  # the bare step's module, for its FLOPs
-
-            def make_bare(
-                s: Spec = method_spec, p: Plan = plan, c: bool = compiled, built: list[SystemLoss] = built
-            ) -> Callable[[], None]:
-                step, system_loss = _bare_step(_setup(s, p, device), precision, c, backend)
-                built.append(system_loss)
-                return lambda: step(*batch)
-
-            contenders[f"{method}.bare{suffix}"], mib = _measured(make_bare, warmup, device)
-            if not compiled:
-                out[method]["bare_peak_memory_mib"] = mib
-                out[method]["flops_per_step"] = step_flops(built[0], *batch, precision)
-            contenders[f"{method}.trainer{suffix}"], mib = _measured(
-                lambda s=method_spec, p=plan, c=compiled: _trainer_step(s, p, batch, device, c, backend, steps + warmup),
-                warmup, device,
-            )
-            if not compiled:
-                out[method]["peak_memory_mib"] = mib
-    times = interleaved_seconds(contenders, steps, device)
     ratios: dict[str, list[float]] = {}
-    for method, m in out.items():
-        for compiled in [False, True] if compile else [False]:
-            suffix = "_compiled" if compiled else ""
+    for method in plans:
+        m = out[method] = {}
+        for suffix in ["", "_compiled"] if compile else [""]:
             m[f"bare_step{suffix}_s"] = statistics.median(times[f"{method}.bare{suffix}"])
             m[f"trainer_step{suffix}_s"] = statistics.median(times[f"{method}.trainer{suffix}"])
         ratios[f"{method}.trainer_vs_bare"] = _per_round(times[f"{method}.trainer"], times[f"{method}.bare"])
         m["trainer_overhead"] = statistics.median(ratios[f"{method}.trainer_vs_bare"])
         m["images_per_s"] = batch[0].shape[0] / m["trainer_step_s"]
-        m["mfu"] = m["flops_per_step"] / m["trainer_step_s"] / peak_flops
-        if method != "kd" and "kd" in out:
+        if method != "kd" and "kd" in plans:
             ratios[f"{method}_vs_kd_step"] = _per_round(times[f"{method}.trainer"], times["kd.trainer"])
     return out, ratios
 
@@ -217,10 +223,26 @@ def _per_round(numerator: list[float], denominator: list[float]) -> list[float]:
     return [a / b for a, b in zip(numerator, denominator, strict=True)]
 
 
+def _bare_contender(
+    spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: Precision,
+    compiled: bool, backend: str | None,
+) -> Step:
+    step, _ = _bare_step(_setup(spec, plan, device), precision, compiled, backend)
+    return lambda: step(*batch)
+
+
+def _flops(
+    spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: Precision
+) -> float:
+    """Model FLOPs of one forward+backward of the bare step's module (eager)."""
+    setup = _setup(spec, plan, device)
+    return step_flops(SystemLoss(setup.system, setup.objective), *batch, precision)
+
+
 def _trainer_step(
     spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
     compiled: bool, backend: str | None, updates: int,
-) -> Callable[[], None]:
+) -> Step:
     """The trainer's own step (every micro-step an update, as with accumulate 1)."""
     spec = spec.model_copy(update={"train": spec.train.model_copy(update={"compile": compiled})})
     setup = _setup(spec, plan, device)
@@ -229,25 +251,38 @@ def _trainer_step(
     return lambda: engine.micro_step(*batch, True)
 
 
-def _assistant_cost(
+def _assistant_makers(
     spec: Spec, plan: Plan, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: Precision,
-    steps: int, warmup: int,
+) -> dict[str, Maker]:
+    """The system's forward+backward, and what any distillation must run: the teacher's
+    forward and the student's forward+backward (built together: one memory figure)."""
+    reference: dict[str, Step] = {}
+
+    def reference_step(name: str) -> Step:
+        if not reference:
+            reference.update(_reference_steps(spec, plan, batch, device, precision))
+        return reference.pop(name)
+
+    return {
+        "system": functools.partial(_system_step, spec, plan, batch, device, precision),
+        "teacher": functools.partial(reference_step, "teacher"),
+        "student": functools.partial(reference_step, "student"),
+    }
+
+
+def _assistant_figures(
+    times: dict[str, list[float]], makers: dict[str, Maker], warmup: int, device: torch.device
 ) -> dict[str, float]:
-    """The system's forward+backward against what any distillation must run: teacher forward, student forward+backward.
-
-    The three run interleaved; the time ratio is the median of the rounds' ratios.
-    """
-    system_step, system_mib = _measured(lambda: _system_step(spec, plan, batch, device, precision), warmup, device)
-    reference: dict[str, Callable[[], None]] = {}
-
-    def make_reference() -> Callable[[], None]:
-        reference.update(_reference_steps(spec, plan, batch, device, precision))
-        return lambda: [step() for step in reference.values()]
-
-    _, reference_mib = _measured(make_reference, warmup, device)
-    times = interleaved_seconds({"system": system_step, **reference}, steps, device)
+    """The assistant's cost: time ratio (median of the rounds' ratios, quartiles) and memory ratio."""
     ratios = _per_round(times["system"], [t + s for t, s in zip(times["teacher"], times["student"], strict=True)])
     q1, time_ratio, q3 = quartiles(ratios)
+
+    def make_reference() -> Step:
+        teacher, student = makers["teacher"](), makers["student"]()
+        return lambda: (teacher(), student())
+
+    system_mib = _peak_memory(makers["system"], warmup, device)
+    reference_mib = _peak_memory(make_reference, warmup, device)
     return {
         "system_fwd_bwd_s": statistics.median(times["system"]),
         "teacher_forward_s": statistics.median(times["teacher"]),
