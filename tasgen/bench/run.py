@@ -3,10 +3,11 @@
 Every figure comes from the same synthetic batch (the spec's batch size and image
 size, on the training device) except the loader's, which reads the spec's real
 dataset pipeline. Warm-up steps are not timed; each timed step ends with a device
-synchronisation, and a phase reports the median of its steps (the machine may be
-shared). Models have random weights: speed does not depend on them. Memory is
-each phase's peak (`tasgen.bench.memory`): weights, gradients, optimizer state and
-activations.
+synchronisation. Compared steps run alternately, in rounds, and a ratio is the
+median of the rounds' ratios (the machine may be shared). Models have random
+weights: speed does not depend on them. Memory is read after all timing, each
+contender rebuilt alone (`tasgen.bench.memory`): weights, gradients, optimizer
+state and a step's activations.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def run_bench(
 ) -> dict[str, Any]:
     """Time one training step of a spec in several forms, with FLOPs, MFU and peak memory.
 
-    Measured, for the spec's method and for plain KD of the same pair:
+    Steps that enter a ratio are timed interleaved (`tasgen.bench.timing.interleaved_seconds`),
+    all before any memory is read. Measured, for the spec's method and for plain KD of the same pair:
     a bare step (system + objective forward, backward, optimizer step in a minimal
     loop), the trainer's own step (`tasgen.train.step.Engine.micro_step`), each
     eager and, with ``compile``, compiled; the model FLOPs of a step; its peak
@@ -74,8 +76,9 @@ def run_bench(
 
     Args:
         loaded: the loaded spec.
-        steps: timed steps per measurement.
-        warmup: untimed steps before them (compilation happens here).
+        steps: interleaved rounds; each round times every compared step once.
+        warmup: untimed steps before them (compilation happens here; at least one
+            runs, since peak memory is read over it).
         compile: also time compiled steps; default: on CUDA only.
         compile_backend: torch.compile backend (None: inductor; tests use aot_eager).
         device: default: the GPU when there is one, else the CPU.
