@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
 def bench_command(
     spec: SpecArg,
     overrides: SetOpt = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per measurement.")] = 5,
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, help="Interleaved rounds; each times every compared step once.")
+    ] = 5,
     warmup: Annotated[
         int, typer.Option("--warmup", min=0, help="Untimed steps before them (at least 1 runs: memory is read there).")
     ] = 2,
