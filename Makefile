@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers for `make test` (auto: one per core; 0: one process).
+TEST_WORKERS ?= auto
 
 .PHONY: demo test lint clean
 
@@ -26,8 +28,10 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/tasgen train specs/quickstart.yaml --set distill.method=none --set name=quickstart-alone --overwrite
 	$(VENV)/bin/tasgen compare runs/quickstart-alone runs/quickstart
 
+# One worker per core, each with one torch thread (tests/conftest.py); worksteal keeps
+# both cores busy until the last slow test ends.
 test: $(VENV)/.installed-extras
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check tasgen cli tests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +12,17 @@ import pytest
 from tasgen.spec.reference import EXAMPLE_SPEC
 
 MINIMAL_SPEC = EXAMPLE_SPEC  # the spec reference's example: one spec for docs and tests
+
+# `make test` runs one pytest-xdist worker per core: each worker, and every process it
+# starts (CLI runs, torchrun ranks), gets one torch thread, or the workers' thread
+# pools would fight over the same cores. Set before any test module imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER") and "torch" in sys.modules:  # imported by a plugin first
+        sys.modules["torch"].set_num_threads(1)
 
 
 @pytest.fixture

@@ -13,18 +13,45 @@ from tasgen.data import build_datasets, build_loaders
 from tasgen.spec.schema import Spec
 
 
-def median_seconds(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
-    """Median seconds of ``steps`` calls of ``fn`` after ``warmup`` untimed ones, each ending in a device sync."""
-    for _ in range(warmup):
-        fn()
+def interleaved_seconds(
+    steps_by_name: dict[str, Callable[[], Any]], rounds: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds of each step in each of ``rounds`` rounds; a round runs every step once.
+
+    Steps that are compared with each other run alternately, not in blocks: a shared
+    machine's load, CPU frequency or cache state changes over seconds, and blocks
+    would charge such a change to one side only. The order within a round turns by
+    one each round, so no step always follows the same other step. Warm-up is the
+    caller's (steps are measured as they come).
+
+    Args:
+        steps_by_name: the steps, each a callable that runs one step.
+        rounds: rounds to time.
+        device: where they run (each timed step ends with its synchronisation).
+
+    Returns:
+        ``{name: [seconds of round 0, round 1, ...]}``: round ``i`` of two names can be
+        divided, which is what makes a ratio's spread meaningful.
+    """
+    names = list(steps_by_name)
+    times: dict[str, list[float]] = {name: [] for name in names}
     _sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    for r in range(rounds):
+        shift = r % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            steps_by_name[name]()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of ``values`` (one value: that value three times)."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
 
 
 def loader_throughput(spec: Spec, batches: int) -> float:

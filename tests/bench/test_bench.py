@@ -44,7 +44,7 @@ def _leaves(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _documented_keys() -> set[str]:
     # The key table of docs/benchmarks.md: rows that start with a `key` in backquotes.
-    return set(re.findall(r"^\| `([a-z_.<>]+)` \|", DOC.read_text(), flags=re.MULTILINE))
+    return set(re.findall(r"^\| `([a-z0-9_.<>]+)` \|", DOC.read_text(), flags=re.MULTILINE))
 
 
 def _bench(tmp_path: Path, spec: dict[str, Any], *args: str) -> dict[str, Any]:
@@ -60,6 +60,7 @@ def _check(result: dict[str, Any]) -> None:
     for key, value in _leaves(result).items():
         generic = re.sub(r"^methods\.[a-z]+\.", "methods.<method>.", key)
         generic = re.sub(r"^targets\.[a-z]+_vs_kd_", "targets.<method>_vs_kd_", generic)
+        generic = re.sub(r"^(spread|limits|met)\.[a-z_]+?(\.q[13])?$", r"\1.<ratio>\2", generic)
         assert generic in documented, f"{key} is not documented in {DOC.name}"
         if isinstance(value, bool) or isinstance(value, str):
             continue
@@ -72,6 +73,10 @@ def test_bench_json_has_the_documented_keys_with_positive_values(tmp_path: Path)
     assert set(result["methods"]) == {"tas", "kd"}
     assert {"assistant", "targets", "loader_images_per_s", "matmul_flops_per_s"} <= set(result)
     assert {"trainer_vs_bare", "tas_vs_kd_step", "tas_vs_kd_memory"} == set(result["targets"])
+    assert set(result["spread"]) == {"trainer_vs_bare", "tas_vs_kd_step"}  # the timed ratios
+    for name, spread in result["spread"].items():
+        assert spread["q1"] <= result["targets"][name] <= spread["q3"]
+    assert set(result["limits"]) == set(result["met"]) == set(result["targets"])
 
 
 @pytest.mark.slow
@@ -117,3 +122,52 @@ def test_memory_tricks_last_only_as_long_as_the_measurement(monkeypatch: pytest.
     with pytest.raises(RuntimeError), memory.measure_memory(torch.device("cpu")):
         raise RuntimeError("a failing phase")
     assert calls[-1] == ("mallopt", (-3, 128 * 1024))
+
+
+def test_interleaved_rounds_alternate_and_turn() -> None:
+    import torch
+
+    from tasgen.bench.timing import interleaved_seconds, quartiles
+
+    order: list[str] = []
+    times = interleaved_seconds({n: (lambda n=n: order.append(n)) for n in "abc"}, 4, torch.device("cpu"))
+    # One step of each per round, never a block of one; each round starts one further on.
+    assert order == list("abc" "bca" "cab" "abc")
+    assert {n: len(t) for n, t in times.items()} == {"a": 4, "b": 4, "c": 4}
+    assert quartiles([4.0, 1.0, 3.0, 2.0, 5.0]) == (2.0, 3.0, 4.0)
+    assert quartiles([7.0]) == (7.0, 7.0, 7.0)
+
+
+def test_targets_are_the_documented_ones() -> None:
+    from tasgen.bench import TARGETS
+
+    rows = dict(re.findall(r"^\| `targets\.([a-z_<>]+)` \|.*\(.*target <= ([0-9.]+)\)", DOC.read_text(), re.M))
+    documented = {name.replace("<method>", "tas"): float(limit) for name, limit in rows.items()}
+    assert documented == TARGETS
+
+
+def _fake_result(step_ratio: float) -> dict[str, Any]:
+    from tasgen.bench import TARGETS
+
+    targets = {"trainer_vs_bare": 1.01, "tas_vs_kd_step": step_ratio, "tas_vs_kd_memory": 1.1}
+    return {
+        "targets": targets,
+        "spread": {},
+        "limits": dict(TARGETS),
+        "met": {name: targets[name] <= limit for name, limit in TARGETS.items()},
+    }
+
+
+@pytest.mark.parametrize("step_ratio, exit_code", [(1.14, 0), (1.21, 1)])
+def test_check_exits_1_when_a_ratio_misses_its_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step_ratio: float, exit_code: int
+) -> None:
+    import tasgen.bench
+
+    monkeypatch.setattr(tasgen.bench, "run_bench", lambda *args, **kwargs: _fake_result(step_ratio))
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    result = CliRunner().invoke(app, ["bench", str(path), "--json", "--check"])
+    assert result.exit_code == exit_code, result.output
+    missed = "tas vs kd step 1.21x misses its target <= 1.15x"
+    assert (missed in result.output) == (exit_code == 1)
