@@ -41,9 +41,10 @@ def bench_command(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    from tasgen_cli._render import console
+    from tasgen_cli._render import print_table
 
-    console.print(*_tables(result))
+    for table in _tables(result):
+        print_table(table)
 
 
 def _tables(r: dict[str, Any]) -> list[Any]:

@@ -90,7 +90,7 @@ def eval_command(
         result = evaluate(run_dir, "last" if last else "best")
     from rich.table import Table
 
-    from tasgen_cli._render import console
+    from tasgen_cli._render import print_table
 
     table = Table(title=f"{run_dir} (epoch {result['epoch']}, {result['images']} eval images)")
     for column in ("model", "top-1 %", "top-5 %"):
@@ -98,7 +98,7 @@ def eval_command(
     for model in ("student", "assistant", "teacher"):
         if f"{model}_top1" in result:
             table.add_row(model, f"{result[f'{model}_top1']:.2f}", f"{result[f'{model}_top5']:.2f}")
-    console.print(table)
+    print_table(table)
 
 
 class ExportFormat(str, Enum):
