@@ -52,6 +52,9 @@ class RunProgress:
         self._description, self._total = description, total_updates
         if self.quiet or not self.console.is_terminal:
             return
+        # A long run name must not push the bar, count and ETA off a narrow terminal.
+        most = max(12, self.console.width // 4)
+        self._description = description if len(description) <= most else description[: most - 1] + "…"
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=self._bar_width()),
@@ -62,7 +65,7 @@ class RunProgress:
             transient=False,
         )
         self._progress.start()
-        self._task = self._progress.add_task(description, total=total_updates, completed=done, stats="")
+        self._task = self._progress.add_task(self._description, total=total_updates, completed=done, stats="")
 
     def update(self, step: int, stats: dict[str, float]) -> None:
         """Show ``stats`` at update ``step``: on the bar, or as a line when there is no terminal."""

@@ -60,3 +60,13 @@ def test_the_epoch_line_names_every_term() -> None:
            "lr": 1e-3, "images_per_s": 100.0, "seconds": 3.0}
     line = _epoch_line(row, "student", 2)
     assert "ce 2.56" in line and "teacher_student.feature 3.466" in line
+
+
+def test_a_long_run_name_leaves_the_count_and_eta_on_screen() -> None:
+    console = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None, record=True)
+    report = RunProgress(console=console)
+    report.start(1000, 0, "student " + "a-very-long-experiment-name-" * 3)
+    report.update(120, STATS)
+    report.stop()
+    line = "student" + console.export_text().split("student")[-1].splitlines()[0]
+    assert len(line) <= 80 and "120/1000" in line and line.split()[-1].count(":") == 2
