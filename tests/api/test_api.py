@@ -210,3 +210,26 @@ def test_compile_says_which_model_object_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(ModelReadError, match=r"the student you passed \(_OwnNet object\) outputs 7 classes, "
                                              r"the run has 10: .*num_classes"):
         tasgen.compile(path, student=_OwnNet(num_classes=7), device="cpu", untrained_teacher=True)
+
+
+class _ScaledNet(_OwnNet):
+    """Work between its modules, which only the graph reader reproduces."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x) * 0.5 + 0.1
+        return x
+
+
+def test_compile_reads_an_own_module_as_a_graph_when_its_forward_does_more(tmp_path: Path) -> None:
+    path = write_spec_file(tmp_path, spec_dict(tmp_path))
+    student = _ScaledNet()
+    compiled = tasgen.compile(path, student=student, device="cpu", untrained_teacher=True)
+    assert compiled.plan.student.reader == "graph" and compiled.plan.student.source == "module"
+    system = compiled.system.eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = system(images)
+        torch.testing.assert_close(out["student"][0], student(system.norm_student(images)))
+    assert out["assistant"][0].shape == (2, 10)
