@@ -98,7 +98,7 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
 
     A model object given as ``teacher`` or ``student`` (a fine-tuned timm model, or
     one's own module with timm's ``feature_info`` / ``forward_features`` /
-    ``forward_head``) is planned and used instead of the spec's model of that role,
+    ``forward_head`` / ``forward_intermediates``) is planned and used instead of the spec's model of that role,
     with the weights it holds: its stage table is read from the object itself. The
     object is used, not copied: it moves to ``device``, and a teacher is frozen.
 

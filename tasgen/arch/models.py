@@ -121,13 +121,15 @@ def module_stage_table(model: nn.Module, *, role: str, num_classes: int, image_s
         raise ModelReadError(
             f"the {role} you passed ({name}) has no {', '.join(missing)}: tasgen reads a model's stages through "
             "timm's model interface (feature_info naming the module that ends each stage, forward_features, "
-            "forward_head, forward_intermediates giving the stage outputs). Build it with timm.create_model (then load your weights), give it that interface, "
-            f"or name it in the spec ({role}: timm name or stages, with checkpoint: your weights)."
+            "forward_head, forward_intermediates giving the stage outputs). Build it with timm.create_model "
+            "(then load your weights), give it that interface, or name it in the spec "
+            f"({role}: timm name or stages, with checkpoint: your weights)."
         )
     training = model.training
     try:
         with torch.no_grad():
-            table = read_stage_table(model, name=name, source="module" if not cfg else "timm", image_size=image_size)
+            source = "timm" if type(model).__module__.startswith("timm.") else "module"
+            table = read_stage_table(model, name=name, source=source, image_size=image_size)
     except ModelReadError as exc:
         raise ModelReadError(f"the {role} you passed ({name}) cannot be read as stem + stages + head: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a model the reader does not foresee: say which, not its traceback
