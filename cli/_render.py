@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -17,6 +19,44 @@ if TYPE_CHECKING:
 # Piped output (logs, CI) gets 120 columns instead of rich's 80, so tables of plans
 # and runs are not cut; a terminal, or $COLUMNS, sets its own width.
 console = Console(width=120) if not sys.stdout.isatty() and "COLUMNS" not in os.environ else Console()
+
+
+def print_table(table: Table, out: Console | None = None) -> None:
+    """Print ``table`` whole: no cell is cut to "…" (a number cut short reads as another number).
+
+    A table wider than the console is printed at its own width to a file or a pipe
+    (nobody reads those at a fixed width); on a terminal, columns are left out from
+    the right until it fits, and a note names them and the width that shows all.
+
+    Args:
+        table: the table; its columns should be ``no_wrap`` (cells wrapped by width
+            split numbers as readily as cutting them).
+        out: where to print; the commands' console by default.
+    """
+    out = out or console
+    needed = _width(out, table)
+    if needed <= out.width:
+        out.print(table)
+        return
+    if not out.is_terminal:
+        Console(file=out.file, width=needed, color_system=out.color_system).print(table)
+        return
+    kept = copy.copy(table)
+    kept.columns = list(table.columns)
+    while len(kept.columns) > 1 and _width(out, kept) > out.width:
+        kept.columns.pop()
+    if _width(out, kept) > out.width:  # even the first column does not fit: full rows, wrapped by the terminal
+        Console(file=out.file, width=needed, color_system=out.color_system).print(table)
+        return
+    out.print(kept)
+    left = [str(c.header) for c in table.columns[len(kept.columns):]]
+    out.print(Text(f"(left out for width: {', '.join(left)}; a terminal of {needed} columns, or a pipe, shows them)",
+                   style="dim"))
+
+
+def _width(out: Console, table: Table) -> int:
+    """Columns ``table`` takes unconstrained (its title and caption wrap; cells do not)."""
+    return Measurement.get(out, out.options.update_width(10**6), table).maximum
 
 
 def model_text(model: TimmModelSpec | BackboneSpec) -> str:

@@ -48,9 +48,10 @@ def bench_command(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        from tasgen_cli._render import console
+        from tasgen_cli._render import print_table
 
-        console.print(*_tables(result))
+        for table in _tables(result):
+            print_table(table)
     if check:
         from tasgen.bench import missed_targets
 

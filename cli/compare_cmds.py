@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
         from tasgen.study.table import STUDY_FILE, read_study
         from tasgen.train.run_summary import summarise_run
-        from tasgen_cli._render import console
+        from tasgen_cli._render import print_table
 
         if len(run_dirs) == 1 and (run_dirs[0] / STUDY_FILE).is_file():
             from tasgen_cli.study_cmds import print_study, study_markdown
@@ -58,4 +58,4 @@ def register(app: typer.Typer) -> None:
         for r in runs:
             table.add_row(r.name, r.method, str(r.epochs), pct(r.student_top1), pct(r.best_val_top1), pct(r.student_top5),
                           pct(r.assistant_top1), pct(r.teacher_top1), f"{r.seconds:.0f}")
-        console.print(table)
+        print_table(table)

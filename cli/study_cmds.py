@@ -75,14 +75,14 @@ def print_study(record: dict[str, Any], title: str) -> None:
     from rich import box
     from rich.table import Table
 
-    from tasgen_cli._render import console
+    from tasgen_cli._render import print_table
 
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption=_CAPTION, caption_justify="left")
     for column in _COLUMNS:
         table.add_column(column, justify="left" if column in ("spec", "method") else "right", no_wrap=True)
     for row in _study_rows(record):
         table.add_row(*row)
-    console.print(table)
+    print_table(table)
 
 
 def register(app: typer.Typer) -> None:
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
         from rich import box
         from rich.table import Table
 
-        from tasgen_cli._render import console
+        from tasgen_cli._render import print_table
 
         with user_errors():
             from tasgen.spec.load import load_spec
@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(str(rank), f"{row['split']}{' *' if row['planned'] else ''}", str(row["global_start"]),
                           f"{row['score']:.3f}", pm(row["val_mean"], row["val_std"]), pm(row["test_mean"], row["test_std"]),
                           pm(row["assistant_test_mean"], math.nan))
-        console.print(table)
+        print_table(table)
         best = result.rows[0]
         typer.echo(f"winner written to {result.fragment}: --set assistant.split={best['split']} "
                    f"--set assistant.global_start={best['global_start']}")

@@ -90,7 +90,7 @@ def eval_command(
         result = evaluate(run_dir, "last" if last else "best")
     from rich.table import Table
 
-    from tasgen_cli._render import console
+    from tasgen_cli._render import print_table
 
     table = Table(title=f"{run_dir} (epoch {result['epoch']}, {result['images']} eval images)")
     for column in ("model", "top-1 %", "top-5 %"):
@@ -98,7 +98,12 @@ def eval_command(
     for model in ("student", "assistant", "teacher"):
         if f"{model}_top1" in result:
             table.add_row(model, f"{result[f'{model}_top1']:.2f}", f"{result[f'{model}_top5']:.2f}")
-    console.print(table)
+    print_table(table)
+
+
+class ExportPart(str, Enum):
+    student = "student"
+    assistant = "assistant"
 
 
 class ExportFormat(str, Enum):
@@ -120,9 +125,24 @@ def export_command(
     push_to_hub: Annotated[str | None, typer.Option(
         "--push-to-hub", metavar="REPO", help="With --format timm: also upload to this Hugging Face Hub repo "
         "(ORG/NAME; needs network and `hf auth login`).", show_default=False)] = None,
+    part: Annotated[ExportPart, typer.Option(
+        "--part", help="student, or assistant: the whole TAS assistant (bridge and borrowed stages) as "
+        "safetensors that `tasgen emit`'s Assistant().load_state_dict takes as is.")] = ExportPart.student,
 ) -> None:
-    """Export the student: a plain state_dict (safetensors), a timm model folder, or ONNX."""
+    """Export the student (a plain state_dict, a timm model folder, or ONNX) or the whole assistant."""
     checkpoint = "last" if last else "best"
+    if part is ExportPart.assistant:
+        if format is not ExportFormat.safetensors or ema or push_to_hub is not None:
+            typer.echo("--part assistant writes safetensors for the emitted assistant.py: drop --format, --ema "
+                       "and --push-to-hub (they apply to the student)", err=True)
+            raise typer.Exit(USER_ERROR_EXIT)
+        with user_errors():
+            from tasgen.train import export_assistant
+
+            path = export_assistant(run_dir, output, checkpoint=checkpoint)
+        typer.echo(f"assistant weights written to {path}; load them with Assistant().load_state_dict("
+                   f"safetensors.torch.load_file({str(path)!r})) of `tasgen emit SPEC -o assistant.py`")
+        return
     if push_to_hub is not None and format is not ExportFormat.timm:
         typer.echo("--push-to-hub uploads a timm folder: add --format timm", err=True)
         raise typer.Exit(USER_ERROR_EXIT)

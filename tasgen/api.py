@@ -78,6 +78,8 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
     spec: str | os.PathLike[str] | LoadedSpec,
     overrides: Sequence[str] = (),
     *,
+    teacher: nn.Module | None = None,
+    student: nn.Module | None = None,
     device: torch.device | str | None = None,
     untrained_teacher: bool = False,
 ) -> Compiled:
@@ -94,9 +96,17 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
     (``pretrained: true`` with a head of the right size). The student starts from its
     ``checkpoint:`` / ``pretrained:`` weights, or timm's initialisation.
 
+    A model object given as ``teacher`` or ``student`` (a fine-tuned timm model, or
+    one's own module with timm's ``feature_info`` / ``forward_features`` /
+    ``forward_head`` / ``forward_intermediates``) is planned and used instead of the spec's model of that role,
+    with the weights it holds: its stage table is read from the object itself. The
+    object is used, not copied: it moves to ``device``, and a teacher is frozen.
+
     Args:
         spec: a spec file, or a spec already loaded with `tasgen.spec.load_spec`.
         overrides: ``a.b=value`` strings, as ``--set`` takes them (file specs only).
+        teacher: a teacher model object (instead of the spec's teacher and its weights).
+        student: a student model object (instead of the spec's student and its weights).
         device: default: this process's GPU, else the CPU.
         untrained_teacher: build even when no teacher weights exist (the teacher keeps
             its random initialisation; useful for smoke tests, useless for distilling).
@@ -106,6 +116,8 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
 
     Raises:
         SpecError: the spec is invalid or cannot be planned (located messages).
+        ModelReadError: a model object cannot be read as stem + stages + head, or its
+            classifier has the wrong number of classes (the message says what to do).
         TrainError: no teacher weights (and ``untrained_teacher`` is off).
         CheckpointError: a checkpoint does not fit its model.
     """
@@ -115,7 +127,12 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
     from tasgen.spec.load import LoadedSpec, load_spec
     from tasgen.train.dist import default_device
     from tasgen.train.errors import TrainError
-    from tasgen.train.setup import assemble_student_setup, build_student_setup, run_folder
+    from tasgen.train.setup import (
+        assemble_student_setup,
+        build_student_setup,
+        run_folder,
+        sync_batchnorm,
+    )
     from tasgen.train.weights import teacher_source
 
     if isinstance(spec, LoadedSpec):
@@ -125,25 +142,30 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
     else:
         loaded = load_spec(Path(spec), overrides)
     dev = torch.device(device) if device is not None else default_device()
-    resolved, plan = loaded.spec, plan_spec(loaded)
+    resolved, plan = loaded.spec, plan_spec(loaded, models={"teacher": teacher, "student": student})
     run_dir = run_folder(resolved)
-    source = teacher_source(resolved, run_dir, plan.num_classes) if plan.method != "none" else None
-    if source is None and plan.method != "none":
-        if not untrained_teacher:
-            raise TrainError(
-                f"no teacher weights for {resolved.name}: set teacher.checkpoint, fit one with "
-                f"`tasgen train {loaded.path} --role teacher` (writes {run_dir}/teacher.safetensors), "
-                "or pass untrained_teacher=True for a smoke test"
-            )
-        from tasgen.compiler import build_models
-        from tasgen.train.setup import sync_batchnorm
-        from tasgen.train.weights import load_initial_weights
-
-        teacher, student = build_models(resolved, plan, device=str(dev))
-        load_initial_weights(student, resolved.student, role="student", num_classes=plan.num_classes,
-                             image_size=plan.image_size)
-        setup = assemble_student_setup(resolved, plan, run_dir, dev, teacher, sync_batchnorm(student, resolved, dev))
-    else:
+    source = teacher_source(resolved, run_dir, plan.num_classes) if plan.method != "none" and teacher is None else None
+    if source is None and plan.method != "none" and teacher is None and not untrained_teacher:
+        raise TrainError(
+            f"no teacher weights for {resolved.name}: set teacher.checkpoint, fit one with "
+            f"`tasgen train {loaded.path} --role teacher` (writes {run_dir}/teacher.safetensors), "
+            "pass a trained model as compile(..., teacher=model), or untrained_teacher=True for a smoke test"
+        )
+    if teacher is None and student is None and (source is not None or plan.method == "none"):
         setup = build_student_setup(resolved, plan, run_dir, dev, source)
+    else:
+        from tasgen.arch.models import create_model
+        from tasgen.train.weights import load_initial_weights, load_teacher
+
+        sizes = {"num_classes": plan.num_classes, "image_size": plan.image_size}
+        if teacher is None:  # the spec's teacher: its weights, or random ones for a smoke test
+            teacher = create_model(resolved.teacher, device=str(dev), **sizes)
+            if source is not None:
+                load_teacher(teacher, source, resolved, **sizes)
+        if student is None:
+            student = create_model(resolved.student, device=str(dev), **sizes)
+            load_initial_weights(student, resolved.student, role="student", **sizes)
+        setup = assemble_student_setup(resolved, plan, run_dir, dev, teacher.to(dev),
+                                       sync_batchnorm(student.to(dev), resolved, dev))
     return Compiled(plan=plan, system=setup.system, objective=setup.objective, spec=resolved,
                     trainable=setup.optimised, device=dev)

@@ -6,6 +6,7 @@ reported as spec errors located at the spec node that caused them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from tasgen.arch.table import StageTable
@@ -30,14 +31,18 @@ def num_classes(spec: Spec) -> int:
     return count
 
 
-def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, StageTable]:
+def stage_tables(
+    loaded: LoadedSpec, *, use_cache: bool = True, models: Mapping[str, nn.Module] | None = None
+) -> dict[str, StageTable]:
     """Read the teacher's and the student's stage tables.
 
     Args:
         use_cache: read (and store) tables in the on-disk cache; False re-reads the models.
+        models: model objects by role, read instead of the spec's models of those roles.
 
     Raises:
         SpecError: located at the model that cannot be built or read.
+        ModelReadError: a model object cannot be read (the message names it).
     """
     from tasgen.arch.models import stage_table
     from tasgen.spec.dataset_classes import DatasetNotFound
@@ -55,6 +60,12 @@ def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, Sta
         raise loaded.error(("num_classes",), str(exc)) from None
     tables = {}
     for role in ("teacher", "student"):
+        if models and models.get(role) is not None:
+            from tasgen.arch.models import module_stage_table
+
+            tables[role] = module_stage_table(models[role], role=role, num_classes=classes,
+                                              image_size=spec.data.image_size)
+            continue
         model = getattr(spec, role)
         where = (role, "timm") if isinstance(model, TimmModelSpec) else (role, "stages")
         try:
@@ -69,11 +80,15 @@ def stage_tables(loaded: LoadedSpec, *, use_cache: bool = True) -> dict[str, Sta
     return tables
 
 
-def plan_spec(loaded: LoadedSpec, *, use_cache: bool = True) -> Plan:
-    """Spec -> Plan. Raises SpecError, located, when no assistant can be built."""
+def plan_spec(loaded: LoadedSpec, *, use_cache: bool = True, models: Mapping[str, nn.Module] | None = None) -> Plan:
+    """Spec -> Plan. Raises SpecError, located, when no assistant can be built.
+
+    Args:
+        models: model objects by role, planned instead of the spec's models of those roles.
+    """
     from tasgen.planner import PlanError, build_plan
 
-    tables = stage_tables(loaded, use_cache=use_cache)
+    tables = stage_tables(loaded, use_cache=use_cache, models=models)
     spec = loaded.spec
     try:
         return build_plan(spec, tables["teacher"], tables["student"], num_classes=num_classes(spec),

@@ -83,3 +83,67 @@ def stage_table(
     if use_cache:
         cache.store_table(key, table)
     return table
+
+
+# What the stage reader asks of a model: timm's model interface.
+MODEL_INTERFACE = ("feature_info", "forward_features", "forward_head", "forward_intermediates")
+
+
+def module_stage_table(model: nn.Module, *, role: str, num_classes: int, image_size: int) -> StageTable:
+    """The stage table of a model object (a fine-tuned timm model, or one's own module).
+
+    The table is read from the object itself, as it is built (widths, depths, image
+    size), never by re-creating a model from its name. The model runs one image on its
+    own device, under ``no_grad``, and keeps its train/eval mode.
+
+    Args:
+        model: answers timm's model interface (`MODEL_INTERFACE`): ``feature_info``
+            naming each stage's last module, ``forward_features``, ``forward_head``,
+            ``forward_intermediates`` (the stage outputs the reading is checked against).
+        role: "teacher" or "student", for messages.
+        num_classes: the classes its logits must have.
+        image_size: side of the square input the run uses.
+
+    Raises:
+        ModelReadError: the model cannot be read as stem + stages + head, or its
+            classifier has another number of classes; the message says which model,
+            what is missing and what to do.
+    """
+    import torch
+
+    from tasgen.arch.introspect import ModelReadError, read_stage_table
+
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    kind = type(model).__name__
+    name = f"{cfg['architecture']} ({kind} object)" if cfg.get("architecture") else f"{kind} object"
+    missing = [attr for attr in MODEL_INTERFACE if not hasattr(model, attr)]
+    if missing:
+        raise ModelReadError(
+            f"the {role} you passed ({name}) has no {', '.join(missing)}: tasgen reads a model's stages through "
+            "timm's model interface (feature_info naming the module that ends each stage, forward_features, "
+            "forward_head, forward_intermediates giving the stage outputs). Build it with timm.create_model "
+            "(then load your weights), give it that interface, or name it in the spec "
+            f"({role}: timm name or stages, with checkpoint: your weights)."
+        )
+    training = model.training
+    try:
+        with torch.no_grad():
+            source = "timm" if type(model).__module__.startswith("timm.") else "module"
+            table = read_stage_table(model, name=name, source=source, image_size=image_size)
+    except ModelReadError as exc:
+        raise ModelReadError(f"the {role} you passed ({name}) cannot be read as stem + stages + head: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a model the reader does not foresee: say which, not its traceback
+        raise ModelReadError(
+            f"the {role} you passed ({name}) cannot be read as stem + stages + head: running it on a "
+            f"{image_size} px image fails ({type(exc).__name__}: {exc}). Check that it takes "
+            f"(B, 3, {image_size}, {image_size}) images, or name it in the spec instead."
+        ) from None
+    finally:
+        model.train(training)
+    if table.head.num_classes != num_classes:
+        raise ModelReadError(
+            f"the {role} you passed ({name}) outputs {table.head.num_classes} classes, the run has {num_classes}: "
+            f"give it a head of {num_classes} (timm: model.reset_classifier({num_classes})), or set num_classes "
+            "in the spec."
+        )
+    return table

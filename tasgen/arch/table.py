@@ -133,7 +133,7 @@ class StageTable(_Frozen):
 
     Attributes:
         model: timm name, or ``spec:<role>`` for a stage-described backbone.
-        source: where the model comes from.
+        source: where the model comes from (``module``: a model object given in Python).
         family: the model's class name (e.g. ``ResNet``, ``VisionTransformer``).
         input_size: (channels, height, width) the table was computed for.
         mean, std: the normalisation the model expects.
@@ -146,7 +146,7 @@ class StageTable(_Frozen):
 
     version: int = 4
     model: str
-    source: Literal["timm", "spec"]
+    source: Literal["timm", "spec", "module"]
     family: str
     input_size: tuple[int, int, int]
     mean: tuple[float, ...]

@@ -51,6 +51,20 @@ class Assistant(nn.Module):
         self.register_buffer("renorm_scale", torch.tensor(scale).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("renorm_shift", torch.tensor(shift).view(1, -1, 1, 1), persistent=False)
 
+    def standalone_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights of the standalone assistant `tasgen emit` writes, borrowed stages included.
+
+        ``state_dict()`` holds only the assistant's own parameters (the bridge, a
+        fine-tuned teacher copy); the emitted ``Assistant`` owns whole copies of both
+        members, so its keys are ``local.*`` (the local member), ``glob.*`` (the global
+        member) and ``bridge.*``. ``Assistant().load_state_dict(...)`` of the emitted
+        file takes this as is.
+        """
+        state = {f"local.{k}": v for k, v in self.local.model.state_dict().items()}
+        state |= {f"glob.{k}": v for k, v in self.glob.model.state_dict().items()}
+        state |= {f"bridge.{k}": v for k, v in self.bridge.state_dict().items()}
+        return state
+
     @property
     def reads_global(self) -> bool:
         """Whether the bridge's side needs the global member's state at depth ``prefix_depth``."""

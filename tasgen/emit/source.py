@@ -146,7 +146,11 @@ def assistant_source(spec: Spec, plan: Plan) -> str:
         header.append(f"  {part.name:8s} {src:40s} {part.mixer:9s} {part.ownership}")
     header += ["", "Input: images normalised as the local member expects",
                f"(mean {local.mean}, std {local.std}), {plan.image_size} px.",
-               "Weights: Assistant.load_system_state_dict(<DistillationSystem state_dict>).", '"""']
+               "Weights: a trained run's whole assistant, from `tasgen export RUN --part assistant",
+               "-o assistant.safetensors`, loads as is:",
+               "    Assistant().load_state_dict(safetensors.torch.load_file('assistant.safetensors'))",
+               "or, from a DistillationSystem's state_dict (teacher, student and bridge together):",
+               "    Assistant().load_system_state_dict(state)", '"""']
     uses_backbone = any(isinstance(getattr(spec, r), BackboneSpec) for r in ("teacher", "student"))
 
     forward_local = ["x = images"]

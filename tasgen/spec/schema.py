@@ -372,7 +372,12 @@ class TrainSpec(_Strict):
     )
     ema: EmaSpec = Field(default_factory=EmaSpec)
     teacher_epochs: int | None = Field(None, ge=1, description="Epochs of `--role teacher` (default: epochs).")
-    log_interval: int = Field(20, ge=1)
+    log_interval: int = Field(
+        20, ge=1,
+        description="Updates between progress readouts: the bar on a terminal (terms by short name, e.g. ts.f "
+        "for teacher_student.feature; the epoch line gives full names), a plain line in a pipe or log file, "
+        "and the per-step logger scalars.",
+    )
     loggers: list[Literal["jsonl", "csv", "tensorboard", "wandb"]] = Field(
         default_factory=lambda: ["jsonl", "csv"],
         description="Where metrics go: jsonl (metrics.jsonl, always kept: resume, eval and compare read it), "

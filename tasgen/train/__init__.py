@@ -3,7 +3,7 @@
 from .dist import is_main, rank, world_size
 from .errors import TrainError
 from .evaluate import accuracy, evaluate
-from .export import export_student
+from .export import export_assistant, export_student
 from .loop import TrainResult, train_loop
 from .run import train
 from .setup import Setup, build_student_setup, build_teacher_setup, restore_run, run_folder
@@ -19,6 +19,7 @@ __all__ = [
     "build_student_setup",
     "build_teacher_setup",
     "evaluate",
+    "export_assistant",
     "export_student",
     "is_main",
     "load_pretrained",

@@ -1,4 +1,4 @@
-"""Export a run's student as a plain state_dict that a fresh model loads as is."""
+"""Export a run's student, or its whole assistant, as a plain state_dict that a fresh model loads as is."""
 
 from __future__ import annotations
 
@@ -63,4 +63,46 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_weights(parts[prefix], out, meta)
+    return out
+
+
+def export_assistant(run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best") -> Path:
+    """Write a TAS run's whole assistant as safetensors: its bridge and the stages it borrows.
+
+    The keys are those of the standalone ``Assistant`` that ``tasgen emit SPEC -o
+    assistant.py`` writes (``local.*``, ``glob.*``, ``bridge.*``; see
+    `Assistant.standalone_state_dict`), so ``Assistant().load_state_dict(load_file(out))``
+    takes the file as is. The borrowed stages are the trained student's and the
+    teacher's (or the fine-tuned teacher copy's) weights; the header's metadata names
+    the plan.
+
+    Args:
+        run_dir: the run folder of a ``distill.method: tas`` run.
+        out_path: the ``.safetensors`` file to write.
+        checkpoint: "best" (default) or "last"; falls back to the other one.
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        TrainError: the run has no assistant (another method, a teacher fit), or its
+            teacher's weights are gone.
+        CheckpointError: a corrupt checkpoint, or one that fails its integrity check.
+        SpecError: the run's spec.yaml does not load.
+    """
+    import torch
+
+    from .setup import restore_run
+
+    setup, state = restore_run(run_dir, checkpoint, device=torch.device("cpu"))
+    assistant = getattr(setup.system, "assistant", None)
+    if setup.role == "teacher" or assistant is None:
+        what = "a teacher fit" if setup.role == "teacher" else f"a distill.method: {setup.plan.method} run"
+        raise TrainError(f"{run_dir} is {what}: only a tas run has an assistant. Export its student with "
+                         f"`tasgen export {run_dir} -o student.safetensors`.")
+    meta = {"plan_hash": setup.plan.hash, "epoch": str(state.get("epoch", "")), "num_classes": str(setup.plan.num_classes),
+            "image_size": str(setup.plan.image_size), "load": "Assistant().load_state_dict(...) of `tasgen emit SPEC -o assistant.py`"}
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(assistant.standalone_state_dict(), out, meta)
     return out

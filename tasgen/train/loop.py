@@ -344,7 +344,10 @@ def _mfu_per_image_per_s(setup: Setup, device: torch.device, report: RunProgress
 
 
 def _epoch_line(row: dict[str, Any], role: str, epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}", f"{role} top-1 {row[f'{role}_top1']:.2f}%"]
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}"]
+    # Every term under its full name: the bar, fitted to the terminal, may show them short or not at all.
+    parts += [f"{key.removeprefix('loss.')} {value:.4g}" for key, value in row.items() if key.startswith("loss.")]
+    parts.append(f"{role} top-1 {row[f'{role}_top1']:.2f}%")
     if "assistant_top1" in row:
         parts.append(f"assistant top-1 {row['assistant_top1']:.2f}%")
     parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.0f} img/s"]

@@ -131,3 +131,105 @@ def test_lightning_example_runs(example_spec: Path) -> None:
                          capture_output=True, text=True, env=_example_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "'val/student_top1'" in out.stdout and "'train/loss'" in out.stdout, out.stdout
+
+
+class _OwnNet(torch.nn.Module):
+    """A researcher's own CNN with timm's model interface (feature_info, forward_features, forward_head)."""
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (8, 16, 24, 32)) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        blocks, reduction, self.feature_info = [], 1, []
+        for i, (c_in, c_out) in enumerate(zip(widths, widths[1:], strict=False)):
+            reduction *= 2
+            blocks.append(nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()))
+            self.feature_info.append({"module": f"stages.{i}", "num_chs": c_out, "reduction": reduction})
+        self.stages = nn.Sequential(*blocks)
+        self.num_features = widths[-1]
+        self.fc = nn.Linear(widths[-1], num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3))
+        return x if pre_logits else self.fc(x)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: list[int], intermediates_only: bool = True,
+                              **_: object) -> list[torch.Tensor]:
+        outputs, x = [], self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return [outputs[i] for i in indices]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def test_compile_takes_model_objects_read_as_they_are(tmp_path: Path) -> None:
+    import timm
+
+    # The spec names other models; the objects win, and their tables come from the objects
+    # (the ViT's non-default width and depth could not be re-created from its name).
+    path = write_spec_file(tmp_path, spec_dict(tmp_path))
+    torch.manual_seed(0)
+    teacher = timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8, depth=4,
+                                embed_dim=64, num_heads=2)
+    student = _OwnNet()
+    weights = {k: v.clone() for k, v in teacher.state_dict().items()}
+    compiled = tasgen.compile(path, teacher=teacher, student=student, device="cpu")
+    plan, system, objective = compiled
+    assert plan.teacher.source == "timm" and plan.teacher.model == "vit_tiny_patch16_224 (VisionTransformer object)"
+    assert plan.teacher.head.num_features == 64 and len(plan.teacher.stages) == 4
+    assert plan.student.source == "module" and [s.channels for s in plan.student.stages] == [16, 24, 32]
+    assert system.teacher is teacher and compiled.student is student  # used, not copied or re-initialised
+    assert all(torch.equal(weights[k], v) for k, v in teacher.state_dict().items())
+    assert plan.local_role == "student" and system.assistant is not None
+
+    system.train()
+    images, labels = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    loss, terms = objective(system(images), labels)
+    loss.backward()
+    assert torch.isfinite(loss) and student.fc.weight.grad is not None
+    assert not any(p.requires_grad for p in teacher.parameters())
+    with torch.no_grad():  # the system's teacher is the object, as it was trained
+        torch.testing.assert_close(system(images)["teacher"][0], teacher(system.norm_teacher(images)))
+
+
+def test_compile_says_which_model_object_it_cannot_read(tmp_path: Path) -> None:
+    from tasgen.arch.introspect import ModelReadError
+
+    path = write_spec_file(tmp_path, spec_dict(tmp_path))
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 10))
+    with pytest.raises(ModelReadError, match=r"the teacher you passed \(Sequential object\) has no feature_info, "
+                                             r"forward_features, forward_head, forward_intermediates: .*timm.create_model"):
+        tasgen.compile(path, teacher=plain, device="cpu")
+    with pytest.raises(ModelReadError, match=r"the student you passed \(_OwnNet object\) outputs 7 classes, "
+                                             r"the run has 10: .*num_classes"):
+        tasgen.compile(path, student=_OwnNet(num_classes=7), device="cpu", untrained_teacher=True)
+
+
+class _ScaledNet(_OwnNet):
+    """Work between its modules, which only the graph reader reproduces."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x) * 0.5 + 0.1
+        return x
+
+
+def test_compile_reads_an_own_module_as_a_graph_when_its_forward_does_more(tmp_path: Path) -> None:
+    path = write_spec_file(tmp_path, spec_dict(tmp_path))
+    student = _ScaledNet()
+    compiled = tasgen.compile(path, student=student, device="cpu", untrained_teacher=True)
+    assert compiled.plan.student.reader == "graph" and compiled.plan.student.source == "module"
+    system = compiled.system.eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = system(images)
+        torch.testing.assert_close(out["student"][0], student(system.norm_student(images)))
+    assert out["assistant"][0].shape == (2, 10)

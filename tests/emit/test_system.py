@@ -146,6 +146,7 @@ EMIT_CASES = {
     "cnn->vit depth, head": (PAIRS["cnn->vit"], {"assistant": {"bridge": {"prefix_tokens": "depth"}},
                                                  "distill": {"feature": {"pool": "head"}}}),
     "vit->cnn embed": (PAIRS["vit->cnn"], {"assistant": {"bridge": {"prefix_tokens": "embed"}}}),
+    "vit->cnn finetune": (PAIRS["vit->cnn"], {"assistant": {"teacher_stages": "finetune"}}),
 }
 
 
@@ -173,9 +174,12 @@ def run_emitted(tmp_path, source: str, system, io: dict, more: str = "") -> None
     """Load the emitted `source` in a fresh process that imports only torch and timm, give it
     the system's weights, and check its assistant on io["x"] against io["expected"]
     (rtol = atol = 1e-5). `more` is further code run after that call (its lines indented by
-    four spaces run under no_grad)."""
+    four spaces run under no_grad). The assistant's standalone state_dict (what `tasgen
+    export --part assistant` writes) must load as is and give the same logits."""
     (tmp_path / "assistant.py").write_text(source)
     save_file({k: v.contiguous() for k, v in system.state_dict().items()}, tmp_path / "system.safetensors")
+    standalone = {k: v.contiguous().clone() for k, v in system.assistant.standalone_state_dict().items()}
+    save_file(standalone, tmp_path / "standalone.safetensors")
     save_file(io, tmp_path / "io.safetensors")
     code = (
         "import sys, torch\n"
@@ -188,6 +192,10 @@ def run_emitted(tmp_path, source: str, system, io: dict, more: str = "") -> None
         "with torch.no_grad():\n"
         "    out = a(io['x'])\n"
         f"{more}"
+        "b = Assistant().eval()\n"
+        "b.load_state_dict(load_file(sys.argv[1] + '/standalone.safetensors'))  # strict\n"
+        "with torch.no_grad():\n"
+        "    torch.testing.assert_close(b(io['x']), out, rtol=0, atol=0)\n"
         "assert 'tasgen' not in sys.modules\n"
         "torch.testing.assert_close(out, io['expected'], rtol=1e-5, atol=1e-5)\n"
         "print('ok')\n"

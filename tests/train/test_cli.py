@@ -22,6 +22,7 @@ def test_train_eval_export(tmp_path, teacher_weights):
     result = runner.invoke(_app(), ["train", str(spec), "--set", "train.epochs=2", "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert "stopped after epoch 1 of 2" in result.output
+    assert "student run  step 1/" in result.output  # a pipe gets a line every train.log_interval updates
     result = runner.invoke(_app(), ["train", str(spec), "--resume"])
     assert result.exit_code == 0, result.output
     assert "finished" in result.output
