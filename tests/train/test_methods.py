@@ -19,10 +19,16 @@ EXPECTED_PREFIXES = {
     "ofa": {"student", "branches"},
     "kd": {"student"},
     "none": {"student"},
+    "fitnet": {"student", "hint"},
+    "crd": {"student", "objective"},
+    "dkd": {"student"},
+    "dist": {"student"},
 }
+BASELINE_TERMS = {"fitnet": {"loss.fitnet.hint"}, "crd": {"loss.crd"}, "dkd": {"loss.dkd.tckd", "loss.dkd.nckd"},
+                  "dist": {"loss.dist.inter", "loss.dist.intra"}}
 
 
-@pytest.mark.parametrize("method", ["tas", "ofa", "kd", "none"])
+@pytest.mark.parametrize("method", ["tas", "ofa", "kd", "none", "fitnet", "crd", "dkd", "dist"])
 def test_two_epochs_write_metrics_and_checkpoints(make_spec, teacher_weights, method):
     result = train(make_spec(distill={"method": method}), quiet=True)
     run = result.run_dir
@@ -44,6 +50,8 @@ def test_two_epochs_write_metrics_and_checkpoints(make_spec, teacher_weights, me
         assert {"loss.teacher_assistant.feature", "loss.assistant_student.logit"} <= set(rows[-1])
     if method == "ofa":
         assert {"loss.ofa.exit1", "loss.ofa.exit2", "loss.ofa.final"} <= set(rows[-1])
+    assert BASELINE_TERMS.get(method, set()) <= set(rows[-1])
+    assert all(math.isfinite(v) for r in rows for k, v in r.items() if k.startswith("loss"))
 
     for folder in ("last", "best"):
         weights = load_file(run / folder / "model.safetensors")
