@@ -15,7 +15,7 @@ import math
 
 import networkx as nx
 
-from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable, token_grid
+from tasgen.arch.table import GLOBAL_MIXERS, Part, Stage, StageTable, token_grid
 from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, Losses, LossPair, Plan, Role
 from tasgen.spec.schema import DistillSpec, Spec
 
@@ -268,11 +268,15 @@ def _assistant_parts(local_role: Role, global_role: Role, local: StageTable, glo
 
 def default_hint_stages(teacher: StageTable, student: StageTable) -> tuple[int, int]:
     """FitNet's middle layers: the teacher's middle stage ceil(n / 2), and the student stage of the
-    closest total stride to it (ties: the deeper one), so that the two grids agree where they can."""
+    closest total stride to it, so that the two grids agree where they can (ties: the closest
+    relative depth, then the deeper stage)."""
     t = math.ceil(len(teacher.stages) / 2)
-    want = math.log2(teacher.stages[t - 1].reduction)
-    s = min(student.stages, key=lambda st: (abs(math.log2(st.reduction) - want), -st.index)).index
-    return t, s
+    want, depth = math.log2(teacher.stages[t - 1].reduction), t / len(teacher.stages)
+
+    def distance(st: Stage) -> tuple[float, float, int]:
+        return abs(math.log2(st.reduction) - want), abs(st.index / len(student.stages) - depth), -st.index
+
+    return t, min(student.stages, key=distance).index
 
 
 def _hint_stages(spec: Spec, teacher: StageTable, student: StageTable) -> dict[str, int]:
