@@ -9,11 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tasgen.methods.parts import MethodContext, MethodObjective, Outputs
-
 from .crd import CRDLoss
 from .dist import dist_terms
 from .dkd import dkd_terms
+from .method import MethodContext, MethodObjective, Outputs
 
 __all__ = ["CRDObjective", "DISTObjective", "DKDObjective", "FitNetObjective"]
 

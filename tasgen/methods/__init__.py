@@ -1,6 +1,6 @@
 """Distillation methods by name: the registry (torch-free) that ``distill.method`` reads.
 
-The torch side of a method (what its builder returns) is in `tasgen.methods.parts`.
+The torch side of a method (what its builder receives and returns) is in `tasgen.losses.method`.
 """
 
 from .registry import (

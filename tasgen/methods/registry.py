@@ -51,7 +51,7 @@ class Method:
         summary: One line for ``tasgen plan``, ``--help`` and the docs.
         build: ``"package.module:function"`` (imported when a run is built) or the
             function itself: ``build(system, context) -> MethodParts`` (see
-            `tasgen.methods.parts`).
+            `tasgen.losses.method`).
         params: The pydantic model of its hyper-parameters, or None. Built-in
             baselines read theirs from ``distill.<name>``; a user's method from
             ``distill.options.<name>``.

@@ -140,8 +140,8 @@ def assemble_student_setup(
         num_train: training images (a method with a memory per image needs it); None:
             a memory of the method's default size (its negatives + 1), enough for timings.
     """
+    from tasgen.losses.method import MethodContext
     from tasgen.methods import get_method
-    from tasgen.methods.parts import MethodContext
 
     method = get_method(plan.method)
     params = None

@@ -101,8 +101,10 @@ class SystemLoss(nn.Module):
         self, images: torch.Tensor, targets: torch.Tensor, index: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         outputs = self.system(images)
-        if index is None:
+        if not getattr(self.objective, "needs_index", False):
             return self.objective(outputs, targets)
+        if index is None:  # a batch without positions (tasgen bench's synthetic one): slots 0..B-1
+            index = torch.arange(images.shape[0], device=images.device)
         return self.objective(outputs, targets, index)  # the images' positions, for a method's memory
 
 

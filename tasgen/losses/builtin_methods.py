@@ -1,14 +1,14 @@
-"""Builders of tasgen's own methods (imported when a run is built; see `builtin`)."""
+"""Builders of tasgen's own methods (imported when a run is built; registered in `tasgen.methods.builtin`)."""
 
 from __future__ import annotations
 
 from tasgen.emit.hint import HintSystem
 from tasgen.emit.ofa import OFASystem
 from tasgen.emit.system import DistillationSystem
-from tasgen.losses import OFAObjective, TASObjective
-from tasgen.losses.baselines import CRDObjective, DISTObjective, DKDObjective, FitNetObjective
 
-from .parts import MethodContext, MethodParts
+from .baselines import CRDObjective, DISTObjective, DKDObjective, FitNetObjective
+from .method import MethodContext, MethodParts
+from .objective import OFAObjective, TASObjective
 
 
 def build_tas(system: DistillationSystem, context: MethodContext) -> MethodParts:

@@ -19,8 +19,9 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from tasgen.losses.classification import cross_entropy
 from tasgen.plan import Plan
+
+from .classification import cross_entropy
 
 __all__ = ["MethodContext", "MethodObjective", "MethodParts"]
 
