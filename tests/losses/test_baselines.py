@@ -195,3 +195,23 @@ def test_hint_regressor_aligns_tokens_and_grids() -> None:
     regressor = HintRegressor(tokens, teacher_channels=12, image_size=32)
     assert regressor(x, (2, 2)).shape == (2, 12, 2, 2)  # pooled down to a coarser teacher grid
     assert regressor(x, (8, 8)).shape == (2, 12, 8, 8)  # interpolated up to a finer one
+
+
+def test_dkd_objective_warms_up_over_its_epochs() -> None:
+    """The DKD terms scale by min(epoch / warmup_epochs, 1), the reference's 1-based epoch."""
+    from tasgen.losses.baselines import DKDObjective
+    from tasgen.losses.method import MethodContext
+    from tasgen.planner import plan_losses
+    from tasgen.spec.schema import DistillSpec
+
+    d = DistillSpec(method="dkd")
+    objective = DKDObjective(MethodContext(plan=plan_losses(d), params=d.dkd, feature_dims={}, num_classes=4))
+    s, t, y = (x.float() if x.is_floating_point() else x for x in _tensors())
+    tckd, nckd = dkd_terms(s, t, y, 4.0)
+    outputs = {"student": (s, s), "teacher": (t, t)}
+    for epoch, ramp in ((1, 1 / 20), (10, 0.5), (20, 1.0), (45, 1.0)):
+        objective.set_epoch(epoch)
+        total, terms = objective(outputs, y)
+        assert terms["dkd.tckd"].item() == pytest.approx(ramp * 1.0 * tckd.mean().item(), rel=1e-6)
+        assert terms["dkd.nckd"].item() == pytest.approx(ramp * 8.0 * nckd.mean().item(), rel=1e-6)
+        assert list(terms) == objective.term_names == ["ce", "dkd.tckd", "dkd.nckd"]

@@ -89,3 +89,23 @@ def test_teacher_role_fits_once_and_student_runs_reuse_it(tmp_path):
     result = train(spec, quiet=True)
     assert result.finished and not fit.run_dir.exists()
     assert "teacher_top1" in json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_the_loop_tells_a_method_its_epoch(make_spec, teacher_weights, monkeypatch):
+    """DKD's warm-up reads the 1-based epoch the loop sets before each epoch."""
+    from tasgen.losses.baselines import DKDObjective
+
+    seen: list[int] = []
+    original = DKDObjective.set_epoch
+    monkeypatch.setattr(DKDObjective, "set_epoch", lambda self, epoch: (seen.append(epoch), original(self, epoch)))
+    train(make_spec(distill={"method": "dkd"}), quiet=True)
+    assert seen == [1, 2]
+
+
+def test_a_crd_run_restores_its_memory_at_the_size_it_was_trained_with(make_spec, teacher_weights):
+    from tasgen.train import restore_run
+
+    result = train(make_spec(distill={"method": "crd"}), quiet=True)
+    setup, _ = restore_run(result.run_dir, "last")
+    memory = setup.objective.crd.memory
+    assert memory.num_data == 46 and memory.negatives == 45  # the synthetic training split, clamped
