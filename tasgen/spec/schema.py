@@ -303,9 +303,11 @@ class DistillSpec(_Strict):
         models: dict[str, Any] = {}
         for i, name in enumerate(options):
             method = get_method(name)
-            if method.params is None or method.section is not None:
-                where = f"distill.{method.section}" if method.section else "nowhere: it has none"
-                raise ValueError(f"method {name!r} takes no options here (its hyper-parameters go {where})")
+            if method.params is None:
+                raise ValueError(f"method {name!r} has no hyper-parameters; remove options.{name}")
+            if method.section is not None:
+                raise ValueError(f"method {name!r} takes no options here (its hyper-parameters go in "
+                                 f"distill.{method.section})")
             models[f"m{i}"] = (method.params, Field(..., alias=name))  # method names need not be identifiers
         # One model over every entry, so a problem is located at options.<method>.<field>.
         checked = create_model("DistillOptions", **models).model_validate(options)

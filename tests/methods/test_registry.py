@@ -44,8 +44,11 @@ def test_baseline_sections_validate_with_locations(write_spec, minimal_spec: str
 
 
 def test_options_of_a_method_without_one_are_refused(write_spec, minimal_spec: str) -> None:
-    with pytest.raises(SpecError, match=r"distill.options: .*'dkd' takes no options here .*distill.dkd"):
-        load_spec(write_spec(minimal_spec), ["distill.options={dkd: {beta: 2}}"])
+    path = write_spec(minimal_spec)
+    with pytest.raises(SpecError, match=r"distill.options: .*'dkd' takes no options here .*in distill.dkd"):
+        load_spec(path, ["distill.options={dkd: {beta: 2}}"])
+    with pytest.raises(SpecError, match=r"method 'none' has no hyper-parameters; remove options.none"):
+        load_spec(path, ["distill.options={none: {}}"])
 
 
 # ------------------------------------------------------------ entry points
