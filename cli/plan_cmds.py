@@ -65,17 +65,22 @@ def render_plan_table(plan, *, show_all: bool, exact: dict[str, tuple[int, int]]
     console.print(f"bridge: {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> {b.out_channels}ch /{b.out_reduction} "
                   f"{b.out_layout}" + (f" +{b.out_prefix_tokens} prefix ({b.prefix_source})" if b.out_prefix_tokens else "")
                   + f", resample {b.resample}, window {b.window_size}, {b.heads} heads")
-    losses = Table(title="losses", title_justify="left")
-    for col in ("pair", "target -> learner", "feature (InfoNCE)", "logits"):
+    losses = Table(title=f"losses ({plan.method})", title_justify="left")
+    for col in ("pair", "target -> learner", "feature", "logits"):
         losses.add_column(col)
     losses.add_row("ce", "labels -> student", "-", f"{plan.ce_weight} (smoothing {plan.label_smoothing})")
-    logit = f"{plan.logits['loss']}, T {plan.logits['temperature']}"
+    logit = f"{plan.logits['loss']}, T {plan.logits['temperature']}" if plan.logits else ""
     if plan.method == "ofa":  # the trainer pulls every exit branch and the final logits
         logit += f", exits 1-{len(plan.student.stages)} + final"
+    feature = {"infonce": "InfoNCE", "fitnet": "hint MSE", "crd": "CRD NCE"}.get(str(plan.feature.get("loss")),
+                                                                                 str(plan.feature.get("loss")))
     for pair in plan.loss_pairs:
-        losses.add_row(pair.name, f"{pair.target} -> {pair.learner}", str(pair.feature_weight),
-                       f"{pair.logit_weight} ({logit})")
+        losses.add_row(pair.name, f"{pair.target} -> {pair.learner}",
+                       f"{pair.feature_weight} ({feature})" if pair.feature_weight else "-",
+                       f"{pair.logit_weight} ({logit})" if pair.logit_weight else "-")
     console.print(losses)
+    if plan.params:  # the method's own hyper-parameters (its distill.<method> section, resolved)
+        console.print(f"{plan.method} parameters: " + ", ".join(f"{k} {v}" for k, v in plan.params.items()))
     if show_all:
         cands = Table(title=f"candidates ({plan.local_role} stage -> {plan.global_role} stage)", title_justify="left")
         for col in ("split", "global start", "score", "components", "verdict"):

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tasgen.study.runner import METHODS
 from tasgen_cli._args import SetOpt
 from tasgen_cli._errors import user_errors
 
@@ -91,7 +92,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def study(
         specs: SpecsArg,
-        methods: Annotated[str, typer.Option("--methods", help="Comma-separated: none, kd, ofa, tas.")] = "none,kd,ofa,tas",
+        methods: Annotated[str, typer.Option(
+            "--methods", help="Comma-separated registered methods (built in: none, kd, fitnet, crd, dkd, dist, ofa, "
+                              "tas; a package may add more).")] = ",".join(METHODS),
         seeds: Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 per spec and method.")] = 5,
         overrides: SetOpt = None,
         output: Annotated[Path, typer.Option("-o", "--output", help="The study folder.")] = Path("runs/study"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -92,12 +92,16 @@ class Losses(_Frozen):
     derived); `tasgen plan` prints it and the trainer's objectives are built from it.
     """
 
-    method: Literal["tas", "ofa", "kd", "none"]
+    method: str = Field(description="a registered method (tasgen.methods)")
     loss_pairs: list[LossPair] = Field(description="pairs with at least one non-zero term, in tas.md's order")
     ce_weight: float
     label_smoothing: float
     feature: dict[str, float | int | str | bool]
     logits: dict[str, float | str] = Field(description="the logit loss of every pair ('ofa' or 'kd') and its settings")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the method's own hyper-parameters, resolved (its distill.<method> section or options entry)",
+    )
 
 
 class Plan(Losses):
@@ -124,7 +128,9 @@ class Plan(Losses):
     @property
     def hash(self) -> str:
         """sha256 (first 16 hex digits) of the plan's canonical JSON, without the hash."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"hash"}), sort_keys=True, separators=(",", ":"))
+        # Methods without params of their own keep the hash they had before `params` existed.
+        exclude = {"hash"} | (set() if self.params else {"params"})
+        blob = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def table(self, role: Role) -> StageTable:

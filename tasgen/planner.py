@@ -15,7 +15,7 @@ import math
 
 import networkx as nx
 
-from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable, token_grid
+from tasgen.arch.table import GLOBAL_MIXERS, Part, Stage, StageTable, token_grid
 from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, Losses, LossPair, Plan, Role
 from tasgen.spec.schema import DistillSpec, Spec
 
@@ -228,8 +228,11 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         f"stages (the paper keeps 3 of 4), resumes at {global_role} stage {start} of {len(glob.stages)}; "
         f"lowest score {score} of {sum(c.valid for c in candidates)} valid candidates"
     )
+    losses = plan_losses(spec.distill)
+    if losses.method == "fitnet":
+        losses = losses.model_copy(update={"params": {**losses.params, **_hint_stages(spec, teacher, student)}})
     return Plan(
-        **dict(plan_losses(spec.distill)),
+        **dict(losses),
         name=spec.name, num_classes=num_classes, image_size=image_size,
         teacher=teacher, student=student, pair=pair, local_role=local_role, global_role=global_role,
         split=split, global_start=start, assistant=parts, bridge=bridge,
@@ -263,14 +266,51 @@ def _assistant_parts(local_role: Role, global_role: Role, local: StageTable, glo
     return out
 
 
+def default_hint_stages(teacher: StageTable, student: StageTable) -> tuple[int, int]:
+    """FitNet's middle layers: the teacher's middle stage ceil(n / 2), and the student stage of the
+    closest total stride to it, so that the two grids agree where they can (ties: the closest
+    relative depth, then the deeper stage)."""
+    t = math.ceil(len(teacher.stages) / 2)
+    want, depth = math.log2(teacher.stages[t - 1].reduction), t / len(teacher.stages)
+
+    def distance(st: Stage) -> tuple[float, float, int]:
+        return abs(math.log2(st.reduction) - want), abs(st.index / len(student.stages) - depth), -st.index
+
+    return t, min(student.stages, key=distance).index
+
+
+def _hint_stages(spec: Spec, teacher: StageTable, student: StageTable) -> dict[str, int]:
+    """``distill.fitnet``'s stages, "auto" resolved by `default_hint_stages` and checked against the tables."""
+    auto_t, auto_s = default_hint_stages(teacher, student)
+    f = spec.distill.fitnet
+    chosen = {"teacher_stage": auto_t if f.teacher_stage == "auto" else f.teacher_stage,
+              "student_stage": auto_s if f.student_stage == "auto" else f.student_stage}
+    for key, table in (("teacher_stage", teacher), ("student_stage", student)):
+        if chosen[key] > len(table.stages):
+            raise PlanError(f"{key} is {chosen[key]} but the {key.split('_')[0]} {table.model} has "
+                            f"{len(table.stages)} stages", loc=("distill", "fitnet", key))
+    return chosen
+
+
+# The built-in baselines: which pair term carries their loss, from which field of their section.
+_BASELINE_WEIGHTS = {"fitnet": ("feature", "weight"), "crd": ("feature", "weight"), "dkd": ("logit", None),
+                     "dist": ("logit", None)}
+
+
 def plan_losses(d: DistillSpec) -> Losses:
     """The objective of ``distill.method``: the one derivation of the loss pairs and their settings.
 
     `build_plan` records it in the Plan, `tasgen plan` prints it, and the trainer's
-    objectives (`TASObjective`, `OFAObjective`) are built from it. Method kd has its
-    own recipe (``distill.kd``: Hinton KD, logit-only); ofa's logit loss is always OFA;
-    a pair with no non-zero term is left out.
+    objectives (`TASObjective`, `OFAObjective`, the baselines', a plugin's) are built
+    from it. Method kd has its own recipe (``distill.kd``: Hinton KD, logit-only);
+    ofa's logit loss is always OFA; the baselines carry their recipe in ``params``
+    (their ``distill.<method>`` section); a registered method of a package gets its
+    ``distill.options`` entry and the weights of ``distill.pairs`` for its pairs. A
+    pair with no non-zero term is left out.
     """
+    from tasgen.methods import get_method
+
+    method = get_method(d.method)
     if d.method == "kd":
         ce_weight = d.kd.ce_weight
         logits: dict[str, float | str] = {"loss": "kd", "temperature": d.kd.temperature}
@@ -278,23 +318,41 @@ def plan_losses(d: DistillSpec) -> Losses:
         ce_weight = d.ce.weight
         logits = {"loss": "ofa" if d.method == "ofa" else d.logits.loss, "eps": d.logits.eps,
                   "temperature": d.logits.temperature}
-    names = {"tas": ("teacher_student", "teacher_assistant", "assistant_student"),
-             "kd": ("teacher_student",), "ofa": ("teacher_student",), "none": ()}[d.method]
-    pairs = []
-    for name in names:
-        p = getattr(d.pairs, name)
-        if not p.enabled:
-            continue
-        target, learner = name.split("_")
-        feature_weight = p.feature_weight if d.method == "tas" and d.feature.loss != "none" else 0.0
-        logit_weight = d.kd.kd_weight if d.method == "kd" else p.logit_weight
-        if feature_weight > 0 or logit_weight > 0:
-            pairs.append(LossPair(name=name, target=target, learner=learner,
-                                  feature_weight=feature_weight, logit_weight=logit_weight))
+    feature = {"loss": d.feature.loss, "pool": d.feature.pool, "dim": d.feature.dim,
+               "temperature": d.feature.temperature, "learnable_temperature": d.feature.learnable_temperature,
+               "negatives": d.feature.negatives}
+    params: dict = {}
+    if d.method in _BASELINE_WEIGHTS:
+        params = getattr(d, d.method).model_dump(mode="json")
+        term, key = _BASELINE_WEIGHTS[d.method]
+        weight = float(params[key]) if key else 1.0
+        if term == "feature":
+            feature = {"loss": d.method, "pool": d.feature.pool}
+            logits = {}
+        else:
+            feature = {"loss": "none", "pool": d.feature.pool}
+            logits = {"loss": d.method, "temperature": params["temperature"]}
+        pairs = [LossPair(name="teacher_student", target="teacher", learner="student",
+                          feature_weight=weight if term == "feature" else 0.0,
+                          logit_weight=weight if term == "logit" else 0.0)]
+        pairs = [p for p in pairs if p.feature_weight > 0 or p.logit_weight > 0]
+    else:
+        if method.params is not None and method.section is None:
+            params = method.params.model_validate(d.options.get(d.method, {})).model_dump(mode="json")
+        pairs = []
+        for name in method.pairs:
+            p = getattr(d.pairs, name)
+            if not p.enabled:
+                continue
+            target, learner = name.split("_")
+            feature_weight = p.feature_weight if d.method == "tas" and d.feature.loss != "none" else 0.0
+            if d.method not in ("tas", "kd", "ofa", "none"):  # a package's method reads both weights
+                feature_weight = p.feature_weight
+            logit_weight = d.kd.kd_weight if d.method == "kd" else p.logit_weight
+            if feature_weight > 0 or logit_weight > 0:
+                pairs.append(LossPair(name=name, target=target, learner=learner,
+                                      feature_weight=feature_weight, logit_weight=logit_weight))
     return Losses(
         method=d.method, loss_pairs=pairs, ce_weight=ce_weight, label_smoothing=d.ce.label_smoothing,
-        feature={"loss": d.feature.loss, "pool": d.feature.pool, "dim": d.feature.dim,
-                 "temperature": d.feature.temperature, "learnable_temperature": d.feature.learnable_temperature,
-                 "negatives": d.feature.negatives},
-        logits=logits,
+        feature=feature, logits=logits, params=params,
     )

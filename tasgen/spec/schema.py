@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -201,11 +201,70 @@ class KDSpec(_Strict):
     )
 
 
+class FitNetSpec(_Strict):
+    """FitNet (Romero et al., 2015), read by method fitnet: a regressor on one student stage
+    is pulled (MSE) to one teacher stage. Weight from the CRD/mdistiller CIFAR recipe."""
+
+    teacher_stage: int | Literal["auto"] = Field(
+        "auto", description="The hint: a teacher stage (1-based); auto = the middle stage, ceil(n/2)."
+    )
+    student_stage: int | Literal["auto"] = Field(
+        "auto", description="The guided student stage; auto = the student stage whose total stride is closest "
+        "to the hint's (ties: the deeper one)."
+    )
+    weight: float = Field(100.0, ge=0, description="Weight of the hint loss (100 in CRD's and mdistiller's recipes).")
+
+    @model_validator(mode="after")
+    def _positive(self) -> FitNetSpec:
+        for key in ("teacher_stage", "student_stage"):
+            value = getattr(self, key)
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"{key} must be 'auto' or an integer >= 1, got {value}")
+        return self
+
+
+class CRDSpec(_Strict):
+    """CRD (Tian et al., 2020), read by method crd: NCE against a memory of negatives on pooled
+    final features. Defaults are the paper's."""
+
+    dim: int = Field(128, ge=1, le=8192, description="Width of the normalised embeddings (feat_dim 128).")
+    negatives: int = Field(
+        16384, ge=1, description="Negatives drawn from the memory per sample (nce_k 16384); clamped to the "
+        "training images minus one."
+    )
+    temperature: float = Field(0.07, gt=0, le=10, description="NCE temperature (nce_t 0.07).")
+    momentum: float = Field(0.5, ge=0, lt=1, description="Memory update: m * old + (1 - m) * new (nce_m 0.5).")
+    weight: float = Field(0.8, ge=0, description="Weight of the CRD loss (beta 0.8 in the paper's CIFAR runs).")
+
+
+class DKDSpec(_Strict):
+    """DKD (Zhao et al., 2022), read by method dkd; defaults are the reference's CIFAR-100 recipe."""
+
+    alpha: float = Field(1.0, ge=0, description="Weight of the target-class term TCKD.")
+    beta: float = Field(8.0, ge=0, description="Weight of the non-target-class term NCKD (8 on CIFAR-100).")
+    temperature: float = Field(4.0, gt=0, le=32, description="Softmax temperature T.")
+    warmup_epochs: int = Field(
+        20, ge=0, description="The DKD terms grow linearly to full weight over this many epochs (min(epoch / w, 1))."
+    )
+
+
+class DISTSpec(_Strict):
+    """DIST (Huang et al., 2022), read by method dist; defaults are the paper's CIFAR-100 setting
+    (ImageNet: beta = gamma = 1, temperature 1)."""
+
+    beta: float = Field(2.0, ge=0, description="Weight of the inter-class (per image) relation term.")
+    gamma: float = Field(2.0, ge=0, description="Weight of the intra-class (per class) relation term.")
+    temperature: float = Field(4.0, gt=0, le=32, description="Softmax temperature tau.")
+
+
 class DistillSpec(_Strict):
     """The distillation method and its losses."""
 
-    method: Literal["tas", "ofa", "kd", "none"] = Field(
-        "tas", description="tas (assistant), ofa (OFA-KD baseline), kd (Hinton), none (student alone)."
+    method: str = Field(
+        "tas",
+        description="A registered method: tas (assistant), ofa (OFA-KD), kd (Hinton), fitnet, crd, dkd, dist, "
+        "none (student alone), or one a package registers (see docs/api.md).",
+        json_schema_extra={"examples": ["tas", "ofa", "kd", "fitnet", "crd", "dkd", "dist", "none"]},
     )
     pairs: PairsSpec = Field(default_factory=PairsSpec)
     feature: FeatureLossSpec = Field(default_factory=FeatureLossSpec)
@@ -216,6 +275,43 @@ class DistillSpec(_Strict):
         description="Method kd's recipe; it applies whenever the method is kd, so `--set distill.method=kd` "
         "on any spec gives the usual KD baseline.",
     )
+    fitnet: FitNetSpec = Field(default_factory=FitNetSpec, description="Method fitnet's recipe.")
+    crd: CRDSpec = Field(default_factory=CRDSpec, description="Method crd's recipe.")
+    dkd: DKDSpec = Field(default_factory=DKDSpec, description="Method dkd's recipe.")
+    dist: DISTSpec = Field(default_factory=DISTSpec, description="Method dist's recipe.")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Hyper-parameters of registered methods that have no section of their own (a package's "
+        "methods), by method name; each is checked against that method's own model.",
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from tasgen.methods import get_method
+
+        get_method(name)  # MethodError is a ValueError: it becomes a located problem
+        return name
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from pydantic import create_model
+
+        from tasgen.methods import get_method
+
+        models: dict[str, Any] = {}
+        for i, name in enumerate(options):
+            method = get_method(name)
+            if method.params is None:
+                raise ValueError(f"method {name!r} has no hyper-parameters; remove options.{name}")
+            if method.section is not None:
+                raise ValueError(f"method {name!r} takes no options here (its hyper-parameters go in "
+                                 f"distill.{method.section})")
+            models[f"m{i}"] = (method.params, Field(..., alias=name))  # method names need not be identifiers
+        # One model over every entry, so a problem is located at options.<method>.<field>.
+        checked = create_model("DistillOptions", **models).model_validate(options)
+        return {name: getattr(checked, f"m{i}").model_dump(mode="json") for i, name in enumerate(options)}
 
 
 # ----------------------------------------------------------------------- data

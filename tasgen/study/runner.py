@@ -32,8 +32,9 @@ from .table import StudyError, read_run, write_study
 
 __all__ = ["METHODS", "RunTask", "Study", "Variant", "arm_variant", "method_variants", "prepare_study", "run_study"]
 
-METHODS = ("none", "kd", "ofa", "tas")
-"""The methods a study compares; they share the trainer, data, schedule and seeds."""
+METHODS = ("none", "kd", "fitnet", "crd", "dkd", "dist", "ofa", "tas")
+"""The methods a study compares by default (the paper's baselines, then OFA and TAS); any
+registered method may be named. They share the trainer, data, schedule and seeds."""
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,16 @@ def method_variants(methods: Sequence[str]) -> list[Variant]:
     Raises:
         StudyError: an unknown or repeated method.
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise StudyError(f"unknown method {', '.join(map(repr, unknown))}: choose from {', '.join(METHODS)}")
+    from tasgen.methods import MethodError, get_method, method_names
+
+    for name in methods:
+        try:
+            get_method(name)
+        except MethodError as exc:
+            raise StudyError(str(exc)) from None
     if len(set(methods)) != len(methods) or not methods:
-        raise StudyError(f"--methods needs distinct names from {', '.join(METHODS)}, got {','.join(methods) or 'none'}")
+        raise StudyError(f"--methods needs distinct names from {', '.join(method_names())}, "
+                         f"got {','.join(methods) or 'none'}")
     return [Variant(m, (f"distill.method={m}",)) for m in methods]
 
 

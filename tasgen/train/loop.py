@@ -12,10 +12,11 @@ from typing import Any
 import torch
 import yaml
 from timm.utils import ModelEmaV3
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from tasgen.checkpoint import find_checkpoint, load_checkpoint, read_manifest
 from tasgen.data import DataSplits, build_datasets, build_eval_loader, build_loaders
+from tasgen.data.indexed import WithIndex
 from tasgen.emit.system import Solo
 
 from .dist import average_buffers, barrier, is_main, rank, world_size
@@ -103,7 +104,8 @@ def train_loop(
     splits = datasets or build_datasets(spec.data, budget=setup.role != "teacher")
     _check_classes(splits.info.num_classes, splits.info.num_test or None, setup, report)  # None: a stream
     shards = {"distributed": world_size() > 1, "rank": rank(), "world_size": world_size()}
-    train_loader, eval_loader = build_loaders(splits.train, splits.test, spec.data, spec.seed, **shards)
+    train_loader, eval_loader = build_loaders(_train_set(splits.train, setup), splits.test, spec.data, spec.seed,
+                                              **shards)
     val_loader = build_eval_loader(splits.val, spec.data, spec.seed, **shards) if splits.val is not None else None
     updates_per_epoch = len(train_loader) // cfg.accumulate
     if updates_per_epoch == 0:
@@ -179,9 +181,11 @@ def train_loop(
             hint = f"The last good checkpoint stays in {folder.last} (epoch {epoch})." if epoch else "No checkpoint was written."
             started, seen, lr = time.perf_counter(), 0, optimizer.param_groups[0]["lr"]
             batches = itertools.islice(train_loader, updates_per_epoch * cfg.accumulate)
-            for micro, (images, labels) in enumerate(batches):
+            if hasattr(setup.objective, "set_epoch"):  # a method's warm-up reads it
+                setup.objective.set_epoch(epoch + 1)
+            for micro, (images, labels, *index) in enumerate(batches):
                 update_now = (micro + 1) % cfg.accumulate == 0
-                engine.micro_step(images, labels, update_now)
+                engine.micro_step(images, labels, update_now, index[0] if index else None)
                 seen += images.shape[0]
                 if not update_now:
                     continue
@@ -235,6 +239,16 @@ def train_loop(
         loggers.close()
     done = rows[-1]["epoch"] if rows else start
     return TrainResult(folder.path, done, setup.epochs, best, rows[-1] if rows else {})
+
+
+def _train_set(train: Any, setup: Setup) -> Any:
+    """The training set, its items carrying their position when the method keeps a memory per image."""
+    if not getattr(setup.objective, "needs_index", False):
+        return train
+    if isinstance(train, IterableDataset):
+        raise TrainError(f"method {setup.plan.method} keeps a memory slot per training image, which a streamed "
+                         "dataset cannot number: use a map-style dataset (not data.streaming, not wds)")
+    return WithIndex(train)
 
 
 def _evaluate(

@@ -122,7 +122,8 @@ def _train(
             check_teacher_split(source, splits.info)
             report.log(f"teacher: {source}")
         seed_everything(spec.seed)
-        setup = build_student_setup(spec, plan, run_dir, device, source, init=not resume)
+        setup = build_student_setup(spec, plan, run_dir, device, source, init=not resume,
+                                    num_train=splits.info.num_train)
         report.log(f"distilling {spec.name}: {plan.method}, {setup.epochs} epochs -> {run_dir}")
         return train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
                           compile_backend=compile_backend, report=report, datasets=splits)

@@ -18,7 +18,7 @@ class RunSummary:
 
     Attributes:
         name: the run's spec name.
-        method: tas, ofa, kd or none.
+        method: the registered method (tas, ofa, kd, fitnet, crd, dkd, dist, none or a package's).
         epochs: epochs completed.
         student_top1, student_top5: the student's test accuracy (%) at the last epoch.
         best_val_top1: the student's test top-1 at the epoch the validation split

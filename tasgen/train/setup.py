@@ -14,9 +14,8 @@ from torch import nn
 
 from tasgen.checkpoint import CheckpointError, check_fits, load_checkpoint
 from tasgen.compiler import build_models, build_system
-from tasgen.emit.ofa import OFASystem
 from tasgen.emit.system import Solo
-from tasgen.losses import OFAObjective, TASObjective
+from tasgen.losses import TASObjective
 from tasgen.plan import Plan
 from tasgen.planner import plan_losses
 from tasgen.spec.home import expand_user
@@ -105,13 +104,15 @@ def build_teacher_setup(spec: Spec, plan: Plan, run_dir: Path, device: torch.dev
 
 
 def build_student_setup(
-    spec: Spec, plan: Plan, run_dir: Path, device: torch.device, teacher: TeacherSource | None, *, init: bool = True
+    spec: Spec, plan: Plan, run_dir: Path, device: torch.device, teacher: TeacherSource | None, *, init: bool = True,
+    num_train: int | None = None,
 ) -> Setup:
     """Distil the student with ``plan.method``; the teacher is loaded from ``teacher`` and frozen.
 
     Args:
         teacher: the teacher's weights; needed unless the method is ``none``.
         init: start the student from its ``checkpoint:`` / ``pretrained:`` weights.
+        num_train: training images, for a method whose memory has a slot per image (crd).
     """
     teacher_model, student = build_models(spec, plan, device=str(device))
     if plan.method != "none":
@@ -121,36 +122,49 @@ def build_student_setup(
     if init:
         load_initial_weights(student, spec.student, role="student", num_classes=plan.num_classes,
                              image_size=plan.image_size)
-    return assemble_student_setup(spec, plan, run_dir, device, teacher_model, sync_batchnorm(student, spec, device))
+    return assemble_student_setup(spec, plan, run_dir, device, teacher_model, sync_batchnorm(student, spec, device),
+                                  num_train=num_train)
 
 
 def assemble_student_setup(
-    spec: Spec, plan: Plan, run_dir: Path, device: torch.device, teacher_model: nn.Module, student: nn.Module
+    spec: Spec, plan: Plan, run_dir: Path, device: torch.device, teacher_model: nn.Module, student: nn.Module,
+    *, num_train: int | None = None,
 ) -> Setup:
     """The distillation `Setup` around models that already hold their weights.
 
     `build_student_setup` loads the weights first; `tasgen bench` passes freshly
-    initialised models (timings do not depend on the weights).
+    initialised models (timings do not depend on the weights). The method's builder
+    (from the registry) wraps the system and makes the objective.
+
+    Args:
+        num_train: training images (a method with a memory per image needs it); None:
+            a memory of the method's default size (its negatives + 1), enough for timings.
     """
-    system: nn.Module = build_system(plan, teacher_model, student)
-    trainable = nn.ModuleDict({"student": student})
-    if system.assistant is not None:
-        trainable["assistant"] = system.assistant  # the bridge (and a fine-tuned teacher copy)
-    if plan.method == "ofa":
-        system = OFASystem(system)
-        trainable["branches"] = system.branches
-        objective: nn.Module = OFAObjective(plan, len(system.branches))
-    else:
-        objective = TASObjective(plan, _feature_dims(plan), plan.num_classes)
-        if objective.state_dict():
-            trainable["objective"] = objective  # projection heads, learnable temperatures
+    from tasgen.losses.method import MethodContext
+    from tasgen.methods import get_method
+
+    method = get_method(plan.method)
+    params = None
+    if method.section is not None:
+        params = getattr(spec.distill, method.section)
+    elif method.params is not None:  # a package's method: its distill.options entry, defaults filled in
+        params = method.params.model_validate(spec.distill.options.get(method.name, {}))
+    if num_train is None and params is not None and hasattr(params, "negatives"):
+        num_train = int(params.negatives) + 1
+    context = MethodContext(plan=plan, params=params, feature_dims=_feature_dims(plan),
+                            num_classes=plan.num_classes, num_train=num_train)
+    parts = method.builder()(build_system(plan, teacher_model, student), context)
+    reserved = {"student", "teacher", "ema"} & set(parts.modules)
+    if reserved:
+        raise ValueError(f"method {plan.method!r} names a module {sorted(reserved)}: those prefixes are tasgen's")
+    trainable = nn.ModuleDict({"student": student, **parts.modules})
     optimised = {id(p) for p in trainable.parameters()}
     if any(id(p) in optimised for p in teacher_model.parameters()):
         raise RuntimeError("bug: a teacher parameter would be optimised")
     return Setup(
         role="student", spec=spec, plan=plan, run_dir=run_dir, key=plan.hash,
-        system=system.to(device), objective=objective.to(device), optimised=trainable, trained_model=student,
-        epochs=spec.train.epochs, device=device, uses_teacher=plan.method != "none",
+        system=parts.system.to(device), objective=parts.objective.to(device), optimised=trainable,
+        trained_model=student, epochs=spec.train.epochs, device=device, uses_teacher=plan.method != "none",
     )
 
 
@@ -235,7 +249,9 @@ def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.dev
         source = teacher_source(spec, base, plan.num_classes) if plan.method != "none" else None
         if plan.method != "none" and source is None:
             raise TrainError(f"the teacher's weights of {folder} are gone (no teacher.checkpoint, no {base}/teacher.safetensors)")
-        setup = build_student_setup(spec, plan, base, device, source, init=False)
+        # A memory with a slot per training image (crd) is rebuilt at the size it was saved with.
+        slots = [t.shape[0] for k, t in parts.get("objective", {}).items() if k.endswith("memory_student")]
+        setup = build_student_setup(spec, plan, base, device, source, init=False, num_train=slots[0] if slots else None)
     load_trainable(setup.optimised, parts, str(found))
     setup.system.eval()
     return setup, state

@@ -97,8 +97,15 @@ class SystemLoss(nn.Module):
         self.system = system
         self.objective = objective
 
-    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.objective(self.system(images), targets)
+    def forward(
+        self, images: torch.Tensor, targets: torch.Tensor, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        outputs = self.system(images)
+        if not getattr(self.objective, "needs_index", False):
+            return self.objective(outputs, targets)
+        if index is None:  # a batch without positions (tasgen bench's synthetic one): slots 0..B-1
+            index = torch.arange(images.shape[0], device=images.device)
+        return self.objective(outputs, targets, index)  # the images' positions, for a method's memory
 
 
 def compile_module(module: nn.Module, setting: bool | str, backend: str | None = None) -> nn.Module:
@@ -164,13 +171,18 @@ class Engine:
     step: int = 0
     lr: float = 0.0
 
-    def micro_step(self, images: torch.Tensor, labels: torch.Tensor, update: bool) -> None:
+    def micro_step(
+        self, images: torch.Tensor, labels: torch.Tensor, update: bool, index: torch.Tensor | None = None
+    ) -> None:
         """Forward and backward of one micro-batch; the optimizer update too when ``update``.
 
         Nothing here waits for the device: the losses stay in the tracker until a log point.
+        ``index`` holds the images' positions in the training set, for methods that need them.
         """
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
+        if index is not None:
+            index = index.to(self.device, non_blocking=True)
         if self.precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
@@ -178,7 +190,7 @@ class Engine:
             images, targets = self.mixup(images, labels)
         with no_sync(self.system_loss, skip=not update):  # DDP: all-reduce gradients on the last micro-batch only
             with self.precision.autocast():
-                total, terms = self.system_loss(images, targets)
+                total, terms = self.system_loss(images, targets, index)
             self.scaler.scale(total / self.accumulate).backward()
         self.tracker.add(total, terms, self.step + 1)
         if not update:

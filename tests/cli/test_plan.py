@@ -199,6 +199,10 @@ def test_plan_prints_the_objective_the_trainer_computes(overrides: list[str], tm
     assert set(printed) == computed_pairs
     for name, (direction, feature, logit) in printed.items():
         target_role, learner = direction.split(" -> ")
+        feature = "0" if feature == "-" else feature.split()[0]  # "1.0 (InfoNCE)", or "-" when off
+        if logit == "-":
+            assert f"{name}.logit" not in terms
+            continue
         logit_weight, recipe = logit.split(" ", 1)
         loss, temperature = recipe.strip("()").split(", ")[:2]
         temperature = float(temperature.removeprefix("T "))
@@ -237,3 +241,21 @@ def test_no_cache_bypasses_a_stale_cache_entry(tmp_path: Path, monkeypatch: pyte
     reread = Plan.from_json(result.stdout)
     assert reread.teacher.params == fresh.teacher.params > 1
     assert reread.hash == fresh.hash
+
+
+@pytest.mark.parametrize(("method", "pair", "params"), [
+    ("fitnet", ["teacher -> student", "100.0 (hint MSE)", "-"], "teacher_stage 2, student_stage 2, weight 100.0"),
+    ("crd", ["teacher -> student", "0.8 (CRD NCE)", "-"],
+     "dim 128, negatives 16384, temperature 0.07, momentum 0.5, weight 0.8"),
+    ("dkd", ["teacher -> student", "-", "1.0 (dkd, T 4.0)"], "alpha 1.0, beta 8.0, temperature 4.0, warmup_epochs 20"),
+    ("dist", ["teacher -> student", "-", "1.0 (dist, T 4.0)"], "beta 2.0, gamma 2.0, temperature 4.0"),
+])
+def test_plan_prints_a_baselines_pair_and_its_parameters(method: str, pair: list[str], params: str) -> None:
+    result = runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml"), "--set", f"distill.method={method}"])
+    assert result.exit_code == 0, result.output
+    printed = _printed_losses(result.stdout)
+    assert printed["ce"][2] == "1.0 (smoothing 0.1)" and printed["teacher_student"] == pair
+    assert f"{method} parameters: {params}" in result.stdout
+    plan = Plan.from_json(runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml"), "--set",
+                                              f"distill.method={method}", "-f", "json"]).stdout)
+    assert plan.method == method and plan.params

@@ -159,7 +159,8 @@ def test_study_resumes_after_a_kill(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--methods", "none,fitnet"], "unknown method 'fitnet': choose from none, kd, ofa, tas"),
+        (["--methods", "none,fitnat"], "unknown method 'fitnat': choose from tas, ofa, kd, fitnet, crd, dkd, dist, "
+                                       "none; did you mean 'fitnet'?"),
         (["--methods", "tas,tas"], "distinct names"),
         (["--seeds", "0"], "--seeds must be at least 1"),
     ],

@@ -19,10 +19,16 @@ EXPECTED_PREFIXES = {
     "ofa": {"student", "branches"},
     "kd": {"student"},
     "none": {"student"},
+    "fitnet": {"student", "hint"},
+    "crd": {"student", "objective"},
+    "dkd": {"student"},
+    "dist": {"student"},
 }
+BASELINE_TERMS = {"fitnet": {"loss.fitnet.hint"}, "crd": {"loss.crd"}, "dkd": {"loss.dkd.tckd", "loss.dkd.nckd"},
+                  "dist": {"loss.dist.inter", "loss.dist.intra"}}
 
 
-@pytest.mark.parametrize("method", ["tas", "ofa", "kd", "none"])
+@pytest.mark.parametrize("method", ["tas", "ofa", "kd", "none", "fitnet", "crd", "dkd", "dist"])
 def test_two_epochs_write_metrics_and_checkpoints(make_spec, teacher_weights, method):
     result = train(make_spec(distill={"method": method}), quiet=True)
     run = result.run_dir
@@ -44,6 +50,8 @@ def test_two_epochs_write_metrics_and_checkpoints(make_spec, teacher_weights, me
         assert {"loss.teacher_assistant.feature", "loss.assistant_student.logit"} <= set(rows[-1])
     if method == "ofa":
         assert {"loss.ofa.exit1", "loss.ofa.exit2", "loss.ofa.final"} <= set(rows[-1])
+    assert BASELINE_TERMS.get(method, set()) <= set(rows[-1])
+    assert all(math.isfinite(v) for r in rows for k, v in r.items() if k.startswith("loss"))
 
     for folder in ("last", "best"):
         weights = load_file(run / folder / "model.safetensors")
@@ -81,3 +89,23 @@ def test_teacher_role_fits_once_and_student_runs_reuse_it(tmp_path):
     result = train(spec, quiet=True)
     assert result.finished and not fit.run_dir.exists()
     assert "teacher_top1" in json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_the_loop_tells_a_method_its_epoch(make_spec, teacher_weights, monkeypatch):
+    """DKD's warm-up reads the 1-based epoch the loop sets before each epoch."""
+    from tasgen.losses.baselines import DKDObjective
+
+    seen: list[int] = []
+    original = DKDObjective.set_epoch
+    monkeypatch.setattr(DKDObjective, "set_epoch", lambda self, epoch: (seen.append(epoch), original(self, epoch)))
+    train(make_spec(distill={"method": "dkd"}), quiet=True)
+    assert seen == [1, 2]
+
+
+def test_a_crd_run_restores_its_memory_at_the_size_it_was_trained_with(make_spec, teacher_weights):
+    from tasgen.train import restore_run
+
+    result = train(make_spec(distill={"method": "crd"}), quiet=True)
+    setup, _ = restore_run(result.run_dir, "last")
+    memory = setup.objective.crd.memory
+    assert memory.num_data == 46 and memory.negatives == 45  # the synthetic training split, clamped
