@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     plan, system, objective = compiled
     spec = compiled.spec
     train_loader, _ = compiled.loaders()
-    params = [p for p in compiled.parameters()]
     optimizer = build_optimizer(compiled.trainable, spec.train.optimizer)
     scheduler = build_scheduler(optimizer, spec.train.schedule, spec.train.epochs, len(train_loader))
     student = compiled.student

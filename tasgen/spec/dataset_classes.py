@@ -16,7 +16,7 @@ from .home import expand_user
 
 __all__ = ["BUILTIN_CLASSES", "count_classes"]
 
-BUILTIN_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
+BUILTIN_CLASSES = {"digits": 10, "mnist5k": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
 _TRAIN_NAMES = ("train", "training")
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm"}
 
