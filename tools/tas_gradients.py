@@ -42,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--json", default=None, help="write the rows to this file")
+    parser.add_argument("--summary", default=None, metavar="JSON",
+                        help="print the mean over a written run's rows (first half, second half) and exit")
     args = parser.parse_args(argv)
+    if args.summary:
+        with open(args.summary) as f:
+            summarise(json.load(f))
+        return 0
 
     import torch
 
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     "own": [p for (_, p), s in zip(named, shared, strict=True) if not s],
                 }
                 row = {"step": step, "lr": optimizer.param_groups[0]["lr"],
-                       "terms": {k: float(v) for k, v in terms.items()}}
+                       "terms": {k: float(v.detach()) for k, v in terms.items()}}
                 for gname, gparams in groups.items():
                     if not gparams:
                         continue
@@ -112,6 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
     return 0
+
+
+def summarise(rows: list[dict]) -> None:
+    """Mean cosine with CE and mean relative norm per term and group, over each half of the run."""
+    half = len(rows) // 2
+    for label, part in (("first half", rows[:half]), ("second half", rows[half:])):
+        print(f"{label}: steps {part[0]['step']}-{part[-1]['step']} ({len(part)} rows)")
+        for group in ("shared", "own"):
+            terms = [k for k, v in part[0].get(group, {}).items() if isinstance(v, dict)]
+            for k in terms:
+                vals = [r[group][k] for r in part if not math.isnan(r[group][k]["cos_ce"])]
+                if vals:
+                    cos = sum(v["cos_ce"] for v in vals) / len(vals)
+                    rel = sum(v["rel_norm"] for v in vals) / len(vals)
+                    print(f"  {group:6s} {k:30s} cos {cos:+.2f}  norm x{rel:.2f}")
 
 
 def _print(row: dict) -> None:
