@@ -121,6 +121,7 @@ class Plan(Losses):
     assistant: list[AssistantPart]
     bridge: BridgeGeometry
     teacher_stages: Literal["frozen", "finetune"]
+    shared_grad: float = 1.0
     candidates: list[Candidate]
     reason: str
 

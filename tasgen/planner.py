@@ -108,6 +108,23 @@ def auto_heads(channels: int) -> int:
     return heads
 
 
+def bridge_window(window_size: int, grid: int) -> int:
+    """The bridge's attention window on a ``grid`` x ``grid`` map: a side that divides the grid.
+
+    The largest divisor of ``grid`` not above ``window_size``, so that the windows tile
+    the map with no padded positions (an 8x8 grid with window 7 would be padded to
+    14x14, three quarters of it padding). When that divisor is under half the asked
+    window (a prime grid such as 13 has only 1), the smallest divisor above it is
+    taken instead, at most the whole grid: one window of global attention rather than
+    windows too small to mix anything.
+    """
+    divisors = [d for d in range(1, grid + 1) if grid % d == 0]
+    below = max(d for d in divisors if d <= window_size)
+    if 2 * below >= min(window_size, grid):
+        return below
+    return min(d for d in divisors if d >= window_size)
+
+
 def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[BridgeGeometry | None, str]:
     """The bridge between two parts, or (None, reason) when none can be built."""
     opts = spec.assistant.bridge
@@ -121,7 +138,7 @@ def bridge_geometry(src: Part, dst: Part, spec: Spec, image_size: int) -> tuple[
     else:
         resample, kernel = "interpolate", 1
     grid = token_grid(image_size, dst.reduction)[0]
-    window = max(1, min(opts.window_size, grid))
+    window = bridge_window(opts.window_size, grid)
     heads = auto_heads(dst.channels) if opts.heads == "auto" else opts.heads
     if dst.channels % heads:
         return None, f"bridge heads ({heads}) must divide {dst.channels} channels"
@@ -236,7 +253,8 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         name=spec.name, num_classes=num_classes, image_size=image_size,
         teacher=teacher, student=student, pair=pair, local_role=local_role, global_role=global_role,
         split=split, global_start=start, assistant=parts, bridge=bridge,
-        teacher_stages=spec.assistant.teacher_stages, candidates=candidates, reason=reason,
+        teacher_stages=spec.assistant.teacher_stages, shared_grad=spec.assistant.shared_grad,
+        candidates=candidates, reason=reason,
     )
 
 
@@ -320,7 +338,7 @@ def plan_losses(d: DistillSpec) -> Losses:
                   "temperature": d.logits.temperature}
     feature = {"loss": d.feature.loss, "pool": d.feature.pool, "dim": d.feature.dim,
                "temperature": d.feature.temperature, "learnable_temperature": d.feature.learnable_temperature,
-               "negatives": d.feature.negatives}
+               "negatives": d.feature.negatives, "same_class": d.feature.same_class}
     params: dict = {}
     if d.method in _BASELINE_WEIGHTS:
         params = getattr(d, d.method).model_dump(mode="json")

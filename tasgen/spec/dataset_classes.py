@@ -17,7 +17,7 @@ from .image_folder import ImageFolderError, find_split, scan_class_folders, tar_
 
 __all__ = ["BUILTIN_CLASSES", "DatasetNotFound", "count_classes"]
 
-BUILTIN_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
+BUILTIN_CLASSES = {"digits": 10, "mnist5k": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
 
 
 class DatasetNotFound(ValueError):

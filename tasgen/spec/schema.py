@@ -133,6 +133,15 @@ class AssistantSpec(_Strict):
     teacher_stages: Literal["frozen", "finetune"] = Field(
         "frozen", description="Borrowed teacher stages stay frozen, or a copy of them is fine-tuned."
     )
+    shared_grad: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Scale of the gradient the assistant's losses send into the student stages it borrows "
+        "(its early stages when the student is the local member, its late stages and head when the student "
+        "is the global one): 1 trains them for the assistant as much as for the student (the paper), 0 "
+        "leaves them to the student's own losses (the bridge still learns through them).",
+    )
     bridge: BridgeSpec = Field(default_factory=BridgeSpec)
 
     @model_validator(mode="after")
@@ -177,6 +186,12 @@ class FeatureLossSpec(_Strict):
         description="Under DDP, global: every process's keys are gathered, so each query's negatives are "
         "the whole global batch (the loss does not depend on the process count); local: only this "
         "process's batch. Gradients flow through the local queries only.",
+    )
+    same_class: Literal["negative", "ignore"] = Field(
+        "negative",
+        description="The other images of a query's class in the batch: negative (every other image is a "
+        "negative, as the paper has it) or ignore (left out of the softmax, so same-class images are not "
+        "pushed apart; the class of a mixup target is its largest share).",
     )
 
 

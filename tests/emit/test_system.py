@@ -453,3 +453,50 @@ def test_bridge_params_are_the_planners_count_for_every_design() -> None:
         assert sum(p.numel() for p in bridge.parameters()) == geometry.params, design
         counted += 1
     assert counted == 3 * 3 * 3 * len(resizes) * 2 * 2
+
+
+@pytest.mark.parametrize("pair", ["vit->cnn", "cnn->vit"])
+def test_shared_grad_scales_only_the_assistants_gradient_into_the_students_stages(pair: str) -> None:
+    """assistant.shared_grad: same outputs; the student's parameters get that share of the assistant's
+    gradient; the bridge's gradient is unchanged; 0 stops it. Both directions: the student as the local
+    member (its early stages are borrowed) and as the global one (its late stages and head)."""
+    x = torch.rand(2, 3, SIZE, SIZE)
+
+    def grads(scale: float):
+        _, plan, system = make(*PAIRS[pair], assistant={"shared_grad": scale})
+        system.train()
+        out = system(x)
+        logits, feat = out["assistant"]
+        (logits.square().mean() + feat.square().mean()).backward()
+        student = {n: p.grad.clone() for n, p in system.student.named_parameters() if p.grad is not None}
+        bridge = {n: p.grad.clone() for n, p in system.assistant.bridge.named_parameters()}
+        return plan, out, student, bridge
+
+    plan, full_out, full_student, full_bridge = grads(1.0)
+    assert full_student  # the assistant borrows student stages
+    _, out, student, bridge = grads(0.25)
+    for name in full_out:
+        torch.testing.assert_close(out[name][0], full_out[name][0], rtol=0, atol=0)
+    assert set(student) == set(full_student)
+    for n, g in full_student.items():
+        torch.testing.assert_close(student[n], 0.25 * g)
+    for n, g in full_bridge.items():
+        torch.testing.assert_close(bridge[n], g)
+    _, _, stopped, bridge = grads(0.0)
+    assert not any(g.abs().sum() > 0 for g in stopped.values())
+    assert all(bridge[n].abs().sum() > 0 for n in full_bridge if full_bridge[n].abs().sum() > 0)
+
+
+def test_shared_grad_compiles_whole_without_graph_breaks() -> None:
+    """The student-global path runs through functional_call: it still compiles as one graph."""
+    _, _, system = make(*PAIRS["cnn->vit"], assistant={"shared_grad": 0.5})
+    system.train()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    torch.manual_seed(0)
+    eager = system(x)["assistant"][0]
+    torch._dynamo.reset()
+    compiled = torch.compile(system, backend="aot_eager", fullgraph=True)
+    out = compiled(x)["assistant"][0]
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
+    out.sum().backward()
+    assert any(p.grad is not None for p in system.student.parameters())

@@ -213,3 +213,30 @@ def test_temperature_past_a_bound_still_learns_and_comes_back() -> None:
     tau.zero_grad()
     torch.log(tau()).backward()  # wants T smaller
     assert tau.log_inv_temperature.grad.abs().item() > 0
+
+
+def test_info_nce_ignores_same_class_negatives() -> None:
+    """With labels, the other keys of a query's class leave the softmax; the loss is computed by hand."""
+    torch.manual_seed(3)
+    q, k = torch.randn(4, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
+    q_labels, k_labels = torch.tensor([0, 1, 0, 2]), torch.tensor([7, 0, 1, 0, 2, 1])
+    offset = 1  # query i's positive is key i + 1 (e.g. rank 0 of 2 under DDP would be offset 0)
+    qn, kn = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    expected = 0.0
+    for i in range(4):
+        pos = i + offset
+        kept = [j for j in range(6) if j == pos or k_labels[j] != q_labels[i]]
+        row = torch.stack([qn[i] @ kn[j] for j in kept]) / 0.3
+        expected += -(row[kept.index(pos)] - torch.logsumexp(row, 0)).item()
+    got = info_nce(q, k, 0.3, offset, q_labels, k_labels)
+    assert got.item() == pytest.approx(expected / 4, abs=1e-9)
+    # Labels that are all different change nothing.
+    unique = torch.arange(6)
+    torch.testing.assert_close(info_nce(q, k, 0.3, offset, unique[offset:offset + 4], unique),
+                               info_nce(q, k, 0.3, offset))
+    # A key of the queries' own class gets no gradient from them: it is not in their softmax.
+    k3 = k.clone().requires_grad_(True)
+    info_nce(q[[0, 2]], k3, 0.3, 0, q_labels[[0, 2]], k_labels).backward()  # two class-0 queries: positives keys 0, 1
+    assert k3.grad[3].abs().max() == 0  # a class-0 key that is nobody's positive
+    assert k3.grad[1].abs().max() > 0  # a class-0 key that is a positive still counts
+    assert k3.grad[4].abs().max() > 0  # a class-2 key stays a negative

@@ -141,3 +141,26 @@ def test_auto_heads_is_the_blocks_rule() -> None:
     from tasgen.planner import auto_heads
 
     assert all(auto_heads(c) == default_num_heads(c) for c in range(1, 1025))
+
+
+@pytest.mark.parametrize(
+    ("window", "grid", "expected"),
+    [(7, 14, 7), (7, 56, 7), (7, 8, 4), (7, 16, 4), (7, 12, 6), (7, 4, 4), (7, 2, 2), (7, 1, 1),
+     (7, 13, 13), (7, 11, 11), (7, 9, 9), (3, 8, 2), (32, 8, 8)],
+)
+def test_bridge_window_tiles_the_grid(window: int, grid: int, expected: int) -> None:
+    """The window divides the grid (no padded positions); a prime grid gets one global window."""
+    from tasgen.planner import bridge_window
+
+    got = bridge_window(window, grid)
+    assert got == expected
+    assert grid % got == 0
+
+
+def test_the_plan_bridge_window_divides_an_8x8_grid(tables) -> None:
+    """deit_tiny at 128 px has an 8x8 grid: the bridge's window is 4, not a 7 padded to 14x14."""
+    t = stage_table(TimmModelSpec(timm="deit_tiny_patch16_224"), role="x", num_classes=10, image_size=128)
+    s = stage_table(TimmModelSpec(timm="resnet18"), role="x", num_classes=10, image_size=128)
+    plan = build_plan(_spec({"timm": "deit_tiny_patch16_224"}, {"timm": "resnet18"}), t, s,
+                      num_classes=10, image_size=128)
+    assert plan.bridge.window_size == 4
