@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from tasgen_cli._args import SetOpt, SpecArg
-from tasgen_cli._errors import USER_ERROR_EXIT, user_errors
+from tasgen_cli._args import OverwriteOpt, SetOpt, SpecArg
+from tasgen_cli._errors import USER_ERROR_EXIT, say_created, user_errors
 
 
 class Role(str, Enum):
@@ -120,17 +120,23 @@ def export_command(
     push_to_hub: Annotated[str | None, typer.Option(
         "--push-to-hub", metavar="REPO", help="With --format timm: also upload to this Hugging Face Hub repo "
         "(ORG/NAME; needs network and `hf auth login`).", show_default=False)] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Export the student: a plain state_dict (safetensors), a timm model folder, or ONNX."""
+    from tasgen.output import missing_folders
+
     checkpoint = "last" if last else "best"
     if push_to_hub is not None and format is not ExportFormat.timm:
         typer.echo("--push-to-hub uploads a timm folder: add --format timm", err=True)
         raise typer.Exit(USER_ERROR_EXIT)
+    created = missing_folders(output, kind="folder" if format is ExportFormat.timm else "file")
     with user_errors():
         if format is ExportFormat.timm:
             from tasgen.train.export_formats import export_timm
 
-            path = export_timm(run_dir, output, checkpoint=checkpoint, ema=ema, push_to_hub=push_to_hub)
+            path = export_timm(run_dir, output, checkpoint=checkpoint, ema=ema, push_to_hub=push_to_hub,
+                               overwrite=overwrite)
+            say_created(created[:-1])  # the model folder itself is the output
             typer.echo(f"timm model folder written to {path}; load it with "
                        f"timm.create_model('local-dir:{path}', pretrained=True)")
             if push_to_hub is not None:
@@ -140,12 +146,14 @@ def export_command(
         if format is ExportFormat.onnx:
             from tasgen.train.export_formats import ONNX_ATOL, export_onnx
 
-            path, diff = export_onnx(run_dir, output, checkpoint=checkpoint, ema=ema)
+            path, diff = export_onnx(run_dir, output, checkpoint=checkpoint, ema=ema, overwrite=overwrite)
+            say_created(created)
             check = (f"onnxruntime agrees with PyTorch (max |logit difference| {diff:.1e} <= {ONNX_ATOL})"
                      if diff is not None else "not checked: pip install 'tasgen[onnx]' for onnxruntime")
             typer.echo(f"ONNX written to {path}; {check}")
             return
         from tasgen.train import export_student
 
-        path = export_student(run_dir, output, checkpoint=checkpoint, ema=ema)
+        path = export_student(run_dir, output, checkpoint=checkpoint, ema=ema, overwrite=overwrite)
+    say_created(created)
     typer.echo(f"student weights written to {path}")

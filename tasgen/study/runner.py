@@ -26,6 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tasgen.output import prepare_output
 from tasgen.spec.load import LoadedSpec, load_spec
 
 from .table import StudyError, read_run, write_study
@@ -236,9 +237,12 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
 
     Returns:
         The study record also written to ``study.json`` (see `write_study`).
+
+    Raises:
+        OutputError: the study folder cannot be written (a file, read-only).
     """
     report = progress or (lambda event, info: None)
-    study.folder.mkdir(parents=True, exist_ok=True)
+    prepare_output(study.folder, kind="folder", resumable=True)  # an existing study folder is continued
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,

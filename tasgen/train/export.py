@@ -11,12 +11,15 @@ from tasgen.checkpoint import (
     save_weights,
     split_prefixes,
 )
+from tasgen.output import check_output, written_file
 
 from .errors import TrainError
 from .run_folder import RunFolder
 
 
-def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", ema: bool = False) -> Path:
+def export_student(
+    run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", ema: bool = False, overwrite: bool = False
+) -> Path:
     """Write the run's student weights as safetensors, without any prefix.
 
     The file loads with ``load_state_dict`` into ``timm.create_model(name,
@@ -29,17 +32,20 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
         out_path: the ``.safetensors`` file to write.
         checkpoint: "best" (default) or "last"; falls back to the other one.
         ema: export the EMA weights (the run must have had ``train.ema.enabled``).
+        overwrite: replace an existing ``out_path`` (see `tasgen.output` for the policy).
 
     Returns:
         ``out_path``.
 
     Raises:
+        OutputError: ``out_path`` cannot be written (exists, is a folder, read-only).
         TrainError: no checkpoint, or no EMA weights in it.
         CheckpointError: a corrupt checkpoint, or one that fails its integrity check.
         SpecError: the run's spec.yaml does not load.
     """
     from tasgen.spec.load import load_run_spec
 
+    check_output(out_path, overwrite=overwrite)  # before reading the checkpoint: a refusal costs nothing
     folder = RunFolder(Path(run_dir))
     found = folder.checkpoint(checkpoint)  # verified against its manifest
     parts = split_prefixes(read_weights(found / "model.safetensors"))
@@ -60,7 +66,6 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
         meta |= {"timm": model["timm"], "kwargs": json.dumps(model.get("kwargs", {}))}
     else:
         meta["backbone"] = json.dumps({k: v for k, v in model.items() if k not in ("checkpoint",)})
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(parts[prefix], out, meta)
-    return out
+    with written_file(out_path, overwrite=overwrite) as staged:
+        save_weights(parts[prefix], staged, meta)
+    return Path(out_path)
