@@ -50,6 +50,10 @@ def train_command(
     """Train: distil the student of SPEC into <train.output_dir>/<name>/."""
     if resume and overwrite:
         raise typer.BadParameter("--resume continues the run, --overwrite starts it over: give one")
+    if "LOCAL_RANK" in os.environ:  # a worker of `--nproc`'s torchrun: stop when torchrun dies
+        from tasgen.parent_death import die_with_parent_from_env
+
+        die_with_parent_from_env()
     if nproc > 1:
         if "LOCAL_RANK" in os.environ:
             typer.echo("error: --nproc starts torchrun itself; under torchrun leave it out", err=True)

@@ -210,7 +210,10 @@ def _train_one(spec_path: Path, overrides: tuple[str, ...], role: str, resume: b
     train(loaded, role=role, resume=resume, quiet=True)  # type: ignore[arg-type]
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
+    from tasgen.parent_death import die_with_parent
+
+    die_with_parent(parent)  # a study killed by any signal leaves no worker training (and holding a lock)
     import torch
 
     torch.set_num_threads(threads)
@@ -246,7 +249,7 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                               initargs=(threads,)) if jobs > 1 else None
+                               initargs=(threads, os.getpid())) if jobs > 1 else None
 
     def submit(fn: Callable[..., None], *args: Any) -> Future:
         if pool is not None:
