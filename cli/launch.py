@@ -4,14 +4,13 @@
 difference: when a worker fails it exits with that worker's exit code (2 for a
 user error, already explained by the worker) instead of printing torchrun's
 traceback and exiting 1. And none of these processes outlives ``tasgen train``:
-torchrun gets SIGTERM when ``tasgen train`` dies (it stops its workers), and each
-worker SIGKILL when torchrun dies (`tasgen.parent_death`), whatever killed them.
+torchrun gets SIGKILL when ``tasgen train`` dies, and each worker SIGKILL when
+torchrun dies (`tasgen.parent_death`), whatever killed them.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -40,7 +39,9 @@ def launch(nproc: int, train_args: Sequence[str]) -> int:
 
 def main(argv: Sequence[str]) -> int:
     """torchrun with ``argv``; the exit code of the first failed worker, 0 when all succeed."""
-    die_with_parent_from_env(signal.SIGTERM)  # torchrun stops its workers on SIGTERM
+    # SIGKILL, not SIGTERM: torchrun's own shutdown on SIGTERM outlasted seconds on a
+    # loaded machine; its workers end by their own death signal when it does.
+    die_with_parent_from_env()
     inherit_parent_pid()  # its workers stop when it dies
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

@@ -92,7 +92,7 @@ def test_a_killed_study_leaves_no_worker_and_the_next_one_proceeds(tmp_path: Pat
     runs = [folder / "orphans" / f"{m}-seed0" for m in ("none", "kd")]
     # Two workers, each holding its run folder's lock, and the resource tracker.
     _kill_and_check(proc, lambda: all((r / "spec.yaml").is_file() for r in runs), least=3)
-    again = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "in use" not in again.stderr and "[2/2]" in again.stdout
 
@@ -107,7 +107,7 @@ def test_a_killed_train_nproc_leaves_no_torchrun_and_the_run_resumes(tmp_path: P
     # torchrun and its two trainers (grandchildren of `tasgen train`), training once rank 0 wrote the spec.
     _kill_and_check(proc, lambda: (run / "spec.yaml").is_file(), least=3)
     again = subprocess.run(_tasgen("train", str(spec), "--resume"), capture_output=True, text=True, env=_env(),
-                           timeout=300)
+                           timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "in use" not in again.stderr and "finished" in again.stdout
 
