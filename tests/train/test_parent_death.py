@@ -58,6 +58,7 @@ def _wait(condition: Callable[[], bool], seconds: float) -> bool:
 
 def _kill_and_check(proc: subprocess.Popen, training: Callable[[], bool], least: int) -> None:
     """Once ``training()``, SIGKILL ``proc``; every descendant it had must end within 10 s."""
+    children: set[int] = set()
     try:
         assert _wait(lambda: training() or proc.poll() is not None, 600), "the children never started training"
         assert proc.poll() is None, "the command finished before it could be killed; make its runs longer"
@@ -67,8 +68,8 @@ def _kill_and_check(proc: subprocess.Popen, training: Callable[[], bool], least:
         proc.wait()
         assert _wait(lambda: all(_stat(c) is None for c in children), 10), \
             f"left running: {[c for c in children if _stat(c) is not None]}"
-    finally:  # never leave a test's processes behind, whatever failed
-        for pid in _descendants(proc.pid) | {proc.pid}:
+    finally:  # never leave a test's processes behind, whatever failed (orphans are no longer descendants)
+        for pid in children | _descendants(proc.pid) | {proc.pid}:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
