@@ -98,7 +98,7 @@ def test_a_killed_study_leaves_no_worker_and_the_next_one_proceeds(tmp_path: Pat
     assert "in use" not in again.stderr and "[2/2]" in again.stdout
 
 
-def test_a_killed_train_nproc_leaves_no_torchrun_and_the_run_resumes(tmp_path: Path, teacher_weights: Path) -> None:
+def test_a_killed_train_nproc_leaves_no_torchrun_and_the_run_proceeds(tmp_path: Path, teacher_weights: Path) -> None:
     spec = write_spec_file(tmp_path, spec_dict(tmp_path, name="ddp", teacher={"checkpoint": str(teacher_weights)},
                                                distill={"method": "kd"},
                                                data={"num_samples": 960, "image_size": 16}, train={"epochs": 2}))
@@ -107,7 +107,8 @@ def test_a_killed_train_nproc_leaves_no_torchrun_and_the_run_resumes(tmp_path: P
     run = tmp_path / "runs" / "ddp"
     # torchrun and its two trainers (grandchildren of `tasgen train`), training once rank 0 wrote the spec.
     _kill_and_check(proc, lambda: (run / "spec.yaml").is_file(), least=3)
-    again = subprocess.run(_tasgen("train", str(spec), "--resume"), capture_output=True, text=True, env=_env(),
+    resume = ["--resume"] if (run / "last").exists() else []  # killed before its first checkpoint: start afresh
+    again = subprocess.run(_tasgen("train", str(spec), *resume), capture_output=True, text=True, env=_env(),
                            timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "in use" not in again.stderr and "finished" in again.stdout
