@@ -10,6 +10,9 @@ import typer
 SpecArg = Annotated[
     Path, typer.Argument(metavar="SPEC", help="The YAML spec file.", show_default=False)
 ]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing output (else it is refused; see docs/reliability.md).")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -38,10 +39,11 @@ def user_errors(*, reading_spec: bool = False) -> Iterator[None]:
         typer.echo("interrupted; continue with `tasgen train SPEC --resume`", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:
+        from tasgen.output import OutputError
         from tasgen.spec.errors import SpecError
 
-        # SpecError first: `validate` must not import torch, which the other error types do.
-        if not isinstance(exc, SpecError) and not isinstance(exc, _user_error_types()):
+        # SpecError and OutputError first: `validate` and `schema` must not import torch, which the other types do.
+        if not isinstance(exc, (SpecError, OutputError)) and not isinstance(exc, _user_error_types()):
             raise
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
             if isinstance(exc, SpecError):
@@ -49,6 +51,13 @@ def user_errors(*, reading_spec: bool = False) -> Iterator[None]:
             else:
                 typer.echo(f"error: {_message(exc)}", err=True)
         raise typer.Exit(USER_ERROR_EXIT) from None
+
+
+def say_created(folders: Sequence[Path]) -> None:
+    """Say which folders a command created for its output (`tasgen.output.missing_folders`, asked before)."""
+    for folder in folders:
+        if folder.is_dir():
+            typer.echo(f"created folder {folder}", err=True)
 
 
 def print_problems(err: SpecError, prefix: str = "") -> None:

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tasgen_cli._errors import user_errors
+from tasgen_cli._errors import say_created, user_errors
 
 if TYPE_CHECKING:
     from tasgen.spec import LoadedSpec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
 
-from tasgen_cli._args import SetOpt, SpecArg  # noqa: E402
+from tasgen_cli._args import OverwriteOpt, SetOpt, SpecArg  # noqa: E402
 
 
 def _load(spec: Path, overrides: list[str] | None) -> LoadedSpec:
@@ -47,15 +47,20 @@ def schema(
             "--output", "-o", help="Write to this file instead of stdout.", show_default=False
         ),
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Print the JSON Schema of a spec (for editor completion)."""
+    from tasgen.output import missing_folders, write_text
     from tasgen.spec import json_schema
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if output is None:
         typer.echo(text, nl=False)
         return
-    output.write_text(text)
+    created = missing_folders(output)
+    with user_errors(reading_spec=True):
+        write_text(output, text, overwrite=overwrite)
+    say_created(created)
     typer.echo(
         f"wrote {output}; add `# yaml-language-server: $schema={output}` atop a spec", err=True
     )

@@ -3,14 +3,19 @@
 ``python -m tasgen_cli.launch ARGS`` is torchrun (``torch.distributed.run``) with one
 difference: when a worker fails it exits with that worker's exit code (2 for a
 user error, already explained by the worker) instead of printing torchrun's
-traceback and exiting 1.
+traceback and exiting 1. And none of these processes outlives ``tasgen train``:
+torchrun gets SIGKILL when ``tasgen train`` dies, and each worker SIGKILL when
+torchrun dies (`tasgen.parent_death`), whatever killed them.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
+
+from tasgen.parent_death import PARENT_PID_ENV, die_with_parent_from_env, inherit_parent_pid
 
 
 def torchrun_command(nproc: int, train_args: Sequence[str]) -> list[str]:
@@ -25,19 +30,27 @@ def torchrun_command(nproc: int, train_args: Sequence[str]) -> list[str]:
 
 def launch(nproc: int, train_args: Sequence[str]) -> int:
     """Run ``tasgen train TRAIN_ARGS`` under torchrun in a subprocess and return its exit code."""
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}  # torchrun stops when this process dies
     try:
-        return subprocess.run(torchrun_command(nproc, train_args), check=False).returncode
+        return subprocess.run(torchrun_command(nproc, train_args), check=False, env=env).returncode
     except KeyboardInterrupt:  # torchrun has passed the signal to its workers
         return 130
 
 
 def main(argv: Sequence[str]) -> int:
     """torchrun with ``argv``; the exit code of the first failed worker, 0 when all succeed."""
+    # SIGKILL, not SIGTERM: torchrun's own shutdown on SIGTERM outlasted seconds on a
+    # loaded machine; its workers end by their own death signal when it does.
+    die_with_parent_from_env()
+    inherit_parent_pid()  # its workers stop when it dies
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     try:
         run(parse_args(list(argv)))
+    except SignalException as exc:  # the parent died (or the user sent a signal): workers stopped, no traceback
+        return 128 + int(exc.sigval)
     except ChildFailedError as exc:
         codes = [failure.exitcode for failure in exc.failures.values()]
         exited = [c for c in codes if c > 0]

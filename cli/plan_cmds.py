@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from tasgen_cli._args import SetOpt, SpecArg
-from tasgen_cli._errors import USER_ERROR_EXIT, user_errors
+from tasgen_cli._args import OverwriteOpt, SetOpt, SpecArg
+from tasgen_cli._errors import say_created, user_errors
 
 
 class PlanFormat(str, Enum):
@@ -107,18 +107,19 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option(
             "--output", "-o", help="The picture to write (svg, png); default <name>-plan.<format>.",
             show_default=False)] = None,
+        overwrite: OverwriteOpt = False,
     ) -> None:
         """Derive the assistant for SPEC and show it (a table, JSON, DOT, Mermaid, or a picture)."""
         loaded, result = _load_plan(spec, set_, use_cache=not no_cache)
         if format in (PlanFormat.svg, PlanFormat.png):
+            from tasgen.output import missing_folders
             from tasgen.plan_draw import draw_plan
 
             target = output or Path(f"{result.name}-plan.{format.value}")
-            try:
-                written = draw_plan(result, target, show_scores=all_, format=format.value)
-            except OSError as exc:
-                typer.echo(f"error: cannot write {target}: {exc.strerror or exc}", err=True)
-                raise typer.Exit(USER_ERROR_EXIT) from None
+            created = missing_folders(target)
+            with user_errors(reading_spec=True):
+                written = draw_plan(result, target, show_scores=all_, format=format.value, overwrite=overwrite)
+            say_created(created)
             typer.echo(f"wrote {written} (plan {result.hash})", err=True)
         elif format is PlanFormat.json:
             typer.echo(result.to_json())
@@ -144,6 +145,7 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the assistant's source here.")] = None,
         format: Annotated[EmitFormat, typer.Option("--format", "-f", help="source or summary.")] = EmitFormat.source,
+        overwrite: OverwriteOpt = False,
     ) -> None:
         """Emit the assistant as a standalone Python file, or summarise the modules."""
         loaded, result = _load_plan(spec, set_)
@@ -167,5 +169,10 @@ def register(app: typer.Typer) -> None:
         if output is None:
             typer.echo(text, nl=False)
         else:
-            output.write_text(text)
+            from tasgen.output import missing_folders, write_text
+
+            created = missing_folders(output)
+            with user_errors(reading_spec=True):
+                write_text(output, text, overwrite=overwrite)
+            say_created(created)
             typer.echo(f"wrote {output} (plan {result.hash})", err=True)

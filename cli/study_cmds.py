@@ -10,7 +10,7 @@ import typer
 
 from tasgen.study.runner import METHODS
 from tasgen_cli._args import SetOpt
-from tasgen_cli._errors import user_errors
+from tasgen_cli._errors import say_created, user_errors
 
 SpecsArg = Annotated[list[Path], typer.Argument(metavar="SPEC...", help="Spec files.", show_default=False)]
 JobsOpt = Annotated[
@@ -108,16 +108,22 @@ def register(app: typer.Typer) -> None:
 
         Re-running the same command skips finished runs and resumes an interrupted one.
         """
+        from tasgen.output import missing_folders
+
+        created = missing_folders(output, kind="folder")[:-1]  # the study folder itself is announced below
         with user_errors():
+            from tasgen.output import check_output
             from tasgen.study import arm_variant, method_variants, prepare_study, run_study
             from tasgen.study.figures import plot_study
 
             names = [m.strip() for m in methods.split(",") if m.strip()]
             variants = method_variants(names) + [arm_variant(a) for a in arms or []]
             planned = prepare_study(specs, variants, seeds, output, overrides or [])
+            check_output(output, kind="folder", resumable=True)  # before the study is announced
             typer.echo(f"study: {len(planned.specs)} spec(s) x {len(variants)} arm(s) x {len(planned.seeds)} seed(s) "
                        f"= {len(planned.tasks)} runs -> {output}")
             record = run_study(planned, jobs=jobs, progress=_progress())
+            say_created(created)
             pictures = plot_study(output, record["runs"], record["teachers"])
         print_study(record, f"{output}: test top-1 % (final epoch; mean ± std over seeds)")
         typer.echo(f"wrote {output / 'study.json'}, {output / 'study.csv'} and {len(pictures)} pictures")
@@ -139,12 +145,15 @@ def register(app: typer.Typer) -> None:
         from tasgen_cli._render import print_table
 
         with user_errors():
+            from tasgen.output import missing_folders
             from tasgen.spec.load import load_spec
             from tasgen.study import search_split
 
             folder = output or Path("runs") / f"search-{load_spec(spec, overrides or []).spec.name}"
+            created = missing_folders(folder, kind="folder")
             result = search_split(spec, folder, top=top, epochs=epochs, seeds=seeds, overrides=overrides or [],
                                   jobs=jobs, progress=_progress())
+            say_created(created)
         table = Table(title=f"{folder}: student top-1 %, final epoch (ranked by validation; * = planner's choice)",
                       title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("rank", "split", "global start", "planner score", "validation", "test", "assistant (test)"):

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from tasgen_cli._args import SetOpt, SpecArg
-from tasgen_cli._errors import USER_ERROR_EXIT, user_errors
+from tasgen_cli._args import OverwriteOpt, SetOpt, SpecArg
+from tasgen_cli._errors import USER_ERROR_EXIT, say_created, user_errors
 
 
 class Role(str, Enum):
@@ -50,6 +50,10 @@ def train_command(
     """Train: distil the student of SPEC into <train.output_dir>/<name>/."""
     if resume and overwrite:
         raise typer.BadParameter("--resume continues the run, --overwrite starts it over: give one")
+    if "LOCAL_RANK" in os.environ:  # a worker of `--nproc`'s torchrun: stop when torchrun dies
+        from tasgen.parent_death import die_with_parent_from_env
+
+        die_with_parent_from_env()
     if nproc > 1:
         if "LOCAL_RANK" in os.environ:
             typer.echo("error: --nproc starts torchrun itself; under torchrun leave it out", err=True)
@@ -128,29 +132,37 @@ def export_command(
     part: Annotated[ExportPart, typer.Option(
         "--part", help="student, or assistant: the whole TAS assistant (bridge and borrowed stages) as "
         "safetensors that `tasgen emit`'s Assistant().load_state_dict takes as is.")] = ExportPart.student,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Export the student (a plain state_dict, a timm model folder, or ONNX) or the whole assistant."""
+    from tasgen.output import missing_folders
+
     checkpoint = "last" if last else "best"
     if part is ExportPart.assistant:
         if format is not ExportFormat.safetensors or ema or push_to_hub is not None:
             typer.echo("--part assistant writes safetensors for the emitted assistant.py: drop --format, --ema "
                        "and --push-to-hub (they apply to the student)", err=True)
             raise typer.Exit(USER_ERROR_EXIT)
+        created = missing_folders(output)
         with user_errors():
             from tasgen.train import export_assistant
 
-            path = export_assistant(run_dir, output, checkpoint=checkpoint)
+            path = export_assistant(run_dir, output, checkpoint=checkpoint, overwrite=overwrite)
+        say_created(created)
         typer.echo(f"assistant weights written to {path}; load them with Assistant().load_state_dict("
                    f"safetensors.torch.load_file({str(path)!r})) of `tasgen emit SPEC -o assistant.py`")
         return
     if push_to_hub is not None and format is not ExportFormat.timm:
         typer.echo("--push-to-hub uploads a timm folder: add --format timm", err=True)
         raise typer.Exit(USER_ERROR_EXIT)
+    created = missing_folders(output, kind="folder" if format is ExportFormat.timm else "file")
     with user_errors():
         if format is ExportFormat.timm:
             from tasgen.train.export_formats import export_timm
 
-            path = export_timm(run_dir, output, checkpoint=checkpoint, ema=ema, push_to_hub=push_to_hub)
+            path = export_timm(run_dir, output, checkpoint=checkpoint, ema=ema, push_to_hub=push_to_hub,
+                               overwrite=overwrite)
+            say_created(created[:-1])  # the model folder itself is the output
             typer.echo(f"timm model folder written to {path}; load it with "
                        f"timm.create_model('local-dir:{path}', pretrained=True)")
             if push_to_hub is not None:
@@ -160,12 +172,14 @@ def export_command(
         if format is ExportFormat.onnx:
             from tasgen.train.export_formats import ONNX_ATOL, export_onnx
 
-            path, diff = export_onnx(run_dir, output, checkpoint=checkpoint, ema=ema)
+            path, diff = export_onnx(run_dir, output, checkpoint=checkpoint, ema=ema, overwrite=overwrite)
+            say_created(created)
             check = (f"onnxruntime agrees with PyTorch (max |logit difference| {diff:.1e} <= {ONNX_ATOL})"
                      if diff is not None else "not checked: pip install 'tasgen[onnx]' for onnxruntime")
             typer.echo(f"ONNX written to {path}; {check}")
             return
         from tasgen.train import export_student
 
-        path = export_student(run_dir, output, checkpoint=checkpoint, ema=ema)
+        path = export_student(run_dir, output, checkpoint=checkpoint, ema=ema, overwrite=overwrite)
+    say_created(created)
     typer.echo(f"student weights written to {path}")

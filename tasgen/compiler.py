@@ -72,10 +72,12 @@ def stage_tables(
             tables[role] = stage_table(model, role=role, num_classes=classes, image_size=spec.data.image_size,
                                        use_cache=use_cache)
         except Exception as exc:  # noqa: BLE001 - whatever timm raises, the user needs one located line
+            from tasgen.arch.size import ModelTooLargeError
             from tasgen.spec._timm_names import hub_model_error
 
             name = model.timm if isinstance(model, TimmModelSpec) else "stage-described backbone"
-            message = hub_model_error(name, exc) or f"tasgen cannot read {name}: {_one_line(exc)}"
+            message = hub_model_error(name, exc) or (
+                str(exc) if isinstance(exc, ModelTooLargeError) else f"tasgen cannot read {name}: {_one_line(exc)}")
             raise loaded.error(where, message) from None
     return tables
 

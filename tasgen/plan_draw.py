@@ -13,6 +13,7 @@ from typing import Any
 
 import networkx as nx
 
+from tasgen.output import check_output, written_file
 from tasgen.plan import Plan
 from tasgen.planner import stage_graph
 
@@ -154,13 +155,19 @@ def plan_figure(plan: Plan, *, show_scores: bool = False):
     return fig
 
 
-def draw_plan(plan: Plan, path: str | Path, *, show_scores: bool = False, format: str | None = None) -> Path:
+def draw_plan(
+    plan: Plan, path: str | Path, *, show_scores: bool = False, format: str | None = None, overwrite: bool = False
+) -> Path:
     """Draw the plan into an SVG, PNG or PDF file (the format from ``format`` or the suffix).
 
-    SVG text stays text (searchable, selectable), not glyph outlines.
+    SVG text stays text (searchable, selectable), not glyph outlines. An existing
+    file is replaced only with ``overwrite`` (see `tasgen.output`).
 
     Returns:
         The path written.
+
+    Raises:
+        OutputError: ``path`` cannot be written (exists, is a folder, read-only).
     """
     import matplotlib
 
@@ -168,8 +175,10 @@ def draw_plan(plan: Plan, path: str | Path, *, show_scores: bool = False, format
     fmt = (format or out.suffix.lstrip(".") or "svg").lower()
     if fmt not in _FORMATS:
         raise ValueError(f"cannot draw a plan as {fmt!r}: use one of {', '.join(_FORMATS)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_output(out, overwrite=overwrite)
     fig = plan_figure(plan, show_scores=show_scores)
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": plan.hash}):
-        fig.savefig(out, format=fmt, dpi=150)
+    with written_file(out, overwrite=overwrite) as staged, matplotlib.rc_context(
+        {"svg.fonttype": "none", "svg.hashsalt": plan.hash}
+    ):
+        fig.savefig(staged, format=fmt, dpi=150)
     return out

@@ -82,9 +82,11 @@ def _info_entries(model: nn.Module) -> list[dict]:
             f"{type(model).__name__} runs several branches side by side (its feature_info names "
             f"'{next(n for n in names if names.count(n) > 1)}' for more than one stage); tasgen needs one chain of stages"
         )
-    for e in entries:
-        e["module"] = _resolve_name(model, e["module"], len(entries))
+    # One walk of the module tree for all entries: a walk per entry is quadratic in depth.
     paths = dict(model.named_modules())
+    resolve_name = _NameResolver(paths, len(entries))
+    for e in entries:
+        e["module"] = resolve_name(e["module"])
     for e in entries:
         if e["module"] not in paths and e.get("reduction", 1) > 2:
             raise NotAChainError(
@@ -95,28 +97,53 @@ def _info_entries(model: nn.Module) -> list[dict]:
     return entries
 
 
-def _resolve_name(model: nn.Module, name: str, count: int) -> str:
-    """A feature_info name as a module path.
+class _NameResolver:
+    """Resolves feature_info names to module paths.
 
     Some models name a stage ``block.2`` or ``blocks.2`` where the module is
     ``stages.2`` or ``encoder.blocks.2``: such a name resolves to the one module
     path ending in it, else to index N of the one container of ``count`` children
-    (preferring containers named like the prefix).
+    (preferring containers named like the prefix). The indexes behind both rules
+    are built once, on the first name that needs them, so resolving every entry
+    of a deep model stays linear in its modules.
     """
-    paths = dict(model.named_modules())
-    if name in paths:
+
+    def __init__(self, paths: dict[str, nn.Module], count: int) -> None:
+        self.paths = paths
+        self.count = count
+        self._endings: dict[str, list[str]] | None = None
+        self._lists: list[str] | None = None
+
+    def __call__(self, name: str) -> str:
+        if name in self.paths:
+            return name
+        ending = self._ending(name)
+        if len(ending) == 1:
+            return ending[0]
+        prefix, _, index = name.rpartition(".")
+        if index.isdigit():
+            lists = self._containers()
+            named = [p for p in lists if p.rpartition(".")[2].startswith(prefix.rpartition(".")[2])]
+            for group in (named, lists):
+                if len(group) == 1:
+                    return f"{group[0]}.{index}"
         return name
-    ending = [p for p in paths if p.endswith("." + name)]
-    if len(ending) == 1:
-        return ending[0]
-    prefix, _, index = name.rpartition(".")
-    if index.isdigit():
-        lists = [p for p, m in paths.items() if p and isinstance(m, (nn.Sequential, nn.ModuleList)) and len(m) == count]
-        named = [p for p in lists if p.rpartition(".")[2].startswith(prefix.rpartition(".")[2])]
-        for group in (named, lists):
-            if len(group) == 1:
-                return f"{group[0]}.{index}"
-    return name
+
+    def _ending(self, name: str) -> list[str]:
+        if self._endings is None:
+            # Every proper dotted suffix of every path: "a.b.c" is found by "b.c" and "c".
+            self._endings = {}
+            for path in self.paths:
+                parts = path.split(".")
+                for i in range(1, len(parts)):
+                    self._endings.setdefault(".".join(parts[i:]), []).append(path)
+        return self._endings.get(name, [])
+
+    def _containers(self) -> list[str]:
+        if self._lists is None:
+            self._lists = [p for p, m in self.paths.items()
+                           if p and isinstance(m, (nn.Sequential, nn.ModuleList)) and len(m) == self.count]
+        return self._lists
 
 
 def _stage_ends(model: nn.Module) -> list[str]:
@@ -151,10 +178,12 @@ def _atoms(model: nn.Module, ends: Sequence[str]) -> list[str]:
 
 def _trace_calls(model: nn.Module, atoms: Sequence[str], x: torch.Tensor) -> tuple[list[str], torch.Tensor]:
     called: list[str] = []
+    seen: set[str] = set()  # a set: `path not in called` would be quadratic in depth
     handles = []
     for path in atoms:
         def hook(_module, _args, path=path):
-            if path not in called:
+            if path not in seen:
+                seen.add(path)
                 called.append(path)
         handles.append(submodule(model, path).register_forward_pre_hook(hook))
     try:

@@ -70,14 +70,17 @@ def stage_table(
 
     A cache hit imports neither torch nor timm. Raises
     tasgen.arch.introspect.ModelReadError (or the model constructor's error) when
-    the model cannot be built or read.
+    the model cannot be built or read, and tasgen.arch.size.ModelTooLargeError
+    when it has more modules than tasgen reads (see `tasgen.arch.size`).
     """
     key = cache.table_key(model.model_dump(mode="json", exclude={"checkpoint", "pretrained"}), num_classes, image_size)
     if use_cache and (hit := cache.load_table(key)) is not None:
         return hit.model_copy(update={"model": model_label(model, role)})
     from tasgen.arch.introspect import read_stage_table
+    from tasgen.arch.size import bounded_build
 
-    net = create_model(model, num_classes=num_classes, image_size=image_size, device="meta")
+    with bounded_build(model_label(model, role)):  # a model too large to read stops while it is built
+        net = create_model(model, num_classes=num_classes, image_size=image_size, device="meta")
     source = "timm" if isinstance(model, TimmModelSpec) else "spec"
     table = read_stage_table(net, name=model_label(model, role), source=source, image_size=image_size)
     if use_cache:

@@ -26,6 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tasgen.output import prepare_output
 from tasgen.spec.load import LoadedSpec, load_spec
 
 from .table import StudyError, read_run, write_study
@@ -215,7 +216,10 @@ def _train_one(spec_path: Path, overrides: tuple[str, ...], role: str, resume: b
     train(loaded, role=role, resume=resume, quiet=True)  # type: ignore[arg-type]
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
+    from tasgen.parent_death import die_with_parent
+
+    die_with_parent(parent)  # a study killed by any signal leaves no worker training (and holding a lock)
     import torch
 
     torch.set_num_threads(threads)
@@ -242,13 +246,16 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
 
     Returns:
         The study record also written to ``study.json`` (see `write_study`).
+
+    Raises:
+        OutputError: the study folder cannot be written (a file, read-only).
     """
     report = progress or (lambda event, info: None)
-    study.folder.mkdir(parents=True, exist_ok=True)
+    prepare_output(study.folder, kind="folder", resumable=True)  # an existing study folder is continued
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                               initargs=(threads,)) if jobs > 1 else None
+                               initargs=(threads, os.getpid())) if jobs > 1 else None
 
     def submit(fn: Callable[..., None], *args: Any) -> Future:
         if pool is not None:

@@ -11,12 +11,15 @@ from tasgen.checkpoint import (
     save_weights,
     split_prefixes,
 )
+from tasgen.output import check_output, written_file
 
 from .errors import TrainError
 from .run_folder import RunFolder
 
 
-def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", ema: bool = False) -> Path:
+def export_student(
+    run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", ema: bool = False, overwrite: bool = False
+) -> Path:
     """Write the run's student weights as safetensors, without any prefix.
 
     The file loads with ``load_state_dict`` into ``timm.create_model(name,
@@ -29,17 +32,20 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
         out_path: the ``.safetensors`` file to write.
         checkpoint: "best" (default) or "last"; falls back to the other one.
         ema: export the EMA weights (the run must have had ``train.ema.enabled``).
+        overwrite: replace an existing ``out_path`` (see `tasgen.output` for the policy).
 
     Returns:
         ``out_path``.
 
     Raises:
+        OutputError: ``out_path`` cannot be written (exists, is a folder, read-only).
         TrainError: no checkpoint, or no EMA weights in it.
         CheckpointError: a corrupt checkpoint, or one that fails its integrity check.
         SpecError: the run's spec.yaml does not load.
     """
     from tasgen.spec.load import load_run_spec
 
+    check_output(out_path, overwrite=overwrite)  # before reading the checkpoint: a refusal costs nothing
     folder = RunFolder(Path(run_dir))
     found = folder.checkpoint(checkpoint)  # verified against its manifest
     parts = split_prefixes(read_weights(found / "model.safetensors"))
@@ -60,13 +66,14 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
         meta |= {"timm": model["timm"], "kwargs": json.dumps(model.get("kwargs", {}))}
     else:
         meta["backbone"] = json.dumps({k: v for k, v in model.items() if k not in ("checkpoint",)})
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(parts[prefix], out, meta)
-    return out
+    with written_file(out_path, overwrite=overwrite) as staged:
+        save_weights(parts[prefix], staged, meta)
+    return Path(out_path)
 
 
-def export_assistant(run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best") -> Path:
+def export_assistant(
+    run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", overwrite: bool = False
+) -> Path:
     """Write a TAS run's whole assistant as safetensors: its bridge and the stages it borrows.
 
     The keys are those of the standalone ``Assistant`` that ``tasgen emit SPEC -o
@@ -80,6 +87,7 @@ def export_assistant(run_dir: str | Path, out_path: str | Path, *, checkpoint: s
         run_dir: the run folder of a ``distill.method: tas`` run.
         out_path: the ``.safetensors`` file to write.
         checkpoint: "best" (default) or "last"; falls back to the other one.
+        overwrite: replace an existing file (`tasgen.output`'s policy).
 
     Returns:
         ``out_path``.
@@ -102,7 +110,6 @@ def export_assistant(run_dir: str | Path, out_path: str | Path, *, checkpoint: s
                          f"`tasgen export {run_dir} -o student.safetensors`.")
     meta = {"plan_hash": setup.plan.hash, "epoch": str(state.get("epoch", "")), "num_classes": str(setup.plan.num_classes),
             "image_size": str(setup.plan.image_size), "load": "Assistant().load_state_dict(...) of `tasgen emit SPEC -o assistant.py`"}
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(assistant.standalone_state_dict(), out, meta)
-    return out
+    with written_file(out_path, overwrite=overwrite) as staged:
+        save_weights(assistant.standalone_state_dict(), staged, meta)
+    return Path(out_path)

@@ -18,6 +18,7 @@ import yaml
 from torch import nn
 
 from tasgen.checkpoint import read_weights
+from tasgen.output import OutputError, check_output, prepare_output, written_file
 from tasgen.spec.schema import BackboneSpec, TimmModelSpec
 
 from .errors import TrainError
@@ -64,7 +65,8 @@ def exported_model(run_dir: str | Path, *, checkpoint: str = "best", ema: bool =
 
 
 def export_timm(
-    run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "best", ema: bool = False, push_to_hub: str | None = None
+    run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "best", ema: bool = False, push_to_hub: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write the student as a timm model folder: ``config.json`` + ``model.safetensors`` (timm's ``save_for_hf``).
 
@@ -74,21 +76,24 @@ def export_timm(
 
     Args:
         run_dir: the run folder.
-        out_dir: the folder to write (created).
+        out_dir: the folder to write (created; see `tasgen.output` for the policy).
         checkpoint: "best" (default) or "last".
         ema: export the EMA weights.
         push_to_hub: also upload to this Hugging Face Hub repo (``ORG/NAME``) with
             timm's ``push_to_hf_hub`` (needs network and a token: ``hf auth login``).
+        overwrite: write into a folder that holds files (those of the same names are replaced).
 
     Returns:
         ``out_dir``.
 
     Raises:
+        OutputError: ``out_dir`` cannot be written (a file, a folder with files, read-only).
         TrainError: the student is a stage-described backbone (no timm architecture),
             or the upload failed.
     """
     import timm.models
 
+    check_output(out_dir, kind="folder", overwrite=overwrite)
     model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
     if info["timm"] is None:
         raise TrainError(
@@ -98,8 +103,11 @@ def export_timm(
     if info["timm"].startswith(("hf-hub:", "hf_hub:", "local-dir:")):
         raise TrainError(f"--format timm: {info['timm']} names no timm architecture of its own; export with --format safetensors")
     data_config = {"input_size": (3, info["image_size"], info["image_size"]), "mean": info["mean"], "std": info["std"]}
-    out = Path(out_dir)
-    timm.models.save_for_hf(model, str(out), safe_serialization=True, data_config=data_config)
+    out = prepare_output(out_dir, kind="folder", overwrite=overwrite)
+    try:
+        timm.models.save_for_hf(model, str(out), safe_serialization=True, data_config=data_config)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     if push_to_hub is not None:
         try:
             timm.models.push_to_hf_hub(model, push_to_hub, data_config=data_config, safe_serialization=True,
@@ -114,37 +122,44 @@ def export_timm(
 
 
 def export_onnx(
-    run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", ema: bool = False, opset: int = 17
+    run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", ema: bool = False, opset: int = 17,
+    overwrite: bool = False,
 ) -> tuple[Path, float | None]:
     """Write the student as ONNX (input ``images``: normalised (B, 3, S, S); output ``logits``), batch dynamic.
 
     When onnxruntime is installed the file is checked: its logits on a random batch
-    must equal PyTorch's within `ONNX_ATOL`.
+    must equal PyTorch's within `ONNX_ATOL`; a file that fails the check is not
+    written. An existing file is replaced only with ``overwrite`` (`tasgen.output`).
 
     Returns:
         ``(out_path, max |difference|)``; the difference is None without onnxruntime.
 
     Raises:
+        OutputError: ``out_path`` cannot be written (exists, is a folder, read-only).
         TrainError: the export failed, or onnxruntime disagrees with PyTorch.
     """
+    check_output(out_path, overwrite=overwrite)
     model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     size = info["image_size"]
     sample = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    try:
-        with warnings.catch_warnings():
-            # The TorchScript exporter needs no onnxscript; torch warns that it is the legacy one.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(
-                model, (sample,), str(out), dynamo=False, opset_version=opset, input_names=["images"],
-                output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-            )
-    except Exception as exc:  # noqa: BLE001 - the exporter's errors are many; the user needs one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TrainError(f"torch.onnx.export failed for the {info['role']} ({first}); --format timm or safetensors still work") from None
-    return out, check_onnx(model, out, size)
+    with written_file(out_path, overwrite=overwrite) as staged:
+        try:
+            with warnings.catch_warnings():
+                # The TorchScript exporter needs no onnxscript; torch warns that it is the legacy one.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                torch.onnx.export(
+                    model, (sample,), str(staged), dynamo=False, opset_version=opset, input_names=["images"],
+                    output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                )
+        except OSError:
+            raise  # the file cannot be written: said by written_file, naming it
+        except Exception as exc:  # noqa: BLE001 - the exporter's errors are many; the user needs one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TrainError(f"torch.onnx.export failed for the {info['role']} ({first}); --format timm or safetensors "
+                             "still work") from None
+        diff = check_onnx(model, staged, size)
+    return Path(out_path), diff
 
 
 def check_onnx(model: nn.Module, path: Path, image_size: int) -> float | None:
