@@ -39,9 +39,10 @@ def user_errors(*, reading_spec: bool = False) -> Iterator[None]:
         raise typer.Exit(130) from None
     except Exception as exc:
         from tasgen.spec.errors import SpecError
+        from tasgen.teacher_store import TeacherStoreError
 
-        # SpecError first: `validate` must not import torch, which the other error types do.
-        if not isinstance(exc, SpecError) and not isinstance(exc, _user_error_types()):
+        # These first: `validate` and `teachers` must not import torch, which the other error types do.
+        if not isinstance(exc, SpecError | TeacherStoreError) and not isinstance(exc, _user_error_types()):
             raise
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
             if isinstance(exc, SpecError):

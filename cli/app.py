@@ -67,13 +67,14 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from tasgen_cli import bench_cmds, compare_cmds, plan_cmds, study_cmds, train_cmds
+    from tasgen_cli import bench_cmds, compare_cmds, plan_cmds, study_cmds, teacher_cmds, train_cmds
 
     plan_cmds.register(app)
     train_cmds.register(app)
     compare_cmds.register(app)
     study_cmds.register(app)
     bench_cmds.register(app)
+    teacher_cmds.register(app)
 
 
 _register_commands()

@@ -234,7 +234,11 @@ def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.dev
         base = folder
         source = teacher_source(spec, base, plan.num_classes) if plan.method != "none" else None
         if plan.method != "none" and source is None:
-            raise TrainError(f"the teacher's weights of {folder} are gone (no teacher.checkpoint, no {base}/teacher.safetensors)")
+            raise TrainError(
+                f"the teacher's weights of {folder} are gone (no teacher.checkpoint, no {base}/teacher.safetensors, "
+                "and the teacher store holds no fit of its teacher: removed with `tasgen teachers --remove`?). "
+                "Fit it again with `tasgen train SPEC --role teacher` on the run's spec.yaml"
+            )
         setup = build_student_setup(spec, plan, base, device, source, init=False)
     load_trainable(setup.optimised, parts, str(found))
     setup.system.eval()
