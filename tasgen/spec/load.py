@@ -42,7 +42,7 @@ class LoadedSpec:
         spec: The validated spec.
         path: The spec file, absolute.
         raw: The merged plain data that was validated (bases, overrides and the
-            defaulted name applied; checkpoint paths absolute).
+            defaulted name applied; every path written in it absolute, see `PATH_FIELDS`).
     """
 
     spec: Spec
@@ -76,7 +76,8 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Lo
 
     Args:
         path: The YAML spec. Its ``extends:`` base (relative to the file) is merged
-            under it, recursively.
+            under it, recursively. Every relative path written in a file is relative
+            to that file's folder; one in an override, to the working folder.
         overrides: ``a.b.c=value`` strings applied in order after merging; each value
             is read as YAML (``train.epochs=5``, ``teacher={timm: resnet18}``).
 
@@ -155,7 +156,7 @@ def _read_chain(
     ``referrer`` is a problem template located at the ``extends:`` that named ``file``.
     """
     data, site = _read_file(file, referrer)
-    _resolve_checkpoints(data, file.parent)
+    _resolve_paths(data, file.parent)
 
     base = data.get("extends")
     if base is None:
@@ -262,20 +263,46 @@ def _merge(base: Any, base_site: Site, over: Any, over_site: Site) -> tuple[Any,
     return merged, site
 
 
-def _resolve_checkpoints(data: dict[str, Any], folder: Path) -> None:
-    """Make relative ``checkpoint:`` paths absolute against the folder that wrote them."""
-    for role in _MODEL_ROLES:
-        model = data.get(role)
-        if (
-            isinstance(model, dict)
-            and isinstance(model.get("checkpoint"), str)
-            and model["checkpoint"]
-        ):
-            path = folder / expand_user(model["checkpoint"])
-            try:
-                model["checkpoint"] = str(path.resolve())
-            except (RuntimeError, OSError):  # a symlink loop: reported as not found by _check_models
-                model["checkpoint"] = str(path)
+# Every path a spec holds, by its key path. ``local-dir:`` model folders and hfds's
+# local dataset folders share their key with names that are not paths.
+PATH_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("teacher", "checkpoint"), ("student", "checkpoint"), ("teacher", "timm"), ("student", "timm"),
+    ("data", "root"), ("data", "name"), ("train", "output_dir"),
+)
+_LOCAL_DIR = "local-dir:"
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path, under: tuple[str | int, ...] = ()) -> None:
+    """Make the relative paths of ``data`` absolute against ``folder`` (``~`` expanded).
+
+    The one rule for paths: a path written in a spec file is relative to that file's
+    folder; one given with ``--set`` is relative to the working folder (the caller
+    passes the folder). Only the fields at or below ``under`` are touched, so a value
+    resolved earlier keeps its meaning. ``data.name`` is a path only when that folder
+    exists (otherwise it is a Hugging Face Hub name); ``timm:`` only after ``local-dir:``.
+    """
+    for field_path in PATH_FIELDS:
+        if field_path[: len(under)] != under[: len(field_path)]:
+            continue
+        section = data.get(field_path[0])
+        value = section.get(field_path[1]) if isinstance(section, dict) else None
+        if not isinstance(value, str) or not value:
+            continue
+        if field_path[1] == "timm":
+            if value.startswith(_LOCAL_DIR) and value[len(_LOCAL_DIR):]:
+                section["timm"] = _LOCAL_DIR + _absolute(folder, value[len(_LOCAL_DIR):])
+            continue
+        if field_path == ("data", "name") and not (folder / expand_user(value)).exists():
+            continue
+        section[field_path[1]] = _absolute(folder, value)
+
+
+def _absolute(folder: Path, value: str) -> str:
+    path = folder / expand_user(value)
+    try:
+        return str(path.resolve())
+    except (RuntimeError, OSError):  # a symlink loop: reported as not found by the later checks
+        return str(path)
 
 
 # --------------------------------------------------------------- overrides
@@ -334,9 +361,7 @@ def _apply_override(data: dict[str, Any], root: Site, number: int, text: str) ->
         return [_cannot_set(at, key, path[:-1], node)]
     node[last] = copy.deepcopy(value)
     site.children[last] = Site.uniform(value, value_at)
-    # Checkpoints given on the command line are relative to the working folder (those
-    # from files are absolute already, so this leaves them alone).
-    _resolve_checkpoints(data, Path.cwd())
+    _resolve_paths(data, Path.cwd(), path)  # paths given on the command line: relative to the working folder
     return []
 
 
