@@ -125,6 +125,50 @@ def load_run_spec(path: str | os.PathLike[str]) -> LoadedSpec:
     return _validated(file, data, root, problems, name_defaulted=False)
 
 
+def load_eval_data(
+    run_spec: str | os.PathLike[str], data_file: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> LoadedSpec:
+    """A run's spec with other evaluation data: its ``data`` section merged with another file's and ``data.*`` overrides.
+
+    Args:
+        run_spec: the run folder's ``spec.yaml``.
+        data_file: a YAML file with a ``data:`` mapping (a whole spec, or just that
+            section; ``extends:`` followed, paths relative to it) whose keys replace the
+            run's, e.g. ``data: {dataset: imagefolder, root: other}`` keeps the run's
+            image size.
+        overrides: ``data.KEY=VALUE`` strings (paths relative to the working folder).
+
+    Returns:
+        The run's spec with the merged data; everything but ``data`` is the run's.
+
+    Raises:
+        SpecError: located problems; an override outside ``data.`` is one.
+    """
+    file = _resolve(expand_user(run_spec), None)
+    data, root = _read_file(file, None)
+    data.pop("extends", None)
+    root.children.pop("extends", None)
+    problems: list[Problem] = []
+    if data_file is not None:
+        other_file = _resolve(expand_user(data_file), None)
+        other, other_site = _read_chain(other_file, [], None)
+        section = other.get("data")
+        if not isinstance(section, dict):
+            raise SpecError([Problem.at(other_site.children["data"].value if "data" in other_site.children
+                                        else Location(_display(other_file)), "data",
+                                        "the evaluation data file needs a data: mapping (dataset, root, ...)")])
+        base, base_site = data.get("data", {}), root.children.get("data", Site(Location(_display(file))))
+        data["data"], root.children["data"] = _merge(base, base_site, section, other_site.children["data"])
+    for number, text in enumerate(overrides, start=1):
+        if not text.strip().startswith("data."):
+            problems.append(Problem.at(Location(OVERRIDE_FILE, number, 1), text.partition("=")[0].strip(),
+                                       "evaluation takes data.* overrides only (the models are the run's)"))
+            continue
+        problems.extend(_apply_override(data, root, number, text))
+    problems.extend(_check_data(data, root))
+    return _validated(file, data, root, problems, name_defaulted=False)
+
+
 def _validated(
     file: Path, data: dict[str, Any], root: Site, problems: list[Problem], name_defaulted: bool
 ) -> LoadedSpec:
