@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
 def train_command(
     spec: SpecArg,
     set_: SetOpt = None,
-    role: Annotated[Role, typer.Option(help="student: distil (fits the teacher first if needed); teacher: fit the teacher alone.")] = Role.student,
+    role: Annotated[Role, typer.Option(help="student: distil (fits the teacher into the teacher store first if needed); teacher: fit the teacher alone, into the store (`tasgen teachers`).")] = Role.student,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its last/ checkpoint.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start over in a run folder that holds an earlier run, removing its checkpoints and metrics.")

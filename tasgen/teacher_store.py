@@ -55,7 +55,8 @@ _DATA_FIELDS = (
     "dataset", "name", "root", "train_split", "eval_split", "streaming", "image_size", "batch_size",
     "eval_fraction", "val_fraction", "split_seed", "num_samples", "augment",
 )
-_TRAIN_FIELDS = ("optimizer", "schedule", "precision", "grad_clip", "accumulate", "sync_bn", "ema")
+# EMA, compile, memory format and logging leave the stored (raw, last-epoch) weights as they are.
+_TRAIN_FIELDS = ("optimizer", "schedule", "precision", "grad_clip", "accumulate", "sync_bn")
 
 
 class TeacherStoreError(Exception):

@@ -27,6 +27,7 @@ def test_the_key_follows_what_fits_the_teacher_not_the_run(tmp_path: Path) -> No
     same = [
         "name=other", f"train.output_dir={tmp_path / 'elsewhere'}", "distill.method=kd", "train.epochs=7",
         "student.stages.0.channels=4", "data.num_workers=0", "data.train_samples=10", "train.loggers=[jsonl]",
+        "train.ema.enabled=true", "train.compile=true",
     ]
     assert _key(tmp_path, *same, train={"teacher_epochs": 3}) == key
     for changed in ("seed=1", "data.split_seed=1", "data.val_fraction=0.2", "data.image_size=16",

@@ -171,12 +171,13 @@ def _store_teacher(
     scores = {key: value for key, value in result.last.items() if key.endswith("teacher_top1")}
     meta |= {key: f"{value:.4f}" for key, value in scores.items()}
     try:
-        save_weights(state, stored.weights, meta)
+        # The entry first: the weights' arrival is what makes the teacher present.
         store.record(stored.key, {
             "model": plan.teacher.model, "data": splits.info.name, "num_classes": plan.num_classes,
             "image_size": plan.image_size, "seed": spec.seed, "epochs": result.epochs_done,
             "best_top1": result.best_top1, **scores, "spec": teacher_fit_fields(spec, plan.num_classes),
         })
+        save_weights(state, stored.weights, meta)
     except OSError as exc:
         raise TrainError(f"could not write the teacher to {stored.folder}: {exc.strerror or exc}") from None
 
