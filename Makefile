@@ -21,7 +21,7 @@ $(VENV)/.installed-extras: $(VENV)/.installed
 
 # The quickstart on the bundled digits: fit the teacher, distil with TAS, train the
 # same student alone for comparison, and print both. --overwrite makes a second
-# `make demo` start the two runs over (the fitted teacher is kept and reused).
+# `make demo` start the two runs over (the fitted teacher stays in the teacher store and is reused).
 demo: $(VENV)/.installed
 	$(VENV)/bin/tasgen plan specs/quickstart.yaml
 	$(VENV)/bin/tasgen train specs/quickstart.yaml --overwrite

@@ -41,9 +41,10 @@ def user_errors(*, reading_spec: bool = False) -> Iterator[None]:
     except Exception as exc:
         from tasgen.output import OutputError
         from tasgen.spec.errors import SpecError
+        from tasgen.teacher_store import TeacherStoreError
 
-        # SpecError and OutputError first: `validate` and `schema` must not import torch, which the other types do.
-        if not isinstance(exc, (SpecError, OutputError)) and not isinstance(exc, _user_error_types()):
+        # These first: `validate`, `schema` and `teachers` must not import torch, which the other types do.
+        if not isinstance(exc, SpecError | OutputError | TeacherStoreError) and not isinstance(exc, _user_error_types()):
             raise
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
             if isinstance(exc, SpecError):

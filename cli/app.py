@@ -32,11 +32,23 @@ def _load(spec: Path, overrides: list[str] | None) -> LoadedSpec:
 
 # ------------------------------------------------------------------ commands
 @app.command()
-def validate(spec: SpecArg, overrides: SetOpt = None) -> None:
-    """Check a spec without building any model."""
+def validate(
+    spec: SpecArg,
+    overrides: SetOpt = None,
+    no_data: Annotated[bool, typer.Option(
+        "--no-data", help="Check the spec alone, not its data on this machine (a spec written for another one).")
+    ] = False,
+) -> None:
+    """Check a spec without building any model, and that an image folder it names exists here."""
+    from tasgen.spec.load import check_data_root
+
     from ._render import print_valid
 
-    print_valid(spec, _load(spec, overrides))
+    loaded = _load(spec, overrides)
+    if not no_data:
+        with user_errors(reading_spec=True):
+            check_data_root(loaded)
+    print_valid(spec, loaded)
 
 
 @app.command()
@@ -72,13 +84,14 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from tasgen_cli import bench_cmds, compare_cmds, plan_cmds, study_cmds, train_cmds
+    from tasgen_cli import bench_cmds, compare_cmds, plan_cmds, study_cmds, teacher_cmds, train_cmds
 
     plan_cmds.register(app)
     train_cmds.register(app)
     compare_cmds.register(app)
     study_cmds.register(app)
     bench_cmds.register(app)
+    teacher_cmds.register(app)
 
 
 _register_commands()

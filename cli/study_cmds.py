@@ -23,7 +23,9 @@ def _progress() -> Any:
 
     def report(event: str, info: dict[str, Any]) -> None:
         if event == "teacher":
-            console.print(f"teacher of {info['spec']} fitted")
+            console.print(f"teacher of {info['spec']}: {info['weights']}")
+            if info.get("warning"):
+                console.print(f"[bold red]warning:[/] {info['warning']}")
             return
         task, result = info["task"], info["result"]
         top1 = result.get("test_top1", math.nan)

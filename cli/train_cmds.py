@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
 def train_command(
     spec: SpecArg,
     set_: SetOpt = None,
-    role: Annotated[Role, typer.Option(help="student: distil (fits the teacher first if needed); teacher: fit the teacher alone.")] = Role.student,
+    role: Annotated[Role, typer.Option(help="student: distil (fits the teacher into the teacher store first if needed); teacher: fit the teacher alone, into the store (`tasgen teachers`).")] = Role.student,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its last/ checkpoint.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start over in a run folder that holds an earlier run, removing its checkpoints and metrics.")
@@ -83,26 +83,61 @@ def train_command(
     typer.echo(f"{state}: {result.run_dir} ({'; '.join(figures + ['curves in curves.png'])})")
 
 
+class EvalSplit(str, Enum):
+    test = "test"
+    val = "val"
+    both = "both"
+
+
 def eval_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, <output_dir>/<name>.")],
     last: Annotated[bool, typer.Option("--last", help="Use last/ instead of best/.")] = False,
+    split: Annotated[EvalSplit, typer.Option(
+        "--split", help="test, val (the validation split held out of the training images) or both.")
+    ] = EvalSplit.both,
+    data: Annotated[Path | None, typer.Option(
+        "--data", metavar="FILE", help="Evaluate on other data: a YAML file with a data: mapping (a spec, or "
+        "that section alone) whose keys replace the run's; paths relative to it.", show_default=False)
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="data.KEY=VALUE", help="Override the run's data, e.g. --set data.root=other "
+        "(repeatable; paths relative to the working folder).", show_default=False)
+    ] = None,
 ) -> None:
-    """Evaluate a run: top-1 / top-5 of student, assistant and teacher on the eval split."""
+    """Evaluate a run: top-1 / top-5 of student, assistant and teacher on the test and validation splits."""
     with user_errors():
+        from tasgen.spec.load import load_eval_data
         from tasgen.train import evaluate
+        from tasgen.train.run_folder import RunFolder
 
-        result = evaluate(run_dir, "last" if last else "best")
+        other = None
+        if data is not None or set_:
+            spec_file = RunFolder(run_dir).spec_file
+            other = load_eval_data(spec_file, data, set_ or []).spec.data if spec_file.is_file() else None
+        result = evaluate(run_dir, "last" if last else "best", split=split.value, data=other)
     from rich.table import Table
 
-    from tasgen_cli._render import print_table
+    from tasgen_cli._render import console, print_table
 
-    table = Table(title=f"{run_dir} (epoch {result['epoch']}, {result['images']} eval images)")
-    for column in ("model", "top-1 %", "top-5 %"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    # Test results carry bare keys, validation results a val_ prefix (see tasgen.train.evaluate).
+    splits = (("", "test", "images"), ("val_", "validation", "val_images"))
+    shown = [(prefix, name, result[count]) for prefix, name, count in splits if count in result]
+    sizes = ", ".join(f"{count} {name} images" for _, name, count in shown)
+    # Above the table, unwrapped: a long run path must not split the figures.
+    console.print(f"{run_dir} on {result['data']} (epoch {result['epoch']}; {sizes})", soft_wrap=True, markup=False)
+    table = Table()
+    table.add_column("model")
+    for _, name, _ in shown:
+        table.add_column(f"{name} top-1 %", justify="right")
+        table.add_column(f"{name} top-5 %", justify="right")
     for model in ("student", "assistant", "teacher"):
-        if f"{model}_top1" in result:
-            table.add_row(model, f"{result[f'{model}_top1']:.2f}", f"{result[f'{model}_top5']:.2f}")
+        if any(f"{prefix}{model}_top1" in result for prefix, _, _ in shown):
+            cells = [f"{result[f'{prefix}{model}_top{k}']:.2f}" if f"{prefix}{model}_top{k}" in result else "-"
+                     for prefix, _, _ in shown for k in (1, 5)]
+            table.add_row(model, *cells)
     print_table(table)
+    if split is EvalSplit.both and "val_images" not in result:
+        console.print("no validation split (data.val_fraction is 0): test split only")
 
 
 class ExportPart(str, Enum):

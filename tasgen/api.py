@@ -91,8 +91,8 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
         loss.backward(); optimizer.step(); optimizer.zero_grad()
 
     The teacher's weights come from where `tasgen train` takes them:
-    ``teacher.checkpoint``, else ``<output_dir>/<name>/teacher.safetensors`` of an
-    earlier ``tasgen train SPEC --role teacher``, else timm's pretrained weights
+    ``teacher.checkpoint``, else the teacher store's fit of this teacher (from an
+    earlier ``tasgen train``, whatever its run name), else timm's pretrained weights
     (``pretrained: true`` with a head of the right size). The student starts from its
     ``checkpoint:`` / ``pretrained:`` weights, or timm's initialisation.
 
@@ -148,7 +148,7 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
     if source is None and plan.method != "none" and teacher is None and not untrained_teacher:
         raise TrainError(
             f"no teacher weights for {resolved.name}: set teacher.checkpoint, fit one with "
-            f"`tasgen train {loaded.path} --role teacher` (writes {run_dir}/teacher.safetensors), "
+            f"`tasgen train {loaded.path} --role teacher` (into the teacher store, `tasgen teachers`), "
             "pass a trained model as compile(..., teacher=model), or untrained_teacher=True for a smoke test"
         )
     if teacher is None and student is None and (source is not None or plan.method == "none"):

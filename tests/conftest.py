@@ -51,3 +51,13 @@ def _tasgen_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.setenv("TASGEN_CACHE_DIR", str(tmp_path_factory.mktemp("tasgen-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def teacher_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own teacher store (in this process), so no test reuses another's fitted teacher."""
+    import tasgen.teacher_store
+
+    root = tmp_path_factory.mktemp("teachers")
+    monkeypatch.setattr(tasgen.teacher_store, "cache_dir", lambda: root)
+    return root / "teachers"

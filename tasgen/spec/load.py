@@ -42,7 +42,7 @@ class LoadedSpec:
         spec: The validated spec.
         path: The spec file, absolute.
         raw: The merged plain data that was validated (bases, overrides and the
-            defaulted name applied; checkpoint paths absolute).
+            defaulted name applied; every path written in it absolute, see `PATH_FIELDS`).
     """
 
     spec: Spec
@@ -76,7 +76,8 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Lo
 
     Args:
         path: The YAML spec. Its ``extends:`` base (relative to the file) is merged
-            under it, recursively.
+            under it, recursively. Every relative path written in a file is relative
+            to that file's folder; one in an override, to the working folder.
         overrides: ``a.b.c=value`` strings applied in order after merging; each value
             is read as YAML (``train.epochs=5``, ``teacher={timm: resnet18}``).
 
@@ -124,6 +125,50 @@ def load_run_spec(path: str | os.PathLike[str]) -> LoadedSpec:
     return _validated(file, data, root, problems, name_defaulted=False)
 
 
+def load_eval_data(
+    run_spec: str | os.PathLike[str], data_file: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> LoadedSpec:
+    """A run's spec with other evaluation data: its ``data`` section merged with another file's and ``data.*`` overrides.
+
+    Args:
+        run_spec: the run folder's ``spec.yaml``.
+        data_file: a YAML file with a ``data:`` mapping (a whole spec, or just that
+            section; ``extends:`` followed, paths relative to it) whose keys replace the
+            run's, e.g. ``data: {dataset: imagefolder, root: other}`` keeps the run's
+            image size.
+        overrides: ``data.KEY=VALUE`` strings (paths relative to the working folder).
+
+    Returns:
+        The run's spec with the merged data; everything but ``data`` is the run's.
+
+    Raises:
+        SpecError: located problems; an override outside ``data.`` is one.
+    """
+    file = _resolve(expand_user(run_spec), None)
+    data, root = _read_file(file, None)
+    data.pop("extends", None)
+    root.children.pop("extends", None)
+    problems: list[Problem] = []
+    if data_file is not None:
+        other_file = _resolve(expand_user(data_file), None)
+        other, other_site = _read_chain(other_file, [], None)
+        section = other.get("data")
+        if not isinstance(section, dict):
+            raise SpecError([Problem.at(other_site.children["data"].value if "data" in other_site.children
+                                        else Location(_display(other_file)), "data",
+                                        "the evaluation data file needs a data: mapping (dataset, root, ...)")])
+        base, base_site = data.get("data", {}), root.children.get("data", Site(Location(_display(file))))
+        data["data"], root.children["data"] = _merge(base, base_site, section, other_site.children["data"])
+    for number, text in enumerate(overrides, start=1):
+        if not text.strip().startswith("data."):
+            problems.append(Problem.at(Location(OVERRIDE_FILE, number, 1), text.partition("=")[0].strip(),
+                                       "evaluation takes data.* overrides only (the models are the run's)"))
+            continue
+        problems.extend(_apply_override(data, root, number, text))
+    problems.extend(_check_data(data, root))
+    return _validated(file, data, root, problems, name_defaulted=False)
+
+
 def _validated(
     file: Path, data: dict[str, Any], root: Site, problems: list[Problem], name_defaulted: bool
 ) -> LoadedSpec:
@@ -155,7 +200,7 @@ def _read_chain(
     ``referrer`` is a problem template located at the ``extends:`` that named ``file``.
     """
     data, site = _read_file(file, referrer)
-    _resolve_checkpoints(data, file.parent)
+    _resolve_paths(data, file.parent)
 
     base = data.get("extends")
     if base is None:
@@ -262,20 +307,46 @@ def _merge(base: Any, base_site: Site, over: Any, over_site: Site) -> tuple[Any,
     return merged, site
 
 
-def _resolve_checkpoints(data: dict[str, Any], folder: Path) -> None:
-    """Make relative ``checkpoint:`` paths absolute against the folder that wrote them."""
-    for role in _MODEL_ROLES:
-        model = data.get(role)
-        if (
-            isinstance(model, dict)
-            and isinstance(model.get("checkpoint"), str)
-            and model["checkpoint"]
-        ):
-            path = folder / expand_user(model["checkpoint"])
-            try:
-                model["checkpoint"] = str(path.resolve())
-            except (RuntimeError, OSError):  # a symlink loop: reported as not found by _check_models
-                model["checkpoint"] = str(path)
+# Every path a spec holds, by its key path. ``local-dir:`` model folders and hfds's
+# local dataset folders share their key with names that are not paths.
+PATH_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("teacher", "checkpoint"), ("student", "checkpoint"), ("teacher", "timm"), ("student", "timm"),
+    ("data", "root"), ("data", "name"), ("train", "output_dir"),
+)
+_LOCAL_DIR = "local-dir:"
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path, under: tuple[str | int, ...] = ()) -> None:
+    """Make the relative paths of ``data`` absolute against ``folder`` (``~`` expanded).
+
+    The one rule for paths: a path written in a spec file is relative to that file's
+    folder; one given with ``--set`` is relative to the working folder (the caller
+    passes the folder). Only the fields at or below ``under`` are touched, so a value
+    resolved earlier keeps its meaning. ``data.name`` is a path only when that folder
+    exists (otherwise it is a Hugging Face Hub name); ``timm:`` only after ``local-dir:``.
+    """
+    for field_path in PATH_FIELDS:
+        if field_path[: len(under)] != under[: len(field_path)]:
+            continue
+        section = data.get(field_path[0])
+        value = section.get(field_path[1]) if isinstance(section, dict) else None
+        if not isinstance(value, str) or not value:
+            continue
+        if field_path[1] == "timm":
+            if value.startswith(_LOCAL_DIR) and value[len(_LOCAL_DIR):]:
+                section["timm"] = _LOCAL_DIR + _absolute(folder, value[len(_LOCAL_DIR):])
+            continue
+        if field_path == ("data", "name") and not (folder / expand_user(value)).exists():
+            continue
+        section[field_path[1]] = _absolute(folder, value)
+
+
+def _absolute(folder: Path, value: str) -> str:
+    path = folder / expand_user(value)
+    try:
+        return str(path.resolve())
+    except (RuntimeError, OSError):  # a symlink loop: reported as not found by the later checks
+        return str(path)
 
 
 # --------------------------------------------------------------- overrides
@@ -334,9 +405,7 @@ def _apply_override(data: dict[str, Any], root: Site, number: int, text: str) ->
         return [_cannot_set(at, key, path[:-1], node)]
     node[last] = copy.deepcopy(value)
     site.children[last] = Site.uniform(value, value_at)
-    # Checkpoints given on the command line are relative to the working folder (those
-    # from files are absolute already, so this leaves them alone).
-    _resolve_checkpoints(data, Path.cwd())
+    _resolve_paths(data, Path.cwd(), path)  # paths given on the command line: relative to the working folder
     return []
 
 

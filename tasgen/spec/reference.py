@@ -75,8 +75,16 @@ schedule. `tasgen validate SPEC` checks a spec without importing torch.
   recursively) under the file: mappings merge key by key, lists and single values
   replace. A base's `name` is not inherited.
 - `name` defaults to the spec's file name without its suffix.
-- Relative `checkpoint:` paths are relative to the file that wrote them; they are
-  stored absolute. The file must exist.
+- One rule for paths: every relative path written in a spec file is relative to the
+  folder of that file (a base's paths to the base), wherever tasgen is run from:
+  `teacher.checkpoint`, `student.checkpoint`, `timm: local-dir:PATH`, `data.root`,
+  `data.name` (hfds: when that folder exists; otherwise it is a Hub name) and
+  `train.output_dir`. A path given with `--set` is relative to the working folder,
+  as is the default `train.output_dir: runs`. `~` is the home folder. Paths are
+  stored absolute (the run's `spec.yaml` holds them so). A checkpoint file must
+  exist; `tasgen validate` also checks that an imagefolder `data.root` exists here,
+  with `train/` and no more class folders than `num_classes` (`--no-data` skips
+  this for a spec written for another machine).
 - `--set a.b.c=value` (repeatable) overrides a value after merging; the value is
   read as YAML, e.g. `--set train.epochs=5`, `--set teacher='{timm: resnet34}'`,
   `--set student.stages.1.channels=64` (list items by 0-based index).

@@ -2,9 +2,12 @@
 
     study/
       study.json, study.csv, <spec>-top1.png|svg, <spec>-curves.png|svg
-      <spec>/teacher.safetensors        the teacher, fitted (or given) once per spec
-      <spec>/teacher/                   its fit: metrics and checkpoints
       <spec>/<variant>-seed<k>/         one run folder per (variant, seed)
+
+Each spec's teacher is fitted once (with the study's seed of the spec) into the
+teacher store (`tasgen.teacher_store`), or reused from it when any earlier run or
+study fitted the same teacher; every run of the spec distils from those weights. A
+study folder of an earlier tasgen, with ``<spec>/teacher.safetensors``, keeps its teacher.
 
 A variant is a name and the ``--set`` overrides that make it (a method of the
 study: ``distill.method=kd``; a candidate of the split search:
@@ -28,8 +31,9 @@ from typing import Any
 
 from tasgen.output import prepare_output
 from tasgen.spec.load import LoadedSpec, load_spec
+from tasgen.teacher_store import WEIGHTS_FILE, StoredTeacher, weak_teacher_message
 
-from .table import StudyError, read_run, write_study
+from .table import StudyError, read_run, read_study, write_study
 
 __all__ = ["METHODS", "RunTask", "Study", "Variant", "arm_variant", "method_variants", "prepare_study", "run_study"]
 
@@ -142,7 +146,8 @@ def check_variants(variants: Sequence[Variant]) -> None:
         raise StudyError(f"two arms are named {', '.join(map(repr, repeated))}; give each method and --arm its own name")
 
 
-def _teacher_file(folder: Path, spec_name: str) -> Path:
+def _legacy_teacher_file(folder: Path, spec_name: str) -> Path:
+    """Where studies before the teacher store kept a spec's teacher."""
     return folder / spec_name / "teacher.safetensors"
 
 
@@ -208,12 +213,13 @@ def _finished(run_dir: Path, epochs: int) -> dict[str, Any] | None:
     return result if result is not None and result["epochs"] >= epochs else None
 
 
-def _train_one(spec_path: Path, overrides: tuple[str, ...], role: str, resume: bool) -> None:
-    """Train one run in this process (also the body of a `--jobs` worker)."""
+def _train_one(spec_path: Path, overrides: tuple[str, ...], role: str, resume: bool) -> str:
+    """Train one run in this process (also the body of a `--jobs` worker); returns its run folder."""
     from tasgen.train import train
 
     loaded: LoadedSpec = load_spec(spec_path, overrides)
-    train(loaded, role=role, resume=resume, quiet=True)  # type: ignore[arg-type]
+    result = train(loaded, role=role, resume=resume, quiet=True)  # type: ignore[arg-type]
+    return str(result.run_dir)
 
 
 def _worker_init(threads: int, parent: int) -> None:
@@ -257,13 +263,12 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                initargs=(threads, os.getpid())) if jobs > 1 else None
 
-    def submit(fn: Callable[..., None], *args: Any) -> Future:
+    def submit(fn: Callable[..., Any], *args: Any) -> Future:
         if pool is not None:
             return pool.submit(fn, *args)
         future: Future = Future()
         try:
-            fn(*args)
-            future.set_result(None)
+            future.set_result(fn(*args))
         except BaseException as exc:  # noqa: BLE001 - re-raised by .result() below
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -271,28 +276,7 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
         return future
 
     try:
-        # 1. Teachers: once per spec, fitted in <study>/<spec>/teacher/ unless the spec names weights.
-        teachers: dict[str, Any] = {}
-        pending = {}
-        for name, path in study.specs.items():
-            fit_dir = study.folder / name / "teacher"
-            if study.teacher_given[name] or _teacher_file(study.folder, name).is_file():
-                continue
-            pending[name] = submit(_train_one, path, _teacher_overrides(study, name), "teacher", _resume_flag(fit_dir))
-        for name, future in pending.items():
-            future.result()
-            report("teacher", {"spec": name})
-        for name in study.specs:
-            fit = read_run(study.folder / name / "teacher")
-            teachers[name] = {
-                "given": study.teacher_given[name],
-                "weights": str(_teacher_file(study.folder, name)) if not study.teacher_given[name] else None,
-                "test_top1": fit["test_top1"] if fit else None,
-                "val_top1": fit["best_val_top1"] if fit else None,
-                "seed": _spec_seed(study, name),
-            }
-
-        # 2. Runs: skip the finished, resume the interrupted, start the rest.
+        # 1. Runs: skip the finished; the others are resumed or started below.
         results: dict[RunTask, dict[str, Any]] = {}
         todo = []
         for task in study.tasks:
@@ -302,6 +286,42 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
                 report("skip", {"task": task, "result": done, "done": len(results), "total": len(study.tasks)})
             else:
                 todo.append(task)
+
+        # 2. Teachers: once per spec with runs to train, fitted into the teacher store (or found there) unless
+        # the spec names weights; a spec whose runs are all finished keeps the teacher study.json recorded.
+        earlier = _earlier_teachers(study.folder)
+        needed = {task.spec_name for task in todo}
+        teachers: dict[str, Any] = {}
+        weights: dict[str, Path] = {}
+        fits: dict[str, Path] = {}
+        pending = {}
+        for name, path in study.specs.items():
+            legacy = _legacy_teacher_file(study.folder, name)
+            if study.teacher_given[name] or name not in needed:
+                continue
+            if legacy.is_file():
+                weights[name], fits[name] = legacy, study.folder / name / "teacher"
+                continue
+            pending[name] = submit(_train_one, path, _teacher_overrides(study, name), "teacher", False)
+        for name, future in pending.items():
+            fits[name] = Path(future.result())  # <store>/<key>/teacher: the weights sit beside it
+            weights[name] = fits[name].parent / WEIGHTS_FILE
+        for name in study.specs:
+            if name not in needed and name in earlier:
+                teachers[name] = earlier[name]
+                continue
+            fit = read_run(fits[name]) if name in fits else None
+            if name in pending:
+                report("teacher", {"spec": name, "weights": weights[name], "warning": _weak_teacher(fits[name], fit)})
+            teachers[name] = {
+                "given": study.teacher_given[name],
+                "weights": str(weights[name]) if name in weights else None,
+                "test_top1": fit["test_top1"] if fit else None,
+                "val_top1": fit["best_val_top1"] if fit else None,
+                "seed": _spec_seed(study, name),
+            }
+
+        # 3. Runs: resume the interrupted, start the rest.
         started = time.perf_counter()
         running: dict[Future, RunTask] = {}
         queue = list(todo)
@@ -311,7 +331,7 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
                 task = queue.pop(0)
                 # The shared teacher exists only now (fitted above), so it is named here.
                 teacher = () if study.teacher_given[task.spec_name] else (
-                    f"teacher.checkpoint={_teacher_file(study.folder, task.spec_name).absolute()}",)
+                    f"teacher.checkpoint={weights[task.spec_name].absolute()}",)
                 running[submit(_train_one, task.spec_path, (*task.overrides, *teacher), "student",
                                _resume_flag(task.run_dir))] = task
             completed, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -330,6 +350,23 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _earlier_teachers(folder: Path) -> dict[str, Any]:
+    """The teachers an earlier call recorded in the study's ``study.json`` (none when absent)."""
+    try:
+        teachers = read_study(folder).get("teachers", {})
+    except StudyError:
+        return {}
+    return teachers if isinstance(teachers, dict) else {}
+
+
+def _weak_teacher(fit_dir: Path, fit: dict[str, Any] | None) -> str | None:
+    """The weak-teacher warning of a stored fit, from its store entry's class count."""
+    classes = StoredTeacher(fit_dir.parent.name, fit_dir.parent).entry().get("num_classes")
+    if fit is None or not isinstance(classes, int) or math.isnan(fit["test_top1"]):
+        return None
+    return weak_teacher_message(fit["test_top1"], classes)
 
 
 def _spec_seed(study: Study, name: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -12,6 +12,9 @@ from torch.utils.data import DataLoader
 
 from .dist import all_reduce_sum
 from .step import Precision, resolve_precision
+
+if TYPE_CHECKING:
+    from tasgen.spec.schema import DataSpec
 
 
 @torch.no_grad()
@@ -62,38 +65,64 @@ def accuracy(
     return result
 
 
-def evaluate(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str | None = None) -> dict[str, Any]:
+EvalSplit = Literal["test", "val", "both"]
+
+
+def evaluate(
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    device: torch.device | str | None = None,
+    *,
+    split: EvalSplit = "both",
+    data: DataSpec | None = None,
+) -> dict[str, Any]:
     """Accuracy of a run's student, assistant and teacher on the test and validation splits.
 
     The run is rebuilt from ``spec.yaml``, ``plan.json`` and the ``best`` (else
     ``last``) checkpoint; the teacher from the weights the run used.
 
     Args:
-        run_dir: the run folder (``<output_dir>/<name>``; or its ``teacher/`` fit).
+        run_dir: the run folder (``<output_dir>/<name>``; or a teacher's fit folder).
         checkpoint: "best" or "last".
         device: where to run; the GPU when there is one by default.
+        split: "test", "val" (the validation split held out of the training images)
+            or "both"; "both" skips a validation split the data does not have.
+        data: other data to evaluate on (see `tasgen.spec.load_eval_data`), split by
+            its own fields; default: the run's. Its class count must be the run's.
 
     Returns:
         ``{"student_top1", "student_top5", "assistant_top1", ..., "teacher_top1", ...,
-        "epoch", "images", "val_images"}`` on the test split, and the same keys prefixed
-        ``val_`` on the validation split (when there is one). A teacher fit reports
-        ``teacher_*`` only.
+        "images"}`` on the test split, and ``{"val_student_top1", ..., "val_images"}``
+        on the validation split; ``"epoch"``, and ``"data"`` (the dataset's name). A
+        teacher's fit reports ``teacher_*`` only.
+
+    Raises:
+        TrainError: no validation split where ``split="val"``; data of another class count.
     """
     from tasgen.data import build_datasets, build_eval_loader
 
+    from .errors import TrainError
     from .setup import restore_run
 
     setup, state = restore_run(run_dir, checkpoint, device)
     spec = setup.spec
-    splits = build_datasets(spec.data)
+    data = data if data is not None else spec.data
+    splits = build_datasets(data)
+    if data is not spec.data and splits.info.num_classes != setup.plan.num_classes:
+        raise TrainError(f"the evaluation data ({splits.info.name}) has {splits.info.num_classes} classes; "
+                         f"the run's models predict {setup.plan.num_classes}")
+    if split == "val" and splits.val is None:
+        raise TrainError(f"{splits.info.name} has no validation split here (data.val_fraction is "
+                         f"{data.val_fraction}); use --split test")
     precision = resolve_precision(spec.train.precision, spec.train.channels_last, setup.device)
     names = {"student": setup.role, "assistant": "assistant", "teacher": "teacher"}
-    test_loader = build_eval_loader(splits.test, spec.data, spec.seed)
-    result: dict[str, Any] = accuracy(setup.system, test_loader, setup.device, precision, names)
-    if splits.val is not None:
-        val = accuracy(setup.system, build_eval_loader(splits.val, spec.data, spec.seed), setup.device, precision, names)
+    result: dict[str, Any] = {"epoch": int(state.get("epoch", 0)), "data": splits.info.name}
+    if split in ("test", "both"):
+        test_loader = build_eval_loader(splits.test, data, spec.seed)
+        result |= accuracy(setup.system, test_loader, setup.device, precision, names)
+        result["images"] = splits.info.num_test
+    if split in ("val", "both") and splits.val is not None:
+        val = accuracy(setup.system, build_eval_loader(splits.val, data, spec.seed), setup.device, precision, names)
         result |= {f"val_{key}": value for key, value in val.items()}
-    result["epoch"] = int(state.get("epoch", 0))
-    result["images"] = splits.info.num_test
-    result["val_images"] = splits.info.num_val
+        result["val_images"] = splits.info.num_val
     return result

@@ -18,6 +18,7 @@ from tasgen.checkpoint import find_checkpoint, load_checkpoint, read_manifest
 from tasgen.data import DataSplits, build_datasets, build_eval_loader, build_loaders
 from tasgen.data.indexed import WithIndex
 from tasgen.emit.system import Solo
+from tasgen.teacher_store import weak_teacher_message
 
 from .dist import average_buffers, barrier, is_main, rank, world_size
 from .errors import TrainError
@@ -169,6 +170,9 @@ def train_loop(
     if setup.uses_teacher and not teacher_metrics:
         teacher_metrics = _evaluate(setup.system, eval_loader, val_loader, device, precision, {"teacher": "teacher"})
         report.log(f"teacher top-1 on the test split: {teacher_metrics['teacher_top1']:.2f}%")
+        weak = weak_teacher_message(teacher_metrics["teacher_top1"], setup.plan.num_classes)
+        if weak is not None:
+            report.warn(weak)
 
     stop = setup.epochs if max_epochs is None else min(setup.epochs, max_epochs)
     tracker = engine.tracker

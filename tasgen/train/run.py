@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
+import math
 from typing import TYPE_CHECKING
 
 import torch
 
 from tasgen.checkpoint import find_checkpoint, save_weights
 from tasgen.data import DataError, DataSplits, build_datasets
+from tasgen.teacher_store import StoredTeacher, TeacherStore, teacher_fit_fields, teacher_key
 
 from .dist import barrier, default_device, init_from_env, is_main, shutdown
 from .errors import TrainError
@@ -17,12 +18,13 @@ from .loop import TrainResult, train_loop
 from .progress import RunProgress
 from .rng import deterministic, seed_everything
 from .run_folder import RunFolder
-from .setup import TEACHER_FIT_DIR, Role, build_student_setup, build_teacher_setup, run_folder
-from .weights import TEACHER_FILE, check_teacher_split, teacher_source, teacher_split_metadata
+from .setup import Role, build_student_setup, build_teacher_setup, run_folder, teacher_fit_key
+from .weights import check_teacher_split, teacher_source, teacher_split_metadata
 
 if TYPE_CHECKING:
     from tasgen.plan import Plan
     from tasgen.spec.load import LoadedSpec
+    from tasgen.spec.schema import Spec
 
 
 def train(
@@ -39,10 +41,12 @@ def train(
     """Train what a spec describes into ``<train.output_dir>/<name>/``.
 
     ``role="student"`` distils the student with ``distill.method``. Its teacher is
-    ``teacher.checkpoint``, else ``teacher.safetensors`` of the run folder, else timm's
-    pretrained weights (when their head fits); with none of these the teacher is
-    fitted first. ``role="teacher"`` fits the teacher alone with CE and writes
-    ``teacher.safetensors``.
+    ``teacher.checkpoint``, else the teacher store's fit of this spec's teacher (see
+    `tasgen.teacher_store`: shared by every run whose teacher fit is the same, whatever
+    its name), else timm's pretrained weights (when their head fits); with none of
+    these the teacher is fitted into the store first. ``role="teacher"`` fits the
+    teacher alone with CE into the store (``overwrite`` fits it again), or returns
+    the stored fit.
 
     Under torchrun (``WORLD_SIZE`` > 1) every process calls this: it joins the
     process group (NCCL on CUDA, gloo on CPU), trains its shard of each batch under
@@ -71,7 +75,9 @@ def train(
     """
     created = init_from_env()
     try:
-        lock = RunFolder(run_folder(loaded.spec)).lock() if is_main() else contextlib.nullcontext()
+        # A teacher fit writes to the store, under the store's own lock.
+        own_folder = is_main() and role != "teacher"
+        lock = RunFolder(run_folder(loaded.spec)).lock() if own_folder else contextlib.nullcontext()
         with lock:
             result = _train(loaded, role, resume, overwrite, max_epochs, device, compile_backend, quiet)
     except BaseException:
@@ -104,22 +110,23 @@ def _train(
         raise loaded.error(err.key, str(err)) from None  # at the field's line of the spec file
     with deterministic(device):
         if role == "teacher":
-            return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report, splits,
+            return _fit_teacher(loaded, plan, device, resume, max_epochs, compile_backend, report, splits,
                                 overwrite)
         source = None
         if plan.method != "none":
             source = teacher_source(spec, run_dir, plan.num_classes)
             if source is None:
                 report.log(
-                    f"[bold]no teacher weights[/] (no teacher.checkpoint, no {run_dir / TEACHER_FILE}, no pretrained "
-                    "head for these classes): fitting the teacher first"
+                    "[bold]no teacher weights[/] (no teacher.checkpoint, no stored teacher for this spec, no "
+                    "pretrained head for these classes): fitting the teacher first, into the teacher store"
                 )
-                fit_resume = find_checkpoint(RunFolder(run_dir / TEACHER_FIT_DIR).last) is not None
-                _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report,
+                _fit_teacher(loaded, plan, device, False, None, compile_backend, report,
                              build_datasets(spec.data, budget=False))
                 source = teacher_source(spec, run_dir, plan.num_classes)
                 assert source is not None
             check_teacher_split(source, splits.info)
+            if source.kind == "stored" and is_main():
+                TeacherStore().touch(source.key)
             report.log(f"teacher: {source}")
         seed_everything(spec.seed)
         setup = build_student_setup(spec, plan, run_dir, device, source, init=not resume,
@@ -130,24 +137,61 @@ def _train(
 
 
 def _fit_teacher(
-    loaded: LoadedSpec, plan: Plan, run_dir: Path, device: torch.device, resume: bool,
-    max_epochs: int | None, compile_backend: str | None, report: RunProgress, splits: DataSplits,
-    overwrite: bool = False,
+    loaded: LoadedSpec, plan: Plan, device: torch.device, resume: bool, max_epochs: int | None,
+    compile_backend: str | None, report: RunProgress, splits: DataSplits, overwrite: bool = False,
 ) -> TrainResult:
+    """Fit the spec's teacher into the teacher store, or return the stored fit.
+
+    One process fits a given teacher at a time (the store's lock); one that waited
+    finds the weights written and reuses them. A fit interrupted earlier resumes.
+    """
     spec = loaded.spec
-    seed_everything(spec.seed)
-    setup = build_teacher_setup(spec, plan, run_dir, device, init=not resume)
-    report.log(f"fitting the teacher {plan.teacher.model}: {setup.epochs} epochs -> {setup.run_dir}")
-    result = train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
-                        compile_backend=compile_backend, report=report, datasets=splits)
-    if result.finished and is_main():
-        # The split travels with the weights: a run on another split must not reuse them.
-        meta = {"plan_hash": setup.key, "role": "teacher", "seed": str(spec.seed), **teacher_split_metadata(splits.info)}
-        meta |= {key: f"{value:.4f}" for key, value in result.last.items() if key.endswith("teacher_top1")}
-        try:
-            save_weights(setup.trained_model.state_dict(), run_dir / TEACHER_FILE, meta)
-        except OSError as exc:
-            raise TrainError(f"could not write {run_dir / TEACHER_FILE}: {exc.strerror or exc}") from None
-        report.log(f"teacher written to {run_dir / TEACHER_FILE} (eval top-1 {result.last['teacher_top1']:.2f}%)")
-    barrier()  # the other ranks read the fitted teacher next
+    store = TeacherStore()
+    stored = store.teacher(teacher_key(spec, plan.num_classes))
+    lock = store.lock(stored.key, report.log) if is_main() else contextlib.nullcontext()
+    with lock:
+        barrier()  # the other ranks look into the store once rank 0 holds its lock
+        if stored.exists and not overwrite:
+            report.log(f"teacher {plan.teacher.model} is in the store: {stored.weights}")
+            return _stored_result(stored)
+        resume = resume or (not overwrite and find_checkpoint(RunFolder(stored.fit_dir).last) is not None)
+        seed_everything(spec.seed)
+        setup = build_teacher_setup(spec, plan, stored.folder, device, init=not resume)
+        report.log(f"fitting the teacher {plan.teacher.model}: {setup.epochs} epochs -> {setup.run_dir}")
+        result = train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
+                            compile_backend=compile_backend, report=report, datasets=splits)
+        if result.finished and is_main():
+            _store_teacher(store, stored, setup.trained_model.state_dict(), spec, plan, splits, result)
+            report.log(f"teacher written to {stored.weights} (test top-1 {result.last['teacher_top1']:.2f}%)")
+        barrier()  # the other ranks read the fitted teacher next
     return result
+
+
+def _store_teacher(
+    store: TeacherStore, stored: StoredTeacher, state: dict[str, torch.Tensor], spec: Spec, plan: Plan,
+    splits: DataSplits, result: TrainResult,
+) -> None:
+    # The split travels with the weights: a run on another split must not reuse them.
+    meta = {"plan_hash": teacher_fit_key(plan), "role": "teacher", "seed": str(spec.seed),
+            "store_key": stored.key, **teacher_split_metadata(splits.info)}
+    scores = {key: value for key, value in result.last.items() if key.endswith("teacher_top1")}
+    meta |= {key: f"{value:.4f}" for key, value in scores.items()}
+    try:
+        # The entry first: the weights' arrival is what makes the teacher present.
+        store.record(stored.key, {
+            "model": plan.teacher.model, "data": splits.info.name, "num_classes": plan.num_classes,
+            "image_size": plan.image_size, "seed": spec.seed, "epochs": result.epochs_done,
+            "best_top1": result.best_top1, **scores, "spec": teacher_fit_fields(spec, plan.num_classes),
+        })
+        save_weights(state, stored.weights, meta)
+    except OSError as exc:
+        raise TrainError(f"could not write the teacher to {stored.folder}: {exc.strerror or exc}") from None
+
+
+def _stored_result(stored: StoredTeacher) -> TrainResult:
+    """The `TrainResult` of a teacher fitted earlier, from its store entry."""
+    entry = stored.entry()
+    epochs = int(entry.get("epochs", 0))
+    last = {key: value for key, value in entry.items() if key.endswith("teacher_top1")}
+    return TrainResult(run_dir=stored.fit_dir, epochs_done=epochs, epochs=epochs,
+                       best_top1=float(entry.get("best_top1", last.get("teacher_top1", math.nan))), last=last)

@@ -248,7 +248,11 @@ def restore_run(run_dir: str | Path, checkpoint: str = "best", device: torch.dev
         base = folder
         source = teacher_source(spec, base, plan.num_classes) if plan.method != "none" else None
         if plan.method != "none" and source is None:
-            raise TrainError(f"the teacher's weights of {folder} are gone (no teacher.checkpoint, no {base}/teacher.safetensors)")
+            raise TrainError(
+                f"the teacher's weights of {folder} are gone (no teacher.checkpoint, no {base}/teacher.safetensors, "
+                "and the teacher store holds no fit of its teacher: removed with `tasgen teachers --remove`?). "
+                "Fit it again with `tasgen train SPEC --role teacher` on the run's spec.yaml"
+            )
         # A memory with a slot per training image (crd) is rebuilt at the size it was saved with.
         slots = [t.shape[0] for k, t in parts.get("objective", {}).items() if k.endswith("memory_student")]
         setup = build_student_setup(spec, plan, base, device, source, init=False, num_train=slots[0] if slots else None)

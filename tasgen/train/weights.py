@@ -20,17 +20,21 @@ from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 from .errors import TrainError
 
 TEACHER_FILE = "teacher.safetensors"
-"""A fitted teacher's weights, in the run folder; later student runs reuse it."""
+"""A fitted teacher's weights in a run folder, as tasgen before the teacher store wrote them."""
 
 
 @dataclass(frozen=True)
 class TeacherSource:
     """Where the teacher's weights come from."""
 
-    kind: Literal["checkpoint", "fitted", "pretrained"]
+    kind: Literal["checkpoint", "fitted", "stored", "pretrained"]
     path: Path | None = None
+    key: str | None = None
+    """The teacher store's key (kind "stored")."""
 
     def __str__(self) -> str:
+        if self.kind == "stored":
+            return f"stored teacher {self.key} ({self.path})"
         return "timm pretrained weights" if self.kind == "pretrained" else f"{self.kind} {self.path}"
 
 
@@ -38,15 +42,22 @@ def teacher_source(spec: Spec, run_dir: Path, num_classes: int) -> TeacherSource
     """The teacher's weights, in order of preference; None when the teacher must be fitted first.
 
     1. ``teacher.checkpoint`` of the spec;
-    2. ``<run_dir>/teacher.safetensors`` written by an earlier ``--role teacher``;
-    3. timm's pretrained weights, when ``pretrained: true`` and their classifier
+    2. ``<run_dir>/teacher.safetensors``, where runs of earlier tasgen versions kept
+       their fitted teacher;
+    3. the teacher store's fit of this spec's teacher (`tasgen.teacher_store`);
+    4. timm's pretrained weights, when ``pretrained: true`` and their classifier
        already has ``num_classes`` outputs (otherwise its head would be random).
     """
+    from tasgen.teacher_store import TeacherStore, teacher_key
+
     teacher = spec.teacher
     if teacher.checkpoint is not None:
         return TeacherSource("checkpoint", Path(teacher.checkpoint))
     if (run_dir / TEACHER_FILE).is_file():
         return TeacherSource("fitted", run_dir / TEACHER_FILE)
+    stored = TeacherStore().teacher(teacher_key(spec, num_classes))
+    if stored.exists:
+        return TeacherSource("stored", stored.weights, stored.key)
     if isinstance(teacher, TimmModelSpec) and teacher.pretrained and _pretrained_classes(teacher) == num_classes:
         return TeacherSource("pretrained")
     return None

@@ -212,3 +212,15 @@ def test_light_commands_do_not_import_torch(
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] in ("CODE 0", "CODE 2")
+
+
+def test_a_missing_image_folder_is_located(write_spec: WriteSpec, minimal_spec: str, tmp_path: Path) -> None:
+    write_spec(minimal_spec, "specs/base.yaml")
+    write_spec("extends: base.yaml\ndata:\n  dataset: imagefolder\n  root: images\n", "specs/x.yaml")
+    result = runner.invoke(app, ["validate", "specs/x.yaml"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    # Relative to the spec file, not to the working folder.
+    assert result.stderr == f"specs/x.yaml:4:9: data.root: the image folder does not exist: {tmp_path / 'specs' / 'images'}\n"
+    assert runner.invoke(app, ["validate", "specs/x.yaml", "--no-data"]).exit_code == 0  # written for another machine
+    (tmp_path / "specs" / "images" / "train" / "cat").mkdir(parents=True)
+    assert runner.invoke(app, ["validate", "specs/x.yaml"]).exit_code == 0

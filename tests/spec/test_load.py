@@ -397,3 +397,43 @@ def test_an_unknown_users_home_in_extends_is_a_located_error(tmp_path) -> None:
     with pytest.raises(SpecError) as err:
         load_spec(spec)
     assert "spec.yaml:1" in str(err.value) and "no-such-user-here" in str(err.value)
+
+
+# ------------------------------------------------------------------ paths
+def test_every_path_of_a_spec_file_is_relative_to_that_file(
+    write_spec: WriteSpec, minimal_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "specs" / "local-data").mkdir(parents=True)
+    (tmp_path / "specs" / "exported").mkdir()
+    (tmp_path / "specs" / "exported" / "config.json").write_text('{"architecture": "resnet18"}')
+    write_spec(
+        minimal_spec.replace("{timm: resnet18}", "{timm: 'local-dir:exported'}", 1)
+        + "train: {output_dir: ../results}\n", "specs/base.yaml",
+    )
+    spec_file = write_spec("extends: base.yaml\ndata: {dataset: hfds, name: local-data}\n", "specs/x.yaml")
+    hub = write_spec("extends: base.yaml\ndata: {dataset: imagefolder, root: ~/images}\n", "specs/hub.yaml")
+    for cwd in (tmp_path, tmp_path / "specs" / "local-data"):  # the same spec means the same, wherever run
+        monkeypatch.chdir(cwd)
+        spec = load_spec(spec_file).spec
+        assert spec.train.output_dir == tmp_path / "results"
+        assert spec.data.name == str(tmp_path / "specs" / "local-data")
+        assert spec.teacher.timm == f"local-dir:{tmp_path / 'specs' / 'exported'}"
+        assert load_spec(hub).spec.data.root == Path.home() / "images"
+    monkeypatch.chdir(tmp_path)
+    hfds = load_spec(spec_file, ["data.name=ORG/NAME"]).spec.data
+    assert hfds.name == "ORG/NAME"  # no such folder: a Hub name, left as it is
+
+
+def test_override_paths_are_relative_to_the_working_folder(
+    write_spec: WriteSpec, minimal_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_spec(minimal_spec, "specs/base.yaml")
+    spec_file = write_spec("extends: base.yaml\ndata: {dataset: imagefolder, root: images}\n", "specs/x.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert load_spec(spec_file).spec.data.root == tmp_path / "specs" / "images"
+    spec = load_spec(spec_file, ["data.root=pictures", "train.output_dir=out", "train.epochs=2"]).spec
+    assert spec.data.root == tmp_path / "pictures" and spec.train.output_dir == tmp_path / "out"
+    # A later override leaves a path resolved earlier alone.
+    assert load_spec(spec_file, ["train.output_dir=out", "data={dataset: digits}"]).spec.train.output_dir == (
+        tmp_path / "out")
+    assert load_spec(spec_file, ["train.epochs=2"]).spec.train.output_dir == Path("runs")  # the default: as is

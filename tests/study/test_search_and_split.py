@@ -47,8 +47,7 @@ def test_without_validation_best_follows_the_last_epoch(tmp_path: Path) -> None:
 
 def test_teacher_records_its_split_and_another_split_is_refused(tmp_path: Path) -> None:
     spec = write_spec_file(tmp_path, spec_dict(tmp_path, name="t", **TINY))
-    train(load_spec(spec), role="teacher", quiet=True)
-    teacher = tmp_path / "runs" / "t" / "teacher.safetensors"
+    teacher = train(load_spec(spec), role="teacher", quiet=True).run_dir.parent / "teacher.safetensors"
     with safe_open(str(teacher), framework="pt") as handle:
         meta = handle.metadata()
     assert meta["role"] == "teacher" and meta["seed"] == "0" and len(meta["split_id"]) == 16

@@ -64,7 +64,9 @@ def test_aggregate_matches_hand_computed_figures() -> None:
 
 
 # ------------------------------------------------------- a whole small study
-def test_study_two_specs_two_methods_two_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_study_two_specs_two_methods_two_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, teacher_store: Path
+) -> None:
     import tasgen.train.run as run_module
 
     fits: list[str] = []
@@ -86,13 +88,13 @@ def test_study_two_specs_two_methods_two_seeds(tmp_path: Path, monkeypatch: pyte
     for name, seed in (("pair-a", 0), ("pair-b", 7)):
         teacher = record["teachers"][name]
         assert teacher["seed"] == seed and 0 <= teacher["test_top1"] <= 100
-        assert (folder / name / "teacher.safetensors").is_file()
+        assert Path(teacher["weights"]).is_file() and Path(teacher["weights"]).parent.parent == teacher_store
     # Every run is an ordinary run folder that used the shared teacher.
     for task in study.tasks:
         saved = (task.run_dir / "spec.yaml").read_text()
         assert f"seed: {task.seed}" in saved and f"method: {task.variant}" in saved
         if task.variant == "kd":
-            assert str(folder / task.spec_name / "teacher.safetensors") in saved
+            assert record["teachers"][task.spec_name]["weights"] in saved
     assert not (folder / "pair-a" / "kd-seed0" / "teacher").exists()  # no second fit inside a run
 
     # The table against figures computed by hand from the run folders.

@@ -74,21 +74,68 @@ def test_teacher_is_not_trained(make_spec, teacher_weights):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_teacher_role_fits_once_and_student_runs_reuse_it(tmp_path):
+def test_teacher_role_fits_once_and_student_runs_reuse_it(tmp_path, teacher_store):
     import shutil
 
     from tasgen.spec.load import load_spec
+    from tasgen.teacher_store import TeacherStore
 
     from .conftest import spec_dict, write_spec_file
 
     spec = load_spec(write_spec_file(tmp_path, spec_dict(tmp_path, train={"teacher_epochs": 1})))
     fit = train(spec, role="teacher", quiet=True)
-    run = fit.run_dir.parent
-    assert fit.finished and fit.epochs == 1 and (run / "teacher.safetensors").is_file()
+    stored = fit.run_dir.parent
+    assert fit.finished and fit.epochs == 1 and (stored / "teacher.safetensors").is_file()
+    assert stored.parent == teacher_store and [t.folder for t in TeacherStore().teachers()] == [stored]
+    assert not (tmp_path / "runs" / spec.spec.name).exists()  # the fit lives in the store, not in a run
     shutil.rmtree(fit.run_dir)  # the fit's own folder; a second fit would recreate it
     result = train(spec, quiet=True)
     assert result.finished and not fit.run_dir.exists()
-    assert "teacher_top1" in json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert "teacher_top1" in json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    again = train(spec, role="teacher", quiet=True)  # stored: read, not fitted again
+    assert again.finished and again.last["teacher_top1"] == fit.last["teacher_top1"] and not fit.run_dir.exists()
+
+
+def test_runs_of_other_names_and_folders_share_the_stored_teacher(tmp_path, monkeypatch):
+    import tasgen.train.run as run_module
+    from tasgen.spec.load import load_spec
+
+    from .conftest import spec_dict, write_spec_file
+
+    fits = []
+    real_fit = run_module.train_loop
+
+    def counting(setup, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        fits.append(setup.role)
+        return real_fit(setup, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_loop", counting)
+    path = write_spec_file(tmp_path, spec_dict(tmp_path, train={"teacher_epochs": 1, "epochs": 1}))
+    first = train(load_spec(path), quiet=True)
+    other = train(load_spec(path, ["name=other", f"train.output_dir={tmp_path / 'elsewhere'}",
+                                   "data.num_workers=0", "train.log_interval=3"]), quiet=True)
+    assert fits == ["teacher", "student", "student"]  # one fit, two students
+    assert other.run_dir == tmp_path / "elsewhere" / "other" and first.run_dir != other.run_dir
+    train(load_spec(path, ["name=seed1", "seed=1"]), quiet=True)  # another seed is another teacher
+    assert fits[3:] == ["teacher", "student"]
+
+
+def test_a_teacher_barely_above_chance_is_warned_about(make_spec, monkeypatch):
+    import tasgen.train.loop as loop_module
+    from tasgen.teacher_store import weak_teacher_message
+
+    assert weak_teacher_message(15.0, 10) is not None and "chance 10.00%" in weak_teacher_message(15.0, 10)
+    assert weak_teacher_message(90.0, 10) is None and weak_teacher_message(30.0, 100) is None
+    real = loop_module._evaluate
+
+    def weak_teacher(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the teacher alone scores 15 %
+        scores = real(*args, **kwargs)
+        return {**scores, "teacher_top1": 15.0} if args[-1] == {"teacher": "teacher"} else scores
+
+    monkeypatch.setattr(loop_module, "_evaluate", weak_teacher)
+    with pytest.warns(UserWarning, match="only 15.00% top-1 on 10 classes"):
+        train(make_spec(train={"epochs": 1}), quiet=True)
+
 
 
 def test_the_loop_tells_a_method_its_epoch(make_spec, teacher_weights, monkeypatch):
