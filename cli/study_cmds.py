@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from tasgen_cli._args import SetOpt
-from tasgen_cli._errors import user_errors
+from tasgen_cli._errors import RERUN_STUDY, reported_warnings, user_errors
 
 SpecsArg = Annotated[list[Path], typer.Argument(metavar="SPEC...", help="Spec files.", show_default=False)]
 JobsOpt = Annotated[
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
         Re-running the same command skips finished runs and resumes an interrupted one.
         """
-        with user_errors():
+        with user_errors(on_interrupt=RERUN_STUDY), reported_warnings():
             from tasgen.study import arm_variant, method_variants, prepare_study, run_study
             from tasgen.study.figures import plot_study
 
@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
 
         from tasgen_cli._render import console
 
-        with user_errors():
+        with user_errors(on_interrupt=RERUN_STUDY), reported_warnings():
             from tasgen.spec.load import load_spec
             from tasgen.study import search_split
 

@@ -41,6 +41,7 @@ from tasgen.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
+from tasgen.run_metrics import METRICS_FILE, MetricsError, read_metrics
 
 from .errors import TrainError
 
@@ -49,7 +50,6 @@ try:  # POSIX; elsewhere a run folder is not locked
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
 _SPACE_MARGIN = 1.1  # the next checkpoint may be a little larger than the last (optimizer state, rows)
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -302,17 +302,10 @@ class RunFolder:
 
 def read_rows(checkpoint: Path) -> list[dict[str, Any]]:
     """The metrics rows a checkpoint holds (none for checkpoints without them)."""
-    file = checkpoint / METRICS_FILE
-    if not file.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                raise CheckpointError(f"{file}:{number}: not a JSON metrics row") from None
-    return rows
+    try:
+        return read_metrics(checkpoint / METRICS_FILE, strict=True)  # its manifest vouches for every row
+    except MetricsError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _epoch_of(folder: Path) -> int | None:
