@@ -35,6 +35,7 @@ def train(
     device: torch.device | str | None = None,
     compile_backend: str | None = None,
     quiet: bool = False,
+    accept_changes: bool = False,
 ) -> TrainResult:
     """Train what a spec describes into ``<train.output_dir>/<name>/``.
 
@@ -61,6 +62,8 @@ def train(
         device: default: this process's GPU, else the CPU.
         compile_backend: torch.compile backend when ``train.compile`` is on.
         quiet: print nothing.
+        accept_changes: with ``resume``, continue although the spec differs from the run's
+            ``spec.yaml`` (see `train_loop`); without it such a resume is refused.
 
     Returns:
         The `TrainResult` of the run (of the teacher fit for ``role="teacher"``).
@@ -73,7 +76,7 @@ def train(
     try:
         lock = RunFolder(run_folder(loaded.spec)).lock() if is_main() else contextlib.nullcontext()
         with lock:
-            result = _train(loaded, role, resume, overwrite, max_epochs, device, compile_backend, quiet)
+            result = _train(loaded, role, resume, overwrite, max_epochs, device, compile_backend, quiet, accept_changes)
     except BaseException:
         if created:  # no barrier: the other ranks may be failing too, or waiting in a collective
             shutdown(wait=False)
@@ -85,7 +88,7 @@ def train(
 
 def _train(
     loaded: LoadedSpec, role: Role, resume: bool, overwrite: bool, max_epochs: int | None,
-    device: torch.device | str | None, compile_backend: str | None, quiet: bool,
+    device: torch.device | str | None, compile_backend: str | None, quiet: bool, accept_changes: bool,
 ) -> TrainResult:
     from tasgen.compiler import plan_spec
     from tasgen.spec.load import check_data_root
@@ -100,7 +103,7 @@ def _train(
     with deterministic(device):
         if role == "teacher":
             return _fit_teacher(loaded, plan, run_dir, device, resume, max_epochs, compile_backend, report, splits,
-                                overwrite)
+                                overwrite, accept_changes)
         source = None
         if plan.method != "none":
             source = teacher_source(spec, run_dir, plan.num_classes)
@@ -111,7 +114,7 @@ def _train(
                 )
                 fit_resume = find_checkpoint(RunFolder(run_dir / TEACHER_FIT_DIR).last) is not None
                 _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report,
-                             build_datasets(spec.data, budget=False))
+                             build_datasets(spec.data, budget=False), accept_changes=accept_changes)
                 source = teacher_source(spec, run_dir, plan.num_classes)
                 assert source is not None
             check_teacher_split(source, splits.info)
@@ -120,20 +123,21 @@ def _train(
         setup = build_student_setup(spec, plan, run_dir, device, source, init=not resume)
         report.log(f"distilling {spec.name}: {plan.method}, {setup.epochs} epochs -> {run_dir}")
         return train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
-                          compile_backend=compile_backend, report=report, datasets=splits)
+                          compile_backend=compile_backend, report=report, datasets=splits,
+                          accept_changes=accept_changes)
 
 
 def _fit_teacher(
     loaded: LoadedSpec, plan: Plan, run_dir: Path, device: torch.device, resume: bool,
     max_epochs: int | None, compile_backend: str | None, report: RunProgress, splits: DataSplits,
-    overwrite: bool = False,
+    overwrite: bool = False, accept_changes: bool = False,
 ) -> TrainResult:
     spec = loaded.spec
     seed_everything(spec.seed)
     setup = build_teacher_setup(spec, plan, run_dir, device, init=not resume)
     report.log(f"fitting the teacher {plan.teacher.model}: {setup.epochs} epochs -> {setup.run_dir}")
     result = train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
-                        compile_backend=compile_backend, report=report, datasets=splits)
+                        compile_backend=compile_backend, report=report, datasets=splits, accept_changes=accept_changes)
     if result.finished and is_main():
         # The split travels with the weights: a run on another split must not reuse them.
         meta = {"plan_hash": setup.key, "role": "teacher", "seed": str(spec.seed), **teacher_split_metadata(splits.info)}

@@ -1,0 +1,63 @@
+"""A run's spec.yaml is the record of what it trained: a resume under another spec says what
+differs and needs --accept-changes; a run without last/ is resumed from best/."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tasgen.train import TrainError, train
+from tasgen_cli.app import app
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _files(run_dir):
+    # The run's files but the pictures (`tasgen train` redraws them) and the lock.
+    return {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")
+            if p.is_file() and p.name != ".lock" and not p.name.startswith("curves.")}
+
+
+def test_resume_under_another_spec_is_refused_then_accepted_explicitly(make_spec, tmp_path):
+    short = make_spec(name="short", train={"epochs": 1})
+    first = train(short, quiet=True)
+    before = _files(first.run_dir)
+
+    longer = make_spec("longer.yaml", name="short")  # the spec file's 2 epochs, without the override
+    with pytest.raises(TrainError) as err:
+        train(longer, resume=True, quiet=True)
+    message = str(err.value)
+    assert "train.epochs (1 -> 2)" in message and "--accept-changes" in message
+    assert f"tasgen train {first.run_dir / 'spec.yaml'} --resume" in message
+    assert _files(first.run_dir) == before  # nothing trained, nothing written
+
+    out = CliRunner().invoke(app, ["train", str(longer.path), "--resume"])
+    assert out.exit_code == 2 and "Traceback" not in out.output and "train.epochs (1 -> 2)" in out.output
+    # What the message offers: the record itself resumes (a finished run: nothing to do).
+    out = CliRunner().invoke(app, ["train", str(first.run_dir / "spec.yaml"), "--resume"])
+    assert out.exit_code == 0, out.output
+    # A key the result does not depend on is no change.
+    assert train(make_spec("log.yaml", name="short", train={"epochs": 1, "log_interval": 3}), resume=True,
+                 quiet=True).epochs_done == 1
+    assert _files(first.run_dir) == before
+
+    with pytest.warns(UserWarning, match=r"under changed settings: train\.epochs \(1 -> 2\)"):
+        extended = train(longer, resume=True, accept_changes=True, quiet=True)
+    assert extended.finished and [r["epoch"] for r in _rows(extended.run_dir)] == [1, 2]
+    assert yaml.safe_load((first.run_dir / "spec.yaml").read_text())["train"]["epochs"] == 2
+    assert yaml.safe_load((first.run_dir / "spec.until-epoch-1.yaml").read_text())["train"]["epochs"] == 1
+    # The second epoch ran on the new spec's schedule (not at the old schedule's floor).
+    whole = train(make_spec("whole.yaml", name="whole"), quiet=True)
+    assert _rows(extended.run_dir)[1]["lr"] == pytest.approx(_rows(whole.run_dir)[1]["lr"])
+
+
+def test_resume_of_a_stopped_run_with_another_lr_is_refused(make_spec):
+    train(make_spec(name="lr"), max_epochs=1, quiet=True)
+    with pytest.raises(TrainError, match=r"train\.optimizer\.lr \(0\.05 -> 0\.01\)"):
+        train(make_spec(name="lr", train={"optimizer": {"lr": 0.01}}), resume=True, quiet=True)
+    assert train(make_spec(name="lr"), resume=True, quiet=True).finished
