@@ -13,7 +13,7 @@ from tasgen.checkpoint import (
 )
 
 from .errors import TrainError
-from .run_folder import RunFolder
+from .run_folder import RunFolder, check_outside_runs
 
 
 def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str = "best", ema: bool = False) -> Path:
@@ -34,13 +34,15 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
         ``out_path``.
 
     Raises:
-        TrainError: no checkpoint, or no EMA weights in it.
+        TrainError: no checkpoint, or no EMA weights in it; ``out_path`` is a file of a run folder.
         CheckpointError: a corrupt checkpoint, or one that fails its integrity check.
         SpecError: the run's spec.yaml does not load.
     """
     from tasgen.spec.load import load_run_spec
 
     folder = RunFolder(Path(run_dir))
+    out = Path(out_path)
+    check_outside_runs([out], folder.path)
     found = folder.checkpoint(checkpoint)  # verified against its manifest
     parts = split_prefixes(read_weights(found / "model.safetensors"))
     prefix = "ema" if ema else "student" if "student" in parts else "teacher"
@@ -60,7 +62,6 @@ def export_student(run_dir: str | Path, out_path: str | Path, *, checkpoint: str
         meta |= {"timm": model["timm"], "kwargs": json.dumps(model.get("kwargs", {}))}
     else:
         meta["backbone"] = json.dumps({k: v for k, v in model.items() if k not in ("checkpoint",)})
-    out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_weights(parts[prefix], out, meta)
     return out

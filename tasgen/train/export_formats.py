@@ -22,7 +22,7 @@ from tasgen.spec.schema import BackboneSpec, TimmModelSpec
 
 from .errors import TrainError
 from .export import export_student
-from .run_folder import RunFolder
+from .run_folder import RunFolder, check_outside_runs
 
 __all__ = ["ONNX_ATOL", "export_onnx", "export_timm", "exported_model"]
 
@@ -89,6 +89,7 @@ def export_timm(
     """
     import timm.models
 
+    check_outside_runs([Path(out_dir) / name for name in ("model.safetensors", "config.json")], Path(run_dir))
     model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
     if info["timm"] is None:
         raise TrainError(
@@ -127,8 +128,9 @@ def export_onnx(
     Raises:
         TrainError: the export failed, or onnxruntime disagrees with PyTorch.
     """
-    model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
     out = Path(out_path)
+    check_outside_runs([out], Path(run_dir))
+    model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = info["image_size"]
     sample = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))

@@ -353,6 +353,46 @@ def read_rows(checkpoint: Path) -> list[dict[str, Any]]:
         raise CheckpointError(str(exc)) from None
 
 
+def check_outside_runs(targets: list[Path], source: Path) -> None:
+    """Refuse to write over a file of a run folder (any run's, not only ``source``'s).
+
+    Each target is resolved (``..`` and symlinks, the last component too: writers follow
+    it) before it is placed. Refused: an existing file inside a folder tasgen trained in
+    (it holds ``.lock``, or ``spec.yaml`` and ``plan.json``) or a study folder; anything
+    inside a checkpoint folder (it holds ``manifest.json`` and is replaced whole by the
+    next commit); a hard link to one of ``source``'s files.
+
+    Args:
+        targets: the files an export would write.
+        source: the run folder exported from.
+
+    Raises:
+        TrainError: naming the target, the file it would overwrite, and the run.
+    """
+    own = {(s.st_dev, s.st_ino) for s in (f.stat() for f in source.rglob("*") if f.is_file())}
+    for target in targets:
+        real = Path(os.path.realpath(target))
+        owner = next((p for p in real.parents if _is_run_folder(p)), None)
+        exists = real.is_file() or real.is_dir()
+        linked = real.is_file() and (real.stat().st_dev, real.stat().st_ino) in own
+        checkpoint_folder = (real.parent / MANIFEST_FILE).is_file()
+        if (owner is not None and exists) or checkpoint_folder or linked:
+            where = owner or source
+            what = (f"it would replace {real}, a file of the run folder {where} (eval, export and --resume rely "
+                    "on its files)" if exists else
+                    f"it would go into the checkpoint folder {real.parent} of {where}, which the next epoch replaces whole")
+            raise TrainError(f"refusing to write {target}: {what}. Write the export outside the run folders, "
+                             "e.g. -o student.safetensors.")
+
+
+def _is_run_folder(folder: Path) -> bool:
+    """A folder tasgen trained in or wrote a study to: its files belong to the run."""
+    from tasgen.study.table import STUDY_FILE
+
+    return ((folder / LOCK_FILE).is_file() or (folder / STUDY_FILE).is_file()
+            or ((folder / "spec.yaml").is_file() and (folder / "plan.json").is_file()))
+
+
 def spec_changes(before: Any, now: Any, path: str = "") -> list[tuple[str, Any, Any]]:
     """``(dotted key, before, now)`` for every leaf that differs between two spec dumps."""
     if isinstance(before, dict) and isinstance(now, dict):
