@@ -281,9 +281,9 @@ def _worker_init(threads: int) -> None:
 
 
 def _resume_flag(run_dir: Path) -> bool:
-    from tasgen.checkpoint import find_checkpoint
+    from tasgen.train.run_folder import RunFolder
 
-    return find_checkpoint(run_dir / "last") is not None
+    return RunFolder(run_dir).resumable() is not None
 
 
 Progress = Callable[[str, dict[str, Any]], None]

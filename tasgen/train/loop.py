@@ -131,9 +131,10 @@ def train_loop(
     start, step, best, best_epoch = 0, 0, -math.inf, 0
     rows: list[dict[str, Any]] = []
     if resume:
-        found = find_checkpoint(folder.last)
+        found = folder.resumable()
         if found is None:
-            raise TrainError(f"nothing to resume: {folder.last} does not exist. Run without --resume to start.")
+            raise TrainError(f"nothing to resume: {folder.path} holds no checkpoint (no last/ or best/). "
+                             "Run without --resume to start.")
         parts, state = load_checkpoint(found)  # verified against its manifest
         if state.get("plan_hash") != setup.key:
             raise TrainError(_changed_plan(found, state, setup, folder))
@@ -162,6 +163,9 @@ def train_loop(
                 report.warn(f"resuming {folder.path} under changed settings: {describe_changes(changes)}. "
                             f"spec.yaml now records them; the settings of epochs 1-{start} are kept in {kept}.")
         barrier()
+        if find_checkpoint(folder.last) is None:
+            report.warn(f"{folder.last} is gone: resuming from {found} (epoch {start}); the epochs after it are "
+                        "trained again")
         report.log(f"resuming {folder.path} after epoch {start} (step {step})")
     elif is_main():
         removed = folder.start_fresh(_spec_yaml(spec), setup.plan.to_json(), overwrite=overwrite)

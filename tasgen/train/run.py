@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tasgen.checkpoint import find_checkpoint, save_weights
+from tasgen.checkpoint import save_weights
 from tasgen.data import DataSplits, build_datasets
 
 from .dist import barrier, default_device, init_from_env, is_main, shutdown
@@ -112,7 +112,7 @@ def _train(
                     f"[bold]no teacher weights[/] (no teacher.checkpoint, no {run_dir / TEACHER_FILE}, no pretrained "
                     "head for these classes): fitting the teacher first"
                 )
-                fit_resume = find_checkpoint(RunFolder(run_dir / TEACHER_FIT_DIR).last) is not None
+                fit_resume = RunFolder(run_dir / TEACHER_FIT_DIR).resumable() is not None
                 _fit_teacher(loaded, plan, run_dir, device, fit_resume, None, compile_backend, report,
                              build_datasets(spec.data, budget=False), accept_changes=accept_changes)
                 source = teacher_source(spec, run_dir, plan.num_classes)

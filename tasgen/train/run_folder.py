@@ -168,14 +168,25 @@ class RunFolder:
         found = [name for name in names if (self.path / name).exists()]
         return found + sorted(p.name for p in self.path.glob("spec.until-epoch-*.yaml"))
 
+    def resumable(self) -> Path | None:
+        """The checkpoint ``--resume`` continues from: ``last/``, else ``best/`` when ``last/`` is gone.
+
+        ``best/`` is a whole commit of an earlier epoch (weights, training state, its
+        rows), so a run whose ``last/`` was deleted resumes from it and trains the
+        epochs after it again, to the same weights.
+        """
+        return find_checkpoint(self.last) or find_checkpoint(self.best)
+
     def describe(self) -> str:
         """``"finished after epoch 3 of 3"``-style words for the run held in the folder."""
-        found = find_checkpoint(self.last)
+        found = self.resumable()
         with contextlib.suppress(CheckpointError):
             if found is not None:
                 manifest = read_manifest(found)
                 epoch, epochs = manifest.get("epoch"), manifest.get("epochs")
                 if isinstance(epoch, int) and isinstance(epochs, int):
+                    if find_checkpoint(self.last) is None:
+                        return f"a run whose last/ is gone; its best/ holds epoch {epoch} of {epochs}"
                     state = "finished" if epoch >= epochs else "stopped"
                     return f"a run {state} after epoch {epoch} of {epochs}"
         return "an earlier run"

@@ -61,3 +61,24 @@ def test_resume_of_a_stopped_run_with_another_lr_is_refused(make_spec):
     with pytest.raises(TrainError, match=r"train\.optimizer\.lr \(0\.05 -> 0\.01\)"):
         train(make_spec(name="lr", train={"optimizer": {"lr": 0.01}}), resume=True, quiet=True)
     assert train(make_spec(name="lr"), resume=True, quiet=True).finished
+
+
+def test_a_run_without_last_resumes_from_best_and_both_messages_say_so(make_spec):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    spec = make_spec(name="lost")
+    first = train(spec, max_epochs=1, quiet=True)
+    shutil.rmtree(first.run_dir / "last")
+    with pytest.raises(TrainError) as err:  # a fresh start points to --resume ...
+        train(spec, quiet=True)
+    assert "last/ is gone; its best/ holds epoch 1 of 2" in str(err.value) and "--resume continues it" in str(err.value)
+    with pytest.warns(UserWarning, match="is gone: resuming from .*best"):  # ... and --resume does it
+        resumed = train(spec, resume=True, quiet=True)
+    assert resumed.finished and [r["epoch"] for r in _rows(resumed.run_dir)] == [1, 2]
+
+    whole = train(make_spec("whole.yaml", name="whole"), quiet=True)
+    a, b = (load_file(run / "last" / "model.safetensors") for run in (whole.run_dir, resumed.run_dir))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
