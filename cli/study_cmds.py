@@ -103,7 +103,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train every spec with every method and seed; print mean ± std of test top-1 and the gain over `none`.
 
-        Re-running the same command skips finished runs and resumes an interrupted one.
+        Re-running the same command skips finished runs and resumes an interrupted one; a re-run with other
+        settings in the same folder is refused, naming the runs and the keys that differ.
         """
         with user_errors(on_interrupt=RERUN_STUDY), reported_warnings():
             from tasgen.study import arm_variant, method_variants, prepare_study, run_study

@@ -301,6 +301,9 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
 
     Returns:
         The study record also written to ``study.json`` (see `write_study`).
+
+    Raises:
+        StudyError: the folder holds runs trained with other settings (see `check_reuse`).
     """
     report = progress or (lambda event, info: None)
     check_reuse(study)  # before anything trains: a folder of other settings is refused whole
