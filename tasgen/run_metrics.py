@@ -43,15 +43,16 @@ def read_metrics(file: str | Path, *, strict: bool = False) -> list[dict[str, An
 
     Raises:
         MetricsError: a row that is not a JSON object (the last one only when ``strict``),
-            or a file that is not UTF-8 text.
+            or a file that cannot be read.
     """
     path = Path(file)
     if not path.is_file():
         return []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise MetricsError(f"{path} is not a tasgen metrics file (not UTF-8 text)") from None
+        # Rows are ASCII JSON; undecodable bytes make their row unreadable, not the file.
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise MetricsError(f"cannot read {path}: {exc.strerror or exc}") from None
     numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     rows: list[dict[str, Any]] = []
     for index, (number, line) in enumerate(numbered):

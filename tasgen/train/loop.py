@@ -142,7 +142,7 @@ def train_loop(
         # what would change and needs accept_changes to change it.
         changes = folder.spec_changes(spec)
         if changes and not accept_changes:
-            raise TrainError(_changed_spec(folder, changes, state["epoch"]))
+            raise TrainError(_changed_spec(folder, changes, state["epoch"], setup.role))
         load_trainable(setup.optimised, parts, str(found))
         if ema is not None:  # EMA switched on since the checkpoint: start it from the weights
             ema.module.load_state_dict(parts.get("ema") or setup.trained_model.state_dict())
@@ -297,13 +297,14 @@ def _spec_yaml(spec: Any) -> str:
     return yaml.safe_dump(dump, sort_keys=False)
 
 
-def _changed_spec(folder: RunFolder, changes: list[tuple[str, Any, Any]], epoch: int) -> str:
+def _changed_spec(folder: RunFolder, changes: list[tuple[str, Any, Any]], epoch: int, role: str) -> str:
     """Why a resume stops when the spec differs from the run's record, and the ways forward."""
+    role_flag = " --role teacher" if role == "teacher" else ""  # a teacher fit's record names the run above it
     return (
         f"refusing to resume {folder.path}: the spec differs from the {folder.spec_file} its {epoch} "
         f"epoch{'s were' if epoch != 1 else ' was'} trained with: {describe_changes(changes)}. "
         f"To continue the run as recorded, leave the changes out (or resume the record itself: "
-        f"`tasgen train {folder.spec_file} --resume`). To continue it under the new settings, add "
+        f"`tasgen train {folder.spec_file}{role_flag} --resume`). To continue it under the new settings, add "
         f"--accept-changes (spec.yaml is rewritten; the old one is kept as spec.until-epoch-{epoch}.yaml). "
         "Or start a new run (another name: --set name=...), or start this one over with --overwrite."
     )

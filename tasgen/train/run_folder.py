@@ -383,7 +383,7 @@ def check_outside_runs(targets: list[Path], source: Path) -> None:
     own = {(s.st_dev, s.st_ino) for s in (f.stat() for f in source.rglob("*") if f.is_file())}
     for target in targets:
         real = Path(os.path.realpath(target))
-        owner = next((p for p in real.parents if _is_run_folder(p)), None)
+        owner = next((p for p in (real, *real.parents) if _is_run_folder(p)), None)
         exists = real.is_file() or real.is_dir()
         linked = real.is_file() and (real.stat().st_dev, real.stat().st_ino) in own
         checkpoint_folder = (real.parent / MANIFEST_FILE).is_file()

@@ -26,6 +26,7 @@ def test_export_refuses_the_files_of_run_folders(two_runs, tmp_path):
     os.link(run / "last" / "model.safetensors", tmp_path / "hard.safetensors")
     refused = [
         ["-o", str(run / "best" / "model.safetensors")],              # the run's own best weights
+        ["-o", str(run)],                                            # the run folder itself
         ["-o", str(run / "best" / "extra.safetensors")],              # into a checkpoint folder
         ["-o", str(other / "metrics.jsonl")],                        # another run's file
         ["-o", str(run / ".." / "b" / "spec.yaml")],                 # through ..

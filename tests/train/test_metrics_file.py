@@ -31,6 +31,10 @@ def test_a_torn_last_row_is_dropped_with_a_warning_and_a_damaged_row_refused(tmp
         assert read_metrics(file) == rows[:2]
     with pytest.raises(MetricsError, match=rf"{file}:3: not a JSON metrics row"):
         read_metrics(file, strict=True)
+    whole = "".join(json.dumps(r) + "\n" for r in rows[:2]).encode()
+    file.write_bytes(whole + b'{"epoch": 3, "\xe2\x82')  # cut inside a character: still a torn row
+    with pytest.warns(MetricsWarning, match=rf"{file}:3: the last metrics row is torn"):
+        assert read_metrics(file) == rows[:2]
     file.write_text(json.dumps(rows[0]) + '\n{"epoch": 2, "stud\n' + json.dumps(rows[2]) + "\n")
     with pytest.raises(MetricsError, match=rf"{file}:2: not a JSON metrics row"):
         read_metrics(file)

@@ -63,6 +63,16 @@ def test_resume_of_a_stopped_run_with_another_lr_is_refused(make_spec):
     assert train(make_spec(name="lr"), resume=True, quiet=True).finished
 
 
+def test_a_teacher_fit_resumed_under_another_spec_names_its_own_record(make_spec):
+    fit = train(make_spec(name="fit"), role="teacher", max_epochs=1, quiet=True)
+    with pytest.raises(TrainError) as err:
+        train(make_spec(name="fit", train={"optimizer": {"lr": 0.01}}), role="teacher", resume=True, quiet=True)
+    record = fit.run_dir / "spec.yaml"
+    assert f"`tasgen train {record} --role teacher --resume`" in str(err.value)
+    out = CliRunner().invoke(app, ["train", str(record), "--role", "teacher", "--resume"])
+    assert out.exit_code == 0 and "finished" in out.output, out.output
+
+
 def test_a_run_without_last_resumes_from_best_and_both_messages_say_so(make_spec):
     import shutil
 
