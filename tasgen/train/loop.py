@@ -162,10 +162,10 @@ def train_loop(
                 kept = folder.record_changed_spec(_spec_yaml(spec), start)
                 report.warn(f"resuming {folder.path} under changed settings: {describe_changes(changes)}. "
                             f"spec.yaml now records them; the settings of epochs 1-{start} are kept in {kept}.")
+            if find_checkpoint(folder.last) is None:
+                report.warn(f"{folder.last} is gone: resuming from {found} (epoch {start}); the epochs after it are "
+                            "trained again")
         barrier()
-        if find_checkpoint(folder.last) is None:
-            report.warn(f"{folder.last} is gone: resuming from {found} (epoch {start}); the epochs after it are "
-                        "trained again")
         report.log(f"resuming {folder.path} after epoch {start} (step {step})")
     elif is_main():
         removed = folder.start_fresh(_spec_yaml(spec), setup.plan.to_json(), overwrite=overwrite)
@@ -316,13 +316,17 @@ def _load_optimizer_under_new_settings(
     """The checkpoint's optimizer slots (momentum, moments) under the new spec's hyper-parameters.
 
     ``load_state_dict`` would bring back the recorded learning rate, weight decay and
-    momentum; the new spec's are put back over them. Another optimizer starts with
-    fresh slots (SGD's momentum means nothing to AdamW).
+    momentum; the new spec's are put back over them. Another optimizer, or parameters
+    grouped otherwise (weight decay switched on or off), starts with fresh slots (SGD's
+    momentum means nothing to AdamW).
     """
     if any(key == "train.optimizer.name" for key, _, _ in changes):
         return
     settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-    optimizer.load_state_dict(state)
+    try:
+        optimizer.load_state_dict(state)
+    except ValueError:  # another number or size of parameter groups
+        return
     for group, new in zip(optimizer.param_groups, settings, strict=True):
         group.update(new)
 

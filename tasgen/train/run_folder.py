@@ -201,8 +201,8 @@ class RunFolder:
         from tasgen.spec.load import load_run_spec
 
         if not self.spec_file.is_file():
-            raise TrainError(f"{self.path} lacks spec.yaml, the record of what its checkpoints were trained with; "
-                             "start the run over with --overwrite")
+            raise TrainError(f"{self.path} lacks spec.yaml, the record of what its checkpoints were trained with: "
+                             "restore it, or start the run over with --overwrite")
         return load_run_spec(self.spec_file).spec.model_dump(mode="json")
 
     def spec_changes(self, spec: Spec) -> list[tuple[str, Any, Any]]:
