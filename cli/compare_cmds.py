@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tasgen_cli._errors import USER_ERROR_EXIT, user_errors
+from tasgen_cli._errors import USER_ERROR_EXIT, reported_warnings, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         if markdown:
             typer.echo("error: --markdown prints a study folder's table; give one folder that holds study.json", err=True)
             raise typer.Exit(USER_ERROR_EXIT)
-        with user_errors():
+        with user_errors(), reported_warnings():
             runs = [summarise_run(d) for d in run_dirs]
         table = Table(title="test top-1 % (student: last epoch, and at the epoch validation chose; top-5 is the "
                       "student's, last epoch)", title_justify="left", box=box.SIMPLE_HEAD)

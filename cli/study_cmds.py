@@ -10,7 +10,7 @@ import typer
 
 from tasgen.study.runner import METHODS
 from tasgen_cli._args import SetOpt
-from tasgen_cli._errors import say_created, user_errors
+from tasgen_cli._errors import RERUN_STUDY, reported_warnings, say_created, user_errors
 
 SpecsArg = Annotated[list[Path], typer.Argument(metavar="SPEC...", help="Spec files.", show_default=False)]
 JobsOpt = Annotated[
@@ -108,12 +108,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train every spec with every method and seed; print mean ± std of test top-1 and the gain over `none`.
 
-        Re-running the same command skips finished runs and resumes an interrupted one.
+        Re-running the same command skips finished runs and resumes an interrupted one; a re-run with other
+        settings in the same folder is refused, naming the runs and the keys that differ.
         """
         from tasgen.output import missing_folders
 
         created = missing_folders(output, kind="folder")[:-1]  # the study folder itself is announced below
-        with user_errors():
+        with user_errors(on_interrupt=RERUN_STUDY), reported_warnings():
             from tasgen.output import check_output
             from tasgen.study import arm_variant, method_variants, prepare_study, run_study
             from tasgen.study.figures import plot_study
@@ -146,7 +147,7 @@ def register(app: typer.Typer) -> None:
 
         from tasgen_cli._render import print_table
 
-        with user_errors():
+        with user_errors(on_interrupt=RERUN_STUDY), reported_warnings():
             from tasgen.output import missing_folders
             from tasgen.spec.load import load_spec
             from tasgen.study import search_split

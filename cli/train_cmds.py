@@ -41,6 +41,10 @@ def train_command(
         int | None,
         typer.Option("--epochs", min=1, help="Stop after this epoch; the schedule still spans train.epochs (continue with --resume)."),
     ] = None,
+    accept_changes: Annotated[
+        bool, typer.Option("--accept-changes", help="With --resume: continue although the spec differs from the run's "
+                           "spec.yaml (rewritten; the old one is kept as spec.until-epoch-N.yaml).")
+    ] = False,
     nproc: Annotated[
         int,
         typer.Option("--nproc", min=1, help="Train in N processes on this machine (DDP through torchrun; one per GPU). "
@@ -50,6 +54,8 @@ def train_command(
     """Train: distil the student of SPEC into <train.output_dir>/<name>/."""
     if resume and overwrite:
         raise typer.BadParameter("--resume continues the run, --overwrite starts it over: give one")
+    if accept_changes and not resume:
+        raise typer.BadParameter("--accept-changes lets --resume continue under a changed spec: add --resume")
     if "LOCAL_RANK" in os.environ:  # a worker of `--nproc`'s torchrun: stop when torchrun dies
         from tasgen.parent_death import die_with_parent_from_env
 
@@ -63,6 +69,7 @@ def train_command(
         args = [str(spec), *(a for value in set_ or [] for a in ("--set", value)), "--role", role.value]
         args += ["--resume"] if resume else []
         args += ["--overwrite"] if overwrite else []
+        args += ["--accept-changes"] if accept_changes else []
         args += ["--epochs", str(epochs)] if epochs is not None else []
         raise typer.Exit(launch(nproc, args))
     with user_errors():
@@ -70,7 +77,8 @@ def train_command(
         from tasgen.train import train
 
         loaded = load_spec(spec, set_ or [])
-        result = train(loaded, role=role.value, resume=resume, overwrite=overwrite, max_epochs=epochs)
+        result = train(loaded, role=role.value, resume=resume, overwrite=overwrite, max_epochs=epochs,
+                       accept_changes=accept_changes)
     if os.environ.get("RANK", "0") != "0":
         return
     from tasgen.study.figures import plot_run

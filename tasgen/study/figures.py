@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tasgen.run_metrics import METRICS_FILE, read_metrics
 
 __all__ = ["plot_run", "plot_study"]
 
@@ -105,10 +106,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         The files written (none when the run has no finished epoch).
     """
     folder = Path(run_dir)
-    metrics = folder / "metrics.jsonl"
-    if not metrics.is_file():
-        return []
-    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_metrics(folder / METRICS_FILE)
     if not rows:
         return []
     plt = _pyplot()

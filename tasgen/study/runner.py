@@ -13,7 +13,9 @@ A variant is a name and the ``--set`` overrides that make it (a method of the
 study: ``distill.method=kd``; a candidate of the split search:
 ``assistant.split=2``...). Finished runs are read, not trained again; an
 interrupted one resumes from its ``last/`` checkpoint, so re-running the same command
-after a kill finishes the study.
+after a kill finishes the study. Only a run (or a shared teacher) whose ``spec.yaml``
+equals the spec the study would train is reused: a study re-run with other settings
+in the same folder is refused, naming what differs.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ from tasgen.output import prepare_output
 from tasgen.spec.load import LoadedSpec, load_spec
 from tasgen.teacher_store import WEIGHTS_FILE, StoredTeacher, weak_teacher_message
 
-from .table import StudyError, read_run, read_study, write_study
+from .table import STUDY_FILE, StudyError, read_run, read_study, write_study
 
-__all__ = ["METHODS", "RunTask", "Study", "Variant", "arm_variant", "method_variants", "prepare_study", "run_study"]
+__all__ = [
+    "METHODS", "RunTask", "Study", "Variant", "arm_variant", "check_reuse", "method_variants", "prepare_study",
+    "run_study",
+]
 
 METHODS = ("none", "kd", "fitnet", "crd", "dkd", "dist", "ofa", "tas")
 """The methods a study compares by default (the paper's baselines, then OFA and TAS); any
@@ -208,6 +213,79 @@ def _teacher_overrides(study: Study, name: str) -> tuple[str, ...]:
     return (*study.overrides, f"name={name}", f"train.output_dir={study.folder}")
 
 
+def _teacher_weights(study: Study, name: str) -> Path:
+    """Where spec ``name``'s shared teacher is (or will be, once fitted): the study folder's own
+    file for a study made before the teacher store, else the store's entry for its key."""
+    legacy = _legacy_teacher_file(study.folder, name)
+    if legacy.is_file():
+        return legacy
+    from tasgen.compiler import num_classes
+    from tasgen.teacher_store import TeacherStore, teacher_key
+
+    spec = load_spec(study.specs[name], _teacher_overrides(study, name)).spec
+    return TeacherStore().teacher(teacher_key(spec, num_classes(spec))).weights
+
+
+def _student_overrides(study: Study, task: RunTask) -> tuple[str, ...]:
+    # The shared teacher is named by its absolute path: the run's spec.yaml records it so.
+    teacher = () if study.teacher_given[task.spec_name] else (
+        f"teacher.checkpoint={_teacher_weights(study, task.spec_name).absolute()}",)
+    return (*task.overrides, *teacher)
+
+
+def check_reuse(study: Study) -> None:
+    """Refuse a study folder whose runs or teachers were trained with other settings than ``study`` gives them.
+
+    A run folder (or a spec's teacher fit) that the study would reuse or resume must
+    record in its ``spec.yaml`` the spec the study would train there now; keys no result
+    depends on (``RESULT_NEUTRAL_KEYS``) may differ.
+
+    Raises:
+        StudyError: naming each such run with the keys that differ, and the ways forward.
+        SpecError: a run's spec.yaml does not load (located).
+    """
+    places = [(study.folder / name / "teacher", path, _teacher_overrides(study, name))
+              for name, path in study.specs.items() if not study.teacher_given[name]]
+    places += [(task.run_dir, task.spec_path, _student_overrides(study, task)) for task in study.tasks]
+    conflicts = [c for c in (_reuse_conflict(*place) for place in places) if c is not None]
+    if not conflicts:
+        return
+    shown = "; ".join(conflicts[:4]) + (f"; and {len(conflicts) - 4} more" if len(conflicts) > 4 else "")
+    earlier = _earlier_overrides(study.folder)
+    raise StudyError(
+        f"{study.folder} holds runs trained with other settings than this study gives them: {shown}. "
+        "A study reuses or resumes a run only when it was trained with the spec it would train now, so its table "
+        "never mixes settings. Write this study to another folder (-o), or re-run it with the settings of the "
+        f"runs it holds{earlier}, or remove those run folders to train them again."
+    )
+
+
+def _reuse_conflict(run_dir: Path, spec_path: Path, overrides: tuple[str, ...]) -> str | None:
+    """What keeps the study from reusing ``run_dir`` (None when nothing does, or it holds no run yet)."""
+    from tasgen.train.run_folder import RunFolder, describe_changes
+
+    folder = RunFolder(run_dir)
+    if not folder.spec_file.is_file():
+        held = folder.leftovers()
+        return f"{run_dir} holds {', '.join(held)} but no spec.yaml to tell what they were trained with" if held else None
+    changes = folder.spec_changes(load_spec(spec_path, overrides).spec)
+    return f"{run_dir}: {describe_changes(changes)}" if changes else None
+
+
+def _earlier_overrides(folder: Path) -> str:
+    """`` (study.json records --set a=1 --set b=2)``, or nothing when no earlier record says."""
+    import json
+
+    try:
+        earlier = json.loads((folder / STUDY_FILE).read_text(encoding="utf-8"))["config"]["overrides"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if not isinstance(earlier, list):
+        return ""
+    given = " ".join(f"--set {o}" for o in earlier)
+    return f" ({STUDY_FILE} records {given or 'no --set'} for the last run of the study)"
+
+
 def _finished(run_dir: Path, epochs: int) -> dict[str, Any] | None:
     result = read_run(run_dir)
     return result if result is not None and result["epochs"] >= epochs else None
@@ -232,9 +310,9 @@ def _worker_init(threads: int, parent: int) -> None:
 
 
 def _resume_flag(run_dir: Path) -> bool:
-    from tasgen.checkpoint import find_checkpoint
+    from tasgen.train.run_folder import RunFolder
 
-    return find_checkpoint(run_dir / "last") is not None
+    return RunFolder(run_dir).resumable() is not None
 
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -255,8 +333,10 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
 
     Raises:
         OutputError: the study folder cannot be written (a file, read-only).
+        StudyError: the folder holds runs trained with other settings (see `check_reuse`).
     """
     report = progress or (lambda event, info: None)
+    check_reuse(study)  # before anything trains: a folder of other settings is refused whole
     prepare_output(study.folder, kind="folder", resumable=True)  # an existing study folder is continued
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -329,10 +409,7 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
         while queue or running:
             while queue and (pool is None and not running or pool is not None and len(running) < jobs):
                 task = queue.pop(0)
-                # The shared teacher exists only now (fitted above), so it is named here.
-                teacher = () if study.teacher_given[task.spec_name] else (
-                    f"teacher.checkpoint={weights[task.spec_name].absolute()}",)
-                running[submit(_train_one, task.spec_path, (*task.overrides, *teacher), "student",
+                running[submit(_train_one, task.spec_path, _student_overrides(study, task), "student",
                                _resume_flag(task.run_dir))] = task
             completed, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in completed:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tasgen.run_metrics import METRICS_FILE, read_metrics
+
 __all__ = [
     "RUN_COLUMNS",
     "StudyError",
@@ -42,15 +44,14 @@ class StudyError(Exception):
 def read_run(run_dir: Path) -> dict[str, Any] | None:
     """The metrics of one run folder, or None when it has no finished epoch.
 
+    A torn last row is left out with a warning (see `read_metrics`).
+
     Returns:
         ``{"epochs", "test_top1", "test_top1_at_best_val", "best_val_top1", "best_epoch",
         "assistant_test_top1", "teacher_test_top1", "seconds", "curve", "val_curve"}``;
         ``curve`` is the test top-1 per epoch, ``val_curve`` the validation top-1.
     """
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.is_file():
-        return None
-    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_metrics(run_dir / METRICS_FILE)
     if not rows:
         return None
     role = "teacher" if "teacher_top1" in rows[-1] and "student_top1" not in rows[-1] else "student"

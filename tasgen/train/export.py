@@ -14,7 +14,7 @@ from tasgen.checkpoint import (
 from tasgen.output import check_output, written_file
 
 from .errors import TrainError
-from .run_folder import RunFolder
+from .run_folder import RunFolder, check_outside_runs
 
 
 def export_student(
@@ -39,7 +39,7 @@ def export_student(
 
     Raises:
         OutputError: ``out_path`` cannot be written (exists, is a folder, read-only).
-        TrainError: no checkpoint, or no EMA weights in it.
+        TrainError: no checkpoint, or no EMA weights in it; ``out_path`` is a file of a run folder.
         CheckpointError: a corrupt checkpoint, or one that fails its integrity check.
         SpecError: the run's spec.yaml does not load.
     """
@@ -47,6 +47,8 @@ def export_student(
 
     check_output(out_path, overwrite=overwrite)  # before reading the checkpoint: a refusal costs nothing
     folder = RunFolder(Path(run_dir))
+    out = Path(out_path)
+    check_outside_runs([out], folder.path)
     found = folder.checkpoint(checkpoint)  # verified against its manifest
     parts = split_prefixes(read_weights(found / "model.safetensors"))
     prefix = "ema" if ema else "student" if "student" in parts else "teacher"
@@ -102,6 +104,8 @@ def export_assistant(
 
     from .setup import restore_run
 
+    check_output(out_path, overwrite=overwrite)
+    check_outside_runs([Path(out_path)], Path(run_dir))
     setup, state = restore_run(run_dir, checkpoint, device=torch.device("cpu"))
     assistant = getattr(setup.system, "assistant", None)
     if setup.role == "teacher" or assistant is None:

@@ -23,7 +23,7 @@ from tasgen.spec.schema import BackboneSpec, TimmModelSpec
 
 from .errors import TrainError
 from .export import export_student
-from .run_folder import RunFolder
+from .run_folder import RunFolder, check_outside_runs
 
 __all__ = ["ONNX_ATOL", "export_onnx", "export_timm", "exported_model"]
 
@@ -94,6 +94,7 @@ def export_timm(
     import timm.models
 
     check_output(out_dir, kind="folder", overwrite=overwrite)
+    check_outside_runs([Path(out_dir) / name for name in ("model.safetensors", "config.json")], Path(run_dir))
     model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
     if info["timm"] is None:
         raise TrainError(
@@ -139,6 +140,7 @@ def export_onnx(
         TrainError: the export failed, or onnxruntime disagrees with PyTorch.
     """
     check_output(out_path, overwrite=overwrite)
+    check_outside_runs([Path(out_path)], Path(run_dir))
     model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
     size = info["image_size"]
     sample = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))

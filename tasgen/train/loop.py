@@ -27,7 +27,7 @@ from .loggers import Loggers
 from .optim import scheduler_state
 from .progress import RunProgress
 from .rng import reseed_loader, rng_state, set_rng_state
-from .run_folder import RunFolder, read_rows
+from .run_folder import RunFolder, describe_changes, read_rows, spec_changes
 from .setup import Setup, load_trainable
 from .step import build_engine, flops_per_image, matmul_peak
 
@@ -68,6 +68,7 @@ def train_loop(
     compile_backend: str | None = None,
     report: RunProgress | None = None,
     datasets: DataSplits | None = None,
+    accept_changes: bool = False,
 ) -> TrainResult:
     """Train ``setup.optimised`` and write metrics and checkpoints to ``setup.run_dir``.
 
@@ -78,7 +79,8 @@ def train_loop(
 
     Args:
         setup: what to train (see `Setup`).
-        resume: continue from ``last/``; refused when it belongs to another plan.
+        resume: continue from ``last/``; refused when it belongs to another plan, or when
+            the spec differs from the run's ``spec.yaml`` (unless ``accept_changes``).
         overwrite: a fresh start may remove an earlier run's checkpoints and metrics
             (without it, a folder holding a run is refused).
         max_epochs: stop after this epoch (the schedule still spans ``setup.epochs``),
@@ -86,6 +88,10 @@ def train_loop(
         compile_backend: torch.compile backend when ``train.compile`` is on (None: inductor).
         report: progress output; silent when None.
         datasets: the spec's splits when the caller built them already.
+        accept_changes: resume although the spec differs from ``spec.yaml``: the run goes on
+            under the spec as it is now (its optimizer settings and schedule, stepped to the
+            update reached), ``spec.yaml`` is rewritten, and the old one is kept as
+            ``spec.until-epoch-N.yaml``.
 
     Returns:
         The `TrainResult`.
@@ -128,17 +134,26 @@ def train_loop(
     start, step, best, best_epoch = 0, 0, -math.inf, 0
     rows: list[dict[str, Any]] = []
     if resume:
-        found = find_checkpoint(folder.last)
+        found = folder.resumable()
         if found is None:
-            raise TrainError(f"nothing to resume: {folder.last} does not exist. Run without --resume to start.")
+            raise TrainError(f"nothing to resume: {folder.path} holds no checkpoint (no last/ or best/). "
+                             "Run without --resume to start.")
         parts, state = load_checkpoint(found)  # verified against its manifest
         if state.get("plan_hash") != setup.key:
             raise TrainError(_changed_plan(found, state, setup, folder))
+        # The run's spec.yaml is the record of what it trained: a resume goes on with it, or says
+        # what would change and needs accept_changes to change it.
+        changes = folder.spec_changes(spec)
+        if changes and not accept_changes:
+            raise TrainError(_changed_spec(folder, changes, state["epoch"], setup.role))
         load_trainable(setup.optimised, parts, str(found))
         if ema is not None:  # EMA switched on since the checkpoint: start it from the weights
             ema.module.load_state_dict(parts.get("ema") or setup.trained_model.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if changes:
+            _load_optimizer_under_new_settings(optimizer, state["optimizer"], changes)
+        else:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])  # else the new spec's schedule, stepped to `step` below
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start, step, best = state["epoch"], state["step"], state["best"]
@@ -146,12 +161,17 @@ def train_loop(
         rows = read_rows(found)
         if is_main():  # the metrics files become exactly the checkpoint's rows; best/ catches up
             folder.repair(found, read_manifest(found), rows)
+            if changes:
+                kept = folder.record_changed_spec(_spec_yaml(spec), start)
+                report.warn(f"resuming {folder.path} under changed settings: {describe_changes(changes)}. "
+                            f"spec.yaml now records them; the settings of epochs 1-{start} are kept in {kept}.")
+            if find_checkpoint(folder.last) is None:
+                report.warn(f"{folder.last} is gone: resuming from {found} (epoch {start}); the epochs after it are "
+                            "trained again")
         barrier()
         report.log(f"resuming {folder.path} after epoch {start} (step {step})")
     elif is_main():
-        dump = spec.model_dump(mode="json")
-        dump.pop("extends", None)  # resolved already: the run's spec.yaml stands alone
-        removed = folder.start_fresh(yaml.safe_dump(dump, sort_keys=False), setup.plan.to_json(), overwrite=overwrite)
+        removed = folder.start_fresh(_spec_yaml(spec), setup.plan.to_json(), overwrite=overwrite)
         if removed:
             report.log(f"--overwrite: removed {', '.join(removed)} of the earlier run in {folder.path}")
     estimate = _checkpoint_bytes(setup, ema, optimizer)
@@ -288,6 +308,47 @@ def _checkpoint_bytes(setup: Setup, ema: ModelEmaV3 | None, optimizer: torch.opt
     return weights + slot_bytes + 1024 * (len(params) + 64)  # headers and key names, generously
 
 
+def _spec_yaml(spec: Any) -> str:
+    """The run's ``spec.yaml``: the resolved spec, standing alone."""
+    dump = spec.model_dump(mode="json")
+    dump.pop("extends", None)  # resolved already
+    return yaml.safe_dump(dump, sort_keys=False)
+
+
+def _changed_spec(folder: RunFolder, changes: list[tuple[str, Any, Any]], epoch: int, role: str) -> str:
+    """Why a resume stops when the spec differs from the run's record, and the ways forward."""
+    role_flag = " --role teacher" if role == "teacher" else ""  # a teacher fit's record names the run above it
+    return (
+        f"refusing to resume {folder.path}: the spec differs from the {folder.spec_file} its {epoch} "
+        f"epoch{'s were' if epoch != 1 else ' was'} trained with: {describe_changes(changes)}. "
+        f"To continue the run as recorded, leave the changes out (or resume the record itself: "
+        f"`tasgen train {folder.spec_file}{role_flag} --resume`). To continue it under the new settings, add "
+        f"--accept-changes (spec.yaml is rewritten; the old one is kept as spec.until-epoch-{epoch}.yaml). "
+        "Or start a new run (another name: --set name=...), or start this one over with --overwrite."
+    )
+
+
+def _load_optimizer_under_new_settings(
+    optimizer: torch.optim.Optimizer, state: dict[str, Any], changes: list[tuple[str, Any, Any]]
+) -> None:
+    """The checkpoint's optimizer slots (momentum, moments) under the new spec's hyper-parameters.
+
+    ``load_state_dict`` would bring back the recorded learning rate, weight decay and
+    momentum; the new spec's are put back over them. Another optimizer, or parameters
+    grouped otherwise (weight decay switched on or off), starts with fresh slots (SGD's
+    momentum means nothing to AdamW).
+    """
+    if any(key == "train.optimizer.name" for key, _, _ in changes):
+        return
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(state)
+    except ValueError:  # another number or size of parameter groups
+        return
+    for group, new in zip(optimizer.param_groups, settings, strict=True):
+        group.update(new)
+
+
 def _changed_plan(found: Path, state: dict[str, Any], setup: Setup, folder: RunFolder) -> str:
     """Why a checkpoint does not fit this spec, in the spec's words."""
     from tasgen.spec.load import SpecError, load_run_spec
@@ -295,7 +356,7 @@ def _changed_plan(found: Path, state: dict[str, Any], setup: Setup, folder: RunF
     changed, before = "", {}
     try:
         before = load_run_spec(folder.spec_file).spec.model_dump(mode="json")
-        changed = ", ".join(_changed_keys(before, setup.spec.model_dump(mode="json"))[:6])
+        changed = ", ".join(key for key, _, _ in spec_changes(before, setup.spec.model_dump(mode="json"))[:6])
     except (SpecError, OSError):
         pass
     head = (f"refusing to resume {found}: it was trained from plan {state.get('plan_hash')}, the spec now "
@@ -308,13 +369,6 @@ def _changed_plan(found: Path, state: dict[str, Any], setup: Setup, folder: RunF
         return (f"{head} Changed since that run: {changed}. Restore them, start a new run (another name or "
                 "train.output_dir), or start this one over with --overwrite.")
     return (f"{head} Start a new run (another name or train.output_dir), or start this one over with --overwrite.")
-
-
-def _changed_keys(before: Any, now: Any, path: str = "") -> list[str]:
-    if isinstance(before, dict) and isinstance(now, dict):
-        keys = list(dict.fromkeys([*before, *now]))
-        return [k for key in keys for k in _changed_keys(before.get(key), now.get(key), f"{path}{key}.")]
-    return [path.rstrip(".")] if before != now else []
 
 
 def _check_classes(dataset_classes: int, eval_images: int | None, setup: Setup, report: RunProgress) -> None:

@@ -37,6 +37,7 @@ def train(
     device: torch.device | str | None = None,
     compile_backend: str | None = None,
     quiet: bool = False,
+    accept_changes: bool = False,
 ) -> TrainResult:
     """Train what a spec describes into ``<train.output_dir>/<name>/``.
 
@@ -65,6 +66,8 @@ def train(
         device: default: this process's GPU, else the CPU.
         compile_backend: torch.compile backend when ``train.compile`` is on.
         quiet: print nothing.
+        accept_changes: with ``resume``, continue although the spec differs from the run's
+            ``spec.yaml`` (see `train_loop`); without it such a resume is refused.
 
     Returns:
         The `TrainResult` of the run (of the teacher fit for ``role="teacher"``).
@@ -79,7 +82,7 @@ def train(
         own_folder = is_main() and role != "teacher"
         lock = RunFolder(run_folder(loaded.spec)).lock() if own_folder else contextlib.nullcontext()
         with lock:
-            result = _train(loaded, role, resume, overwrite, max_epochs, device, compile_backend, quiet)
+            result = _train(loaded, role, resume, overwrite, max_epochs, device, compile_backend, quiet, accept_changes)
     except BaseException:
         if created:  # no barrier: the other ranks may be failing too, or waiting in a collective
             shutdown(wait=False)
@@ -91,7 +94,7 @@ def train(
 
 def _train(
     loaded: LoadedSpec, role: Role, resume: bool, overwrite: bool, max_epochs: int | None,
-    device: torch.device | str | None, compile_backend: str | None, quiet: bool,
+    device: torch.device | str | None, compile_backend: str | None, quiet: bool, accept_changes: bool,
 ) -> TrainResult:
     from tasgen.compiler import plan_spec
     from tasgen.spec.load import check_data_root
@@ -111,7 +114,7 @@ def _train(
     with deterministic(device):
         if role == "teacher":
             return _fit_teacher(loaded, plan, device, resume, max_epochs, compile_backend, report, splits,
-                                overwrite)
+                                overwrite, accept_changes)
         source = None
         if plan.method != "none":
             source = teacher_source(spec, run_dir, plan.num_classes)
@@ -121,7 +124,7 @@ def _train(
                     "pretrained head for these classes): fitting the teacher first, into the teacher store"
                 )
                 _fit_teacher(loaded, plan, device, False, None, compile_backend, report,
-                             build_datasets(spec.data, budget=False))
+                             build_datasets(spec.data, budget=False), accept_changes=accept_changes)
                 source = teacher_source(spec, run_dir, plan.num_classes)
                 assert source is not None
             check_teacher_split(source, splits.info)
@@ -133,12 +136,14 @@ def _train(
                                     num_train=splits.info.num_train)
         report.log(f"distilling {spec.name}: {plan.method}, {setup.epochs} epochs -> {run_dir}")
         return train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
-                          compile_backend=compile_backend, report=report, datasets=splits)
+                          compile_backend=compile_backend, report=report, datasets=splits,
+                          accept_changes=accept_changes)
 
 
 def _fit_teacher(
     loaded: LoadedSpec, plan: Plan, device: torch.device, resume: bool, max_epochs: int | None,
     compile_backend: str | None, report: RunProgress, splits: DataSplits, overwrite: bool = False,
+    accept_changes: bool = False,
 ) -> TrainResult:
     """Fit the spec's teacher into the teacher store, or return the stored fit.
 
@@ -159,7 +164,8 @@ def _fit_teacher(
         setup = build_teacher_setup(spec, plan, stored.folder, device, init=not resume)
         report.log(f"fitting the teacher {plan.teacher.model}: {setup.epochs} epochs -> {setup.run_dir}")
         result = train_loop(setup, resume=resume, overwrite=overwrite, max_epochs=max_epochs,
-                            compile_backend=compile_backend, report=report, datasets=splits)
+                            compile_backend=compile_backend, report=report, datasets=splits,
+                            accept_changes=accept_changes)
         if result.finished and is_main():
             _store_teacher(store, stored, setup.trained_model.state_dict(), spec, plan, splits, result)
             report.log(f"teacher written to {stored.weights} (test top-1 {result.last['teacher_top1']:.2f}%)")

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -41,18 +41,25 @@ from tasgen.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
+from tasgen.run_metrics import METRICS_FILE, MetricsError, read_metrics
 
 from .errors import TrainError
+
+if TYPE_CHECKING:
+    from tasgen.spec.schema import Spec
 
 try:  # POSIX; elsewhere a run folder is not locked
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
 _SPACE_MARGIN = 1.1  # the next checkpoint may be a little larger than the last (optimizer state, rows)
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+RESULT_NEUTRAL_KEYS = ("train.output_dir", "train.loggers", "train.log_interval", "data.num_workers")
+"""Spec keys a run's weights and metrics do not depend on: a resume or a study may change them.
+(``train.output_dir`` names the folder the run is found in, however it is spelled.)"""
+_SHOWN_CHANGES = 6
 
 
 @dataclass(frozen=True)
@@ -158,19 +165,57 @@ class RunFolder:
     def leftovers(self) -> list[str]:
         """What a fresh start would remove: the names of an earlier run's checkpoints and metrics."""
         names = ["last", "best", "last.old", "best.old", "last.tmp", "best.tmp", METRICS_FILE, "metrics.csv"]
-        return [name for name in names if (self.path / name).exists()]
+        found = [name for name in names if (self.path / name).exists()]
+        return found + sorted(p.name for p in self.path.glob("spec.until-epoch-*.yaml"))
+
+    def resumable(self) -> Path | None:
+        """The checkpoint ``--resume`` continues from: ``last/``, else ``best/`` when ``last/`` is gone.
+
+        ``best/`` is a whole commit of an earlier epoch (weights, training state, its
+        rows), so a run whose ``last/`` was deleted resumes from it and trains the
+        epochs after it again, to the same weights.
+        """
+        return find_checkpoint(self.last) or find_checkpoint(self.best)
 
     def describe(self) -> str:
         """``"finished after epoch 3 of 3"``-style words for the run held in the folder."""
-        found = find_checkpoint(self.last)
+        found = self.resumable()
         with contextlib.suppress(CheckpointError):
             if found is not None:
                 manifest = read_manifest(found)
                 epoch, epochs = manifest.get("epoch"), manifest.get("epochs")
                 if isinstance(epoch, int) and isinstance(epochs, int):
+                    if find_checkpoint(self.last) is None:
+                        return f"a run whose last/ is gone; its best/ holds epoch {epoch} of {epochs}"
                     state = "finished" if epoch >= epochs else "stopped"
                     return f"a run {state} after epoch {epoch} of {epochs}"
         return "an earlier run"
+
+    def recorded_spec(self) -> dict[str, Any]:
+        """The spec the run was trained with, as ``spec.yaml`` records it (JSON values).
+
+        Raises:
+            TrainError: the folder has no ``spec.yaml``.
+            SpecError: it does not load (located).
+        """
+        from tasgen.spec.load import load_run_spec
+
+        if not self.spec_file.is_file():
+            raise TrainError(f"{self.path} lacks spec.yaml, the record of what its checkpoints were trained with: "
+                             "restore it, or start the run over with --overwrite")
+        return load_run_spec(self.spec_file).spec.model_dump(mode="json")
+
+    def spec_changes(self, spec: Spec) -> list[tuple[str, Any, Any]]:
+        """``(key, recorded, now)`` for every key whose value in ``spec`` differs from ``spec.yaml``.
+
+        Keys in `RESULT_NEUTRAL_KEYS` are left out.
+
+        Raises:
+            TrainError, SpecError: see `recorded_spec`.
+        """
+        now = spec.model_dump(mode="json")
+        now.pop("extends", None)  # resolved already: spec.yaml holds the merged values
+        return [c for c in spec_changes(self.recorded_spec(), now) if c[0] not in RESULT_NEUTRAL_KEYS]
 
     def start_fresh(self, spec_yaml: str, plan_json: str, *, overwrite: bool) -> list[str]:
         """Write the run's inputs; remove an earlier run only when ``overwrite``.
@@ -194,6 +239,17 @@ class RunFolder:
         atomic_write_text(self.spec_file, spec_yaml)
         atomic_write_text(self.plan_file, plan_json)
         return found
+
+    def record_changed_spec(self, spec_yaml: str, epoch: int) -> Path:
+        """Make ``spec_yaml`` the run's record, keeping the one it replaces as ``spec.until-epoch-<epoch>.yaml``.
+
+        Returns:
+            The kept file.
+        """
+        kept = self.path / f"spec.until-epoch-{epoch}.yaml"
+        atomic_write_text(kept, self.spec_file.read_text(encoding="utf-8"))
+        atomic_write_text(self.spec_file, spec_yaml)
+        return kept
 
     def repair(self, found: Path, manifest: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         """Make the folder agree with the resumed checkpoint ``found`` and its metrics ``rows``.
@@ -302,17 +358,69 @@ class RunFolder:
 
 def read_rows(checkpoint: Path) -> list[dict[str, Any]]:
     """The metrics rows a checkpoint holds (none for checkpoints without them)."""
-    file = checkpoint / METRICS_FILE
-    if not file.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                raise CheckpointError(f"{file}:{number}: not a JSON metrics row") from None
-    return rows
+    try:
+        return read_metrics(checkpoint / METRICS_FILE, strict=True)  # its manifest vouches for every row
+    except MetricsError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def check_outside_runs(targets: list[Path], source: Path) -> None:
+    """Refuse to write over a file of a run folder (any run's, not only ``source``'s).
+
+    Each target is resolved (``..`` and symlinks, the last component too: writers follow
+    it) before it is placed. Refused: an existing file inside a folder tasgen trained in
+    (it holds ``.lock``, or ``spec.yaml`` and ``plan.json``) or a study folder; anything
+    inside a checkpoint folder (it holds ``manifest.json`` and is replaced whole by the
+    next commit); a hard link to one of ``source``'s files.
+
+    Args:
+        targets: the files an export would write.
+        source: the run folder exported from.
+
+    Raises:
+        TrainError: naming the target, the file it would overwrite, and the run.
+    """
+    own = {(s.st_dev, s.st_ino) for s in (f.stat() for f in source.rglob("*") if f.is_file())}
+    for target in targets:
+        real = Path(os.path.realpath(target))
+        owner = next((p for p in (real, *real.parents) if _is_run_folder(p)), None)
+        exists = real.is_file() or real.is_dir()
+        linked = real.is_file() and (real.stat().st_dev, real.stat().st_ino) in own
+        checkpoint_folder = (real.parent / MANIFEST_FILE).is_file()
+        if (owner is not None and exists) or checkpoint_folder or linked:
+            where = owner or source
+            what = (f"it would replace {real}, a file of the run folder {where} (eval, export and --resume rely "
+                    "on its files)" if exists else
+                    f"it would go into the checkpoint folder {real.parent} of {where}, which the next epoch replaces whole")
+            raise TrainError(f"refusing to write {target}: {what}. Write the export outside the run folders, "
+                             "e.g. -o student.safetensors.")
+
+
+def _is_run_folder(folder: Path) -> bool:
+    """A folder tasgen trained in or wrote a study to: its files belong to the run."""
+    from tasgen.study.table import STUDY_FILE
+
+    return ((folder / LOCK_FILE).is_file() or (folder / STUDY_FILE).is_file()
+            or ((folder / "spec.yaml").is_file() and (folder / "plan.json").is_file()))
+
+
+def spec_changes(before: Any, now: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, before, now)`` for every leaf that differs between two spec dumps."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        keys = list(dict.fromkeys([*before, *now]))
+        return [c for key in keys for c in spec_changes(before.get(key), now.get(key), f"{path}{key}.")]
+    return [(path.rstrip("."), before, now)] if before != now else []
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
+    """``"train.epochs (1 -> 30), train.optimizer.lr (0.05 -> 0.01)"``: the first few changes, values shortened."""
+    def value(v: Any) -> str:
+        text = "unset" if v is None else json.dumps(v)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    shown = [f"{key} ({value(before)} -> {value(now)})" for key, before, now in changes[:_SHOWN_CHANGES]]
+    more = len(changes) - _SHOWN_CHANGES
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _epoch_of(folder: Path) -> int | None:

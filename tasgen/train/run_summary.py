@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from tasgen.run_metrics import read_metrics
 
 from .errors import TrainError
 from .run_folder import RunFolder
@@ -50,7 +51,7 @@ def summarise_run(run_dir: str | Path) -> RunSummary:
     metrics, spec_file = run.metrics_jsonl, run.spec_file
     if not metrics.is_file() or not spec_file.is_file():
         raise TrainError(f"{folder} is not a tasgen run folder (no metrics.jsonl or spec.yaml): train it first")
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    rows = read_metrics(metrics)  # a torn last row is left out, with a warning
     if not rows:
         raise TrainError(f"{folder} has no finished epoch yet")
     spec = yaml.safe_load(spec_file.read_text())
