@@ -48,6 +48,41 @@ class NotAChainError(ModelReadError):
     """The model is not one chain of stages, whichever way it is read."""
 
 
+class NoClassifierError(ModelReadError):
+    """The model is a feature encoder: it has no classifier for tasgen to distil through."""
+
+
+def _head_outputs(model: nn.Module, features: object, *, name: str, source: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``forward_head``'s pooled feature and logits.
+
+    Raises:
+        NoClassifierError: a feature encoder (timm's ``*_enc`` models, the vision
+            towers of multimodal models) whose ``forward_head`` takes no ``pre_logits``
+            or raises NotImplementedError: both readers would fail alike, so say why.
+    """
+    try:
+        return model.forward_head(features, pre_logits=True), model.forward_head(features)
+    except (TypeError, NotImplementedError) as exc:
+        if isinstance(exc, TypeError) and "pre_logits" not in str(exc):
+            raise
+        why = "takes no pre_logits" if isinstance(exc, TypeError) else "raises NotImplementedError"
+        raise NoClassifierError(
+            f"{name} is a feature encoder without a classifier ({type(model).__name__}.forward_head {why}); "
+            f"tasgen distils through logits, so pick a model with a head{_with_head_hint(name, source)}"
+        ) from exc
+
+
+def _with_head_hint(name: str, source: str) -> str:
+    """A few timm models of the same family that have a head, as ``, such as a or b``."""
+    if source != "timm":
+        return ""
+    import timm
+
+    family = name.split("_")[0]
+    siblings = [n for n in timm.list_models(f"{family}*") if n != name and not n.endswith("_enc")][:3]
+    return f", such as {' or '.join(siblings)}" if siblings else ""
+
+
 # ----------------------------------------------------------------- utilities
 def submodule(model: nn.Module, path: str) -> nn.Module:
     return model.get_submodule(path)
@@ -357,7 +392,7 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         chain = _read_chain(model, name=name, source=source, image_size=image_size)
         if chain.staged and graph.same_ops(model, _stage_ends(model), _chain_modules(chain)):
             return chain
-    except NotAChainError:
+    except (NotAChainError, NoClassifierError):
         raise
     except ModelReadError:
         pass
@@ -365,6 +400,8 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         pass
     try:
         return _read_graph(model, name=name, source=source, image_size=image_size)
+    except NoClassifierError:
+        raise
     except GraphReadError as exc:
         reason = f"cannot run {name} stage by stage: {exc}"
     except Exception as exc:  # noqa: BLE001 - a model the reader does not foresee; say so, not its traceback
@@ -412,8 +449,7 @@ def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) ->
         except Exception as exc:  # noqa: BLE001
             staged_error = f"cannot run {name} stage by stage: {exc}"
             parts = None
-        pooled = model.forward_head(features, pre_logits=True)
-        logits = model.forward_head(features)
+        pooled, logits = _head_outputs(model, features, name=name, source=source)
 
     infos = _feature_info(model, ends, "num_chs")
     reductions = _feature_info(model, ends, "reduction")
@@ -615,8 +651,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
             raise GraphReadError(str(exc)) from exc
         features = model.forward_features(x)
         final_map, final_item = _final_map(model, features)
-        pooled = model.forward_head(features, pre_logits=True)
-        logits = model.forward_head(features)
+        pooled, logits = _head_outputs(model, features, name=name, source=source)
     infos = _feature_info(model, ends, "num_chs")
     reductions = _feature_info(model, ends, "reduction")
 

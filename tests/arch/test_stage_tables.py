@@ -121,6 +121,13 @@ def test_prefix_tokens_are_counted() -> None:
     assert registers.stages[0].prefix_tokens == 5
 
 
+def test_feature_encoder_without_classifier_is_refused_with_its_cause_and_a_model_with_a_head() -> None:
+    # mobilenetv5_300m_enc (Gemma 3n's vision tower) reads fine as a graph; only its head is missing.
+    with pytest.raises(ModelReadError, match=r"feature encoder without a classifier .* such as mobilenetv5_300m"):
+        stage_table(TimmModelSpec(timm="mobilenetv5_300m_enc"), role="t", num_classes=10, image_size=SIZE,
+                    use_cache=False)
+
+
 def test_hybrid_is_read_stage_by_stage() -> None:
     table = stage_table(TimmModelSpec(timm="coatnet_nano_rw_224"), role="s", num_classes=10, image_size=SIZE)
     assert [s.mixer for s in table.stages] == ["conv", "conv", "attention", "attention"]
