@@ -52,6 +52,18 @@ class NoClassifierError(ModelReadError):
     """The model is a feature encoder: it has no classifier for tasgen to distil through."""
 
 
+class ImageSizeError(ModelReadError):
+    """The image size is not a multiple of the model's patch (its stem's reduction).
+
+    Attributes:
+        multiple: the patch size every accepted image size is a multiple of.
+    """
+
+    def __init__(self, message: str, multiple: int) -> None:
+        super().__init__(message)
+        self.multiple = multiple
+
+
 def _head_outputs(model: nn.Module, features: object, *, name: str, source: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``forward_head``'s pooled feature and logits.
 
@@ -406,9 +418,24 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         reason = f"cannot run {name} stage by stage: {exc}"
     except Exception as exc:  # noqa: BLE001 - a model the reader does not foresee; say so, not its traceback
         reason = f"cannot run {name} stage by stage: reading its traced forward_features fails ({type(exc).__name__})"
+    patch = _stem_reduction(model)
+    if image_size % patch:
+        # A patch embedding that does not tile the image drops its edge, so no value has the
+        # grid the stages' feature_info promises: the size, not the model, is what to change.
+        raise ImageSizeError(
+            f"{name} cuts images into {patch}x{patch} patches and {image_size} px is not a multiple of {patch}",
+            multiple=patch)
     if chain is not None:  # plannable, but no assistant can be emitted from it
         return chain.model_copy(update={"staged": False, "staged_error": reason})
     raise ModelReadError(reason)
+
+
+def _stem_reduction(model: nn.Module) -> int:
+    """The smallest reduction feature_info reports: a ViT's patch size, a CNN's first stage."""
+    try:
+        return max(1, min(int(e["reduction"]) for e in _info_entries(model)))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return 1
 
 
 def _chain_modules(table: StageTable) -> list[str]:

@@ -237,3 +237,23 @@ def test_no_cache_bypasses_a_stale_cache_entry(tmp_path: Path, monkeypatch: pyte
     reread = Plan.from_json(result.stdout)
     assert reread.teacher.params == fresh.teacher.params > 1
     assert reread.hash == fresh.hash
+
+
+def test_image_size_the_patch_does_not_divide_names_the_size_and_sizes_both_models_accept() -> None:
+    result = runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml"), "--set", "data.image_size=30"])
+    assert result.exit_code == 2
+    assert "data.image_size: vit_tiny_patch16_224 cuts images into 16x16 patches and 30 px" in result.output
+    assert "a multiple of 16: 16 or 32" in result.output  # resnet18 takes any size
+
+
+def test_patch_14_and_patch_16_partners_are_offered_their_common_multiples(tmp_path: Path) -> None:
+    # DINOv2's 518 px with a patch-16 student, in small: a patch-14 teacher at 70 px.
+    spec = tmp_path / "patches.yaml"
+    spec.write_text("name: patches\n"
+                    "teacher: {timm: vit_tiny_patch16_224, kwargs: {patch_size: 14, depth: 4}}\n"
+                    "student: {timm: vit_tiny_patch16_224, kwargs: {depth: 4}}\n"
+                    "data: {dataset: digits, image_size: 70}\n")
+    result = runner.invoke(app, ["plan", str(spec), "--no-cache"])
+    assert result.exit_code == 2
+    assert f"{spec}:4:" in result.output and "70 px is not a multiple of 16" in result.output
+    assert "a multiple of 112: 112" in result.output
