@@ -16,7 +16,17 @@ import math
 import networkx as nx
 
 from tasgen.arch.table import GLOBAL_MIXERS, Part, StageTable, token_grid
-from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, Losses, LossPair, Plan, Role
+from tasgen.plan import (
+    AssistantPart,
+    BridgeGeometry,
+    Candidate,
+    Losses,
+    LossPair,
+    Ownership,
+    Plan,
+    Role,
+    ownership,
+)
 from tasgen.spec.schema import DistillSpec, Spec
 
 PAPER_SPLIT = 0.75  # the paper keeps 3 of 4 stages local
@@ -237,10 +247,8 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
     )
 
 
-def _ownership(role: Role, spec: Spec) -> str:
-    if role == "student":
-        return "shared"
-    return "frozen" if spec.assistant.teacher_stages == "frozen" else "finetune"
+def _ownership(role: Role, spec: Spec) -> Ownership:
+    return ownership(role, spec.assistant.teacher_stages)
 
 
 def _assistant_parts(local_role: Role, global_role: Role, local: StageTable, glob: StageTable,

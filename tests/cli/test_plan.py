@@ -257,3 +257,15 @@ def test_patch_14_and_patch_16_partners_are_offered_their_common_multiples(tmp_p
     assert result.exit_code == 2
     assert f"{spec}:4:" in result.output and "70 px is not a multiple of 16" in result.output
     assert "a multiple of 112: 112" in result.output
+
+
+@pytest.mark.parametrize("teacher_stages", ["frozen", "finetune"])
+def test_emit_summary_and_plan_say_the_same_word_for_each_part(teacher_stages: str) -> None:
+    args = [str(ROOT / "specs" / "quickstart.yaml"), "--set", f"assistant.teacher_stages={teacher_stages}"]
+    plan = Plan.from_json(runner.invoke(app, ["plan", *args, "--format", "json"]).stdout)
+    summary = runner.invoke(app, ["emit", *args, "--format", "summary"], env={"COLUMNS": "200"})
+    assert summary.exit_code == 0, summary.output
+    words = {part.source: part.ownership for part in plan.assistant if part.name != "head"}
+    assert words["teacher"] == teacher_stages and words["student"] == "shared"
+    assert f"teacher stem + stages 1-{plan.split} ({words['teacher']})" in summary.stdout
+    assert f"+ head ({words['student']})" in summary.stdout and "bridge (new)" in summary.stdout
