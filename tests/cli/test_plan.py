@@ -269,3 +269,39 @@ def test_emit_summary_and_plan_say_the_same_word_for_each_part(teacher_stages: s
     assert words["teacher"] == teacher_stages and words["student"] == "shared"
     assert f"teacher stem + stages 1-{plan.split} ({words['teacher']})" in summary.stdout
     assert f"+ head ({words['student']})" in summary.stdout and "bridge (new)" in summary.stdout
+
+
+def test_plan_states_what_its_score_means_without_all() -> None:
+    result = runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml")], env={"COLUMNS": "400"})
+    assert result.exit_code == 0 and "score: lower is better, unitless" in result.stdout
+
+
+def test_a_bridge_larger_than_the_student_is_warned_about_with_the_numbers_and_the_options() -> None:
+    big = runner.invoke(app, ["plan", str(ROOT / "specs" / "resnet50-to-resnet18.yaml")], env={"COLUMNS": "400"})
+    assert big.exit_code == 0, big.output
+    assert "warning: the bridge has 12.86M parameters, more than the student resnet18 (11.23M)" in big.stdout
+    assert "assistant.bridge.mlp_ratio" in big.stdout
+    as_json = runner.invoke(app, ["plan", str(ROOT / "specs" / "resnet50-to-resnet18.yaml"), "--format", "json"])
+    assert Plan.from_json(as_json.stdout) and "warning: the bridge" in as_json.stderr  # stdout stays JSON
+    small = runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml")])
+    assert "warning" not in small.output
+
+
+@pytest.mark.parametrize("method", ["ofa", "kd", "none"])
+def test_plan_of_another_method_shows_what_it_builds_not_the_tas_assistant(method: str) -> None:
+    from tasgen.compiler import plan_spec
+    from tasgen.emit.ofa import ExitBranch
+    from tasgen.plan_views import exit_branches
+    from tasgen.spec import load_spec
+
+    spec = ROOT / "specs" / "quickstart.yaml"
+    result = runner.invoke(app, ["plan", str(spec), "--set", f"distill.method={method}"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert f"method {method}: no assistant" in result.stdout
+    assert "assistant" not in result.stdout.split("no assistant", 1)[1] and "bridge:" not in result.stdout
+    assert ("exit branches" in result.stdout) == (method == "ofa")
+    plan = plan_spec(load_spec(spec, [f"distill.method={method}"]))
+    for view, stage in zip(exit_branches(plan), plan.student.stages, strict=False):  # counted as built
+        branch = ExitBranch(stage.layout, stage.channels, plan.num_classes, stage.prefix_tokens)
+        assert view.params == sum(p.numel() for p in branch.parameters())
+    assert len(exit_branches(plan)) == (len(plan.student.stages) if method == "ofa" else 0)
