@@ -305,3 +305,17 @@ def test_plan_of_another_method_shows_what_it_builds_not_the_tas_assistant(metho
         branch = ExitBranch(stage.layout, stage.channels, plan.num_classes, stage.prefix_tokens)
         assert view.params == sum(p.numel() for p in branch.parameters())
     assert len(exit_branches(plan)) == (len(plan.student.stages) if method == "ofa" else 0)
+
+
+def test_every_base_fragment_is_extended_by_an_example_spec() -> None:
+    # README: specs/ are validated and planned by the tests; specs/base/ fragments through the specs extending them.
+    import yaml
+
+    extended = set()
+    for spec in SPECS:
+        base = yaml.safe_load(spec.read_text()).get("extends")
+        if base:
+            extended.add((spec.parent / base).resolve())
+    fragments = {p.resolve() for p in (ROOT / "specs" / "base").glob("*.yaml")}
+    assert fragments and fragments <= extended, sorted(str(p) for p in fragments - extended)
+    assert set((ROOT / "specs").rglob("*.yaml")) == {*SPECS, *(ROOT / "specs" / "base").glob("*.yaml")}
