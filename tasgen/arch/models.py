@@ -43,7 +43,47 @@ def create_model(
             return Backbone.from_spec(model, num_classes=num_classes, img_size=image_size)
         kwargs = dict(model.kwargs)
         kwargs.setdefault("num_classes", num_classes)
-        return create_timm_model(model.timm, image_size=image_size, **kwargs)
+        net = create_timm_model(model.timm, image_size=image_size, **kwargs)
+    cfg = getattr(net, "pretrained_cfg", None)
+    if isinstance(cfg, dict):
+        classes = int(getattr(net, "num_classes", num_classes))
+        # The cfg must describe this model: its input size and classes; built from scratch,
+        # nothing of timm's default weights (a pretrained start keeps their origin and licence).
+        net.pretrained_cfg = net.default_cfg = (
+            {**cfg, "input_size": (int(cfg.get("input_size", (3,))[0]), image_size, image_size), "num_classes": classes}
+            if model.pretrained else trained_cfg(cfg, image_size=image_size, num_classes=classes))
+    return net
+
+
+# What in a timm pretrained_cfg describes the architecture; the rest says where timm's
+# default weights came from (hub id, url, tag, licence, their eval crop).
+_ARCHITECTURE_KEYS = ("architecture", "first_conv", "classifier", "fixed_input_size", "interpolation", "mean", "std")
+
+
+def trained_cfg(cfg: dict, *, image_size: int, num_classes: int, mean: tuple[float, ...] | None = None,
+                std: tuple[float, ...] | None = None) -> dict:
+    """A timm ``pretrained_cfg`` true of a model tasgen builds and trains from scratch.
+
+    Keeps what describes the architecture (name, first conv, classifier,
+    interpolation, the normalisation tasgen feeds it), sets the input size and class
+    count it is trained at, and drops the origin of timm's default weights (hub id,
+    url, tag, licence, crop), which weights trained by tasgen do not have.
+
+    Args:
+        cfg: the model's current ``pretrained_cfg``.
+        image_size: the square side it is trained at.
+        num_classes: its classifier's width.
+        mean: the normalisation mean, when it is not the cfg's.
+        std: the normalisation std, when it is not the cfg's.
+    """
+    out = {k: cfg[k] for k in _ARCHITECTURE_KEYS if k in cfg}
+    in_chans = int(cfg.get("input_size", (3,))[0])
+    out.update(input_size=(in_chans, image_size, image_size), num_classes=num_classes)
+    if mean is not None:
+        out["mean"] = tuple(mean)
+    if std is not None:
+        out["std"] = tuple(std)
+    return out
 
 
 def create_timm_model(name: str, *, image_size: int, pretrained: bool = False, **kwargs: object) -> nn.Module:

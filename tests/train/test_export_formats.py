@@ -46,6 +46,9 @@ def test_timm_folder_loads_with_local_dir_and_gives_the_runs_logits(vit_run, tmp
     assert config["architecture"] == "vit_tiny_patch16_224" and config["num_classes"] == 10
     assert config["model_args"]["img_size"] in (32, [32, 32]) and config["model_args"]["embed_dim"] == 32
     assert config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+    # Trained from scratch on digits: nothing of timm's default ImageNet weights (tag, licence, hub id, crop).
+    assert not {"tag", "license", "hf_hub_id", "url", "crop_pct"} & set(config["pretrained_cfg"]), config
+    assert config["pretrained_cfg"]["num_classes"] == 10 and len(config["pretrained_cfg"]["mean"]) == 3
     model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
