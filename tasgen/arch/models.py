@@ -94,6 +94,8 @@ def create_timm_model(name: str, *, image_size: int, pretrained: bool = False, *
     """
     import timm
 
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        _check_hub_reachable(name.split(":", 1)[1].split("@", 1)[0])
     if "img_size" not in kwargs:
         try:
             return timm.create_model(name, pretrained=pretrained, img_size=image_size, **kwargs)
@@ -101,6 +103,43 @@ def create_timm_model(name: str, *, image_size: int, pretrained: bool = False, *
             if "img_size" not in str(exc):
                 raise
     return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+"""How long a Hub model's first fetch waits to reach the Hub before saying it is offline."""
+
+
+def _check_hub_reachable(repo_id: str) -> None:
+    """Fail in seconds, not after the Hub client's retries (~30 s), when an uncached Hub model cannot be fetched.
+
+    Raises:
+        OSError: the model's config is not in the Hugging Face cache and the Hub's
+            host does not answer within `HUB_PROBE_TIMEOUT_S`.
+    """
+    import contextlib
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return  # offline mode fails fast by itself; a cached model needs no network
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    answered: list[bool] = []
+
+    def connect() -> None:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S):
+            answered.append(True)
+
+    # A daemon thread, because the name lookup before the connection ignores the socket's timeout.
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(HUB_PROBE_TIMEOUT_S)
+    if not answered:
+        raise OSError(f"{host}:{port} does not answer within {HUB_PROBE_TIMEOUT_S:g} s "
+                      f"and {repo_id} is not in the Hugging Face cache")
 
 
 def stage_table(
