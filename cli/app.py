@@ -17,7 +17,8 @@ from tasgen_cli._errors import say_created, user_errors
 if TYPE_CHECKING:
     from tasgen.spec import LoadedSpec
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 from tasgen_cli._args import OverwriteOpt, SetOpt, SpecArg  # noqa: E402
 
@@ -28,6 +29,23 @@ def _load(spec: Path, overrides: list[str] | None) -> LoadedSpec:
 
     with user_errors(reading_spec=True):
         return load_spec(spec, overrides or ())
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from tasgen import __version__  # the package's __init__ imports no torch
+
+        typer.echo(f"tasgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", help="Print tasgen's version and exit.", callback=_print_version, is_eager=True,
+    )] = False,
+) -> None:
+    """tasgen: compile a TAS distillation assistant from a YAML spec."""
 
 
 # ------------------------------------------------------------------ commands

@@ -44,10 +44,44 @@ def _fmt(n: int) -> str:
 def render_plan_table(plan, *, show_all: bool, exact: dict[str, tuple[int, int]] | None = None) -> None:
     from rich.table import Table
 
-    from tasgen.plan_views import describe_source, output_shape
+    from tasgen.plan_views import exit_branches, method_members
+    from tasgen.planner import SCORE_MEANING, plan_warnings
     from tasgen_cli._render import console
 
     console.print(f"[bold]{plan.name}[/]  plan {plan.hash}  method {plan.method}")
+    console.print(method_members(plan))
+    if plan.method == "tas":
+        _assistant_tables(plan, exact)
+    branches = exit_branches(plan)
+    if branches:
+        table = Table(title="exit branches (new)", title_justify="left")
+        for col in ("part", "reads", "layers", "params"):
+            table.add_column(col, justify="right" if col == "params" else "left")
+        for branch in branches:
+            table.add_row(branch.name, branch.reads, branch.body, _fmt(branch.params))
+        console.print(table)
+    _loss_table(plan)
+    if show_all and plan.method == "tas":
+        cands = Table(title=f"candidates ({plan.local_role} stage -> {plan.global_role} stage; {SCORE_MEANING})",
+                      title_justify="left")
+        for col in ("split", "global start", "score", "components", "verdict"):
+            cands.add_column(col)
+        for c in plan.candidates:
+            chosen = c.split == plan.split and c.global_start == plan.global_start
+            verdict = "[bold green]chosen[/]" if chosen else ("valid" if c.valid else f"[red]{c.reason}[/]")
+            comps = " ".join(f"{k}={v:.3g}" for k, v in c.components.items())
+            cands.add_row(str(c.split), str(c.global_start), "" if c.score is None else f"{c.score:.3f}", comps, verdict)
+        console.print(cands)
+    for warning in plan_warnings(plan):
+        console.print(f"[bold yellow]warning:[/] {warning}")
+
+
+def _assistant_tables(plan, exact: dict[str, tuple[int, int]] | None) -> None:
+    from rich.table import Table
+
+    from tasgen.plan_views import describe_source, output_shape
+    from tasgen_cli._render import console
+
     console.print(plan.reason)
     table = Table(title="assistant", title_justify="left")
     columns = ["#", "part", "from", "mixer", "layout", "output", "params", "role"] + (["GFLOPs"] if exact else [])
@@ -65,6 +99,13 @@ def render_plan_table(plan, *, show_all: bool, exact: dict[str, tuple[int, int]]
     console.print(f"bridge: {b.in_channels}ch /{b.in_reduction} {b.in_layout} -> {b.out_channels}ch /{b.out_reduction} "
                   f"{b.out_layout}" + (f" +{b.out_prefix_tokens} prefix ({b.prefix_source})" if b.out_prefix_tokens else "")
                   + f", resample {b.resample}, window {b.window_size}, {b.heads} heads")
+
+
+def _loss_table(plan) -> None:
+    from rich.table import Table
+
+    from tasgen_cli._render import console
+
     losses = Table(title=f"losses ({plan.method})", title_justify="left")
     for col in ("pair", "target -> learner", "feature", "logits"):
         losses.add_column(col)
@@ -81,16 +122,6 @@ def render_plan_table(plan, *, show_all: bool, exact: dict[str, tuple[int, int]]
     console.print(losses)
     if plan.params:  # the method's own hyper-parameters (its distill.<method> section, resolved)
         console.print(f"{plan.method} parameters: " + ", ".join(f"{k} {v}" for k, v in plan.params.items()))
-    if show_all:
-        cands = Table(title=f"candidates ({plan.local_role} stage -> {plan.global_role} stage)", title_justify="left")
-        for col in ("split", "global start", "score", "components", "verdict"):
-            cands.add_column(col)
-        for c in plan.candidates:
-            chosen = c.split == plan.split and c.global_start == plan.global_start
-            verdict = "[bold green]chosen[/]" if chosen else ("valid" if c.valid else f"[red]{c.reason}[/]")
-            comps = " ".join(f"{k}={v:.3g}" for k, v in c.components.items())
-            cands.add_row(str(c.split), str(c.global_start), "" if c.score is None else f"{c.score:.3f}", comps, verdict)
-        console.print(cands)
 
 
 def register(app: typer.Typer) -> None:
@@ -111,6 +142,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Derive the assistant for SPEC and show it (a table, JSON, DOT, Mermaid, or a picture)."""
         loaded, result = _load_plan(spec, set_, use_cache=not no_cache)
+        if format is not PlanFormat.table:  # the table prints them last; other formats keep stdout clean
+            from tasgen.planner import plan_warnings
+
+            for warning in plan_warnings(result):
+                typer.echo(f"warning: {warning}", err=True)
         if format in (PlanFormat.svg, PlanFormat.png):
             from tasgen.output import missing_folders
             from tasgen.plan_draw import draw_plan
@@ -133,7 +169,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(to_mermaid(result), nl=False)
         else:
             counts = None
-            if exact:
+            if exact and result.method == "tas":  # the other methods build no assistant to count
                 from tasgen.emit.summary import part_costs
 
                 counts = part_costs(loaded.spec, result)

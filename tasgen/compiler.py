@@ -58,7 +58,10 @@ def stage_tables(
         raise loaded.error(("data", "root"), str(exc)) from None
     except ValueError as exc:
         raise loaded.error(("num_classes",), str(exc)) from None
-    tables = {}
+    from tasgen.arch.introspect import ImageSizeError
+
+    tables: dict[str, StageTable] = {}
+    failures: dict[str, Exception] = {}
     for role in ("teacher", "student"):
         if models and models.get(role) is not None:
             from tasgen.arch.models import module_stage_table
@@ -67,19 +70,45 @@ def stage_tables(
                                               image_size=spec.data.image_size)
             continue
         model = getattr(spec, role)
-        where = (role, "timm") if isinstance(model, TimmModelSpec) else (role, "stages")
         try:
             tables[role] = stage_table(model, role=role, num_classes=classes, image_size=spec.data.image_size,
                                        use_cache=use_cache)
         except Exception as exc:  # noqa: BLE001 - whatever timm raises, the user needs one located line
-            from tasgen.arch.size import ModelTooLargeError
-            from tasgen.spec._timm_names import hub_model_error
+            failures[role] = exc
+            if not isinstance(exc, ImageSizeError):
+                break  # the first model that cannot be read is the one to fix
+    for role, exc in failures.items():
+        model = getattr(spec, role)
+        if isinstance(exc, ImageSizeError):
+            raise loaded.error(("data", "image_size"),
+                               _image_size_message(spec.data.image_size, exc, tables, failures)) from None
+        from tasgen.spec._timm_names import hub_model_error
 
-            name = model.timm if isinstance(model, TimmModelSpec) else "stage-described backbone"
-            message = hub_model_error(name, exc) or (
-                str(exc) if isinstance(exc, ModelTooLargeError) else f"tasgen cannot read {name}: {_one_line(exc)}")
-            raise loaded.error(where, message) from None
+        where = (role, "timm") if isinstance(model, TimmModelSpec) else (role, "stages")
+        name = model.timm if isinstance(model, TimmModelSpec) else "stage-described backbone"
+        from tasgen.arch.size import ModelTooLargeError
+
+        message = hub_model_error(name, exc) or (
+            str(exc) if isinstance(exc, ModelTooLargeError) else f"tasgen cannot read {name}: {_one_line(exc)}")
+        raise loaded.error(where, message) from None
     return tables
+
+
+def _image_size_message(
+    size: int, exc: Exception, tables: dict[str, StageTable], failures: dict[str, Exception]
+) -> str:
+    """What is wrong with the image size, and the sizes near it that both models accept."""
+    import math
+
+    from tasgen.arch.introspect import ImageSizeError
+
+    # A model read as tokens needs its patch to divide the size; a convolutional stem takes any size.
+    multiples = [t.stem.reduction for t in tables.values() if t.stem.layout == "NLC"]
+    multiples += [e.multiple for e in failures.values() if isinstance(e, ImageSizeError)]
+    step = math.lcm(*multiples)
+    below, above = (size // step) * step, (size // step + 1) * step
+    sizes = " or ".join(str(s) for s in (below, above) if s > 0)
+    return f"{_one_line(exc)}; set data.image_size to a size both models accept, a multiple of {step}: {sizes}"
 
 
 def plan_spec(loaded: LoadedSpec, *, use_cache: bool = True, models: Mapping[str, nn.Module] | None = None) -> Plan:

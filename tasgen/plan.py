@@ -19,6 +19,19 @@ from tasgen.arch.table import Layout, Mixer, StageTable
 
 PLAN_VERSION = 2
 Role = Literal["teacher", "student"]
+Ownership = Literal["shared", "frozen", "finetune", "new"]
+
+
+def ownership(source: Role | Literal["new"], teacher_stages: Literal["frozen", "finetune"]) -> Ownership:
+    """How the assistant holds a part taken from ``source``: the one word plan, emit and the docs use.
+
+    The student's parts are *shared* (the same modules, trained with the student);
+    the teacher's are *frozen*, or a *finetune* copy (``assistant.teacher_stages``);
+    the bridge is *new*.
+    """
+    if source == "new":
+        return "new"
+    return "shared" if source == "student" else teacher_stages
 
 
 class _Frozen(BaseModel):
@@ -38,7 +51,7 @@ class AssistantPart(_Frozen):
     reduction: int
     prefix_tokens: int = 0
     params: int
-    ownership: Literal["shared", "frozen", "finetune", "new"] = Field(
+    ownership: Ownership = Field(
         description="shared with the student, frozen from the teacher, a fine-tuned teacher copy, or new"
     )
 
@@ -136,6 +149,10 @@ class Plan(Losses):
 
     def table(self, role: Role) -> StageTable:
         return self.teacher if role == "teacher" else self.student
+
+    def ownership(self, source: Role | Literal["new"]) -> Ownership:
+        """How the assistant holds the parts it takes from ``source`` (see `tasgen.plan.ownership`)."""
+        return ownership(source, self.teacher_stages)
 
     def feature_width(self, role: Role | Literal["assistant"]) -> int:
         """Width of the feature f a model contributes to InfoNCE (the assistant's is its global member's)."""

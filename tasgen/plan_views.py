@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tasgen.arch.table import Part, sample_shape, token_grid
 from tasgen.plan import AssistantPart, Plan
 
@@ -19,6 +21,47 @@ def describe_source(part: AssistantPart) -> str:
         return "new"
     where = "stem" if part.source_stage == 0 else ("head" if part.source_stage is None else f"stage {part.source_stage}")
     return f"{part.source} {where}"
+
+
+@dataclass(frozen=True)
+class ExitBranchView:
+    """One of OFA-KD's exit branches as `tasgen.emit.ofa.ExitBranch` builds it, counted without torch."""
+
+    name: str
+    reads: str
+    body: str
+    params: int
+
+
+def exit_branches(plan: Plan) -> list[ExitBranchView]:
+    """The exit branches method ofa adds after each student stage (none for another method)."""
+    if plan.method != "ofa":
+        return []
+    out = []
+    k = plan.num_classes
+    for s in plan.student.stages:
+        c = s.channels
+        if s.layout == "NCHW":
+            body, params = "1x1 conv, BN, ReLU, mean pool, linear", c * c + 2 * c
+        else:
+            pool = "class token" if s.layout == "NLC" and s.prefix_tokens else "mean pool"
+            body, params = f"LayerNorm, {pool}, linear", 2 * c
+        out.append(ExitBranchView(name=f"exit{s.index}", reads=f"student stage {s.index} ({c}ch {s.layout})",
+                                  body=f"{body} -> {k} logits", params=params + c * k + k))
+    return out
+
+
+def method_members(plan: Plan) -> str:
+    """One sentence: what the plan's method builds and trains (TAS alone adds the assistant)."""
+    student, teacher = plan.student.model, plan.teacher.model
+    return {
+        "tas": f"method tas: teacher {teacher} ({plan.ownership('teacher')}), student {student} and the assistant "
+               "below, distilled jointly",
+        "ofa": f"method ofa: no assistant; student {student} with an exit branch after each stage, every exit and "
+               f"the student's logits pulled toward teacher {teacher}'s (frozen) with the OFA loss",
+        "kd": f"method kd: no assistant; student {student} pulled toward teacher {teacher}'s (frozen) logits",
+        "none": f"method none: no assistant, no teacher; student {student} on the labels alone",
+    }[plan.method]
 
 
 def _node(part: AssistantPart) -> str:

@@ -16,11 +16,25 @@ import math
 import networkx as nx
 
 from tasgen.arch.table import GLOBAL_MIXERS, Part, Stage, StageTable, token_grid
-from tasgen.plan import AssistantPart, BridgeGeometry, Candidate, Losses, LossPair, Plan, Role
+from tasgen.plan import (
+    AssistantPart,
+    BridgeGeometry,
+    Candidate,
+    Losses,
+    LossPair,
+    Ownership,
+    Plan,
+    Role,
+    ownership,
+)
 from tasgen.spec.schema import DistillSpec, Spec
 
 PAPER_SPLIT = 0.75  # the paper keeps 3 of 4 stages local
 WEIGHTS = {"split": 4.0, "alignment": 2.0, "resolution": 0.5, "width": 0.25, "added_params": 1.0}
+# What a candidate's score is, wherever one is shown (docs/design.md has the table of terms).
+SCORE_MEANING = ("score: lower is better, unitless; the weighted sum of the split's distance from the paper's "
+                 "3 of 4, the stage misalignment, the resolution and width gaps (abs log2) and the bridge's "
+                 "share of the parameters")
 
 
 class PlanError(Exception):
@@ -243,7 +257,7 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         f"{pair} pair: {local_role} {local.model} ({local.kind}) gives the local stages, "
         f"{global_role} {glob.model} ({glob.kind}) the global ones; keeps {split} of {len(local.stages)} local "
         f"stages (the paper keeps 3 of 4), resumes at {global_role} stage {start} of {len(glob.stages)}; "
-        f"lowest score {score} of {sum(c.valid for c in candidates)} valid candidates"
+        f"lowest score {score} of {sum(c.valid for c in candidates)} valid candidates ({SCORE_MEANING})"
     )
     losses = plan_losses(spec.distill)
     if losses.method == "fitnet":
@@ -258,10 +272,28 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
     )
 
 
-def _ownership(role: Role, spec: Spec) -> str:
-    if role == "student":
-        return "shared"
-    return "frozen" if spec.assistant.teacher_stages == "frozen" else "finetune"
+def plan_warnings(plan: Plan) -> list[str]:
+    """What in a valid plan deserves a word before training, each with what to do.
+
+    A bridge with more parameters than the student (a wide global stage after the
+    split, the MLP at ``mlp_ratio``) makes the assistant's new part the biggest thing
+    the run trains.
+    """
+    if plan.method != "tas":  # no assistant is built
+        return []
+    b, student = plan.bridge, plan.student
+    if b.params <= student.params:
+        return []
+    return [
+        f"the bridge has {b.params / 1e6:.2f}M parameters, more than the student {student.model} "
+        f"({student.params / 1e6:.2f}M): it maps {b.in_channels} to {b.out_channels} channels with an MLP of ratio "
+        f"{b.mlp_ratio:g}; lower assistant.bridge.mlp_ratio, or set assistant.split / assistant.global_start to "
+        "narrower stages (`tasgen plan --all` lists the candidates)"
+    ]
+
+
+def _ownership(role: Role, spec: Spec) -> Ownership:
+    return ownership(role, spec.assistant.teacher_stages)
 
 
 def _assistant_parts(local_role: Role, global_role: Role, local: StageTable, glob: StageTable,

@@ -17,7 +17,7 @@ The reading is generic, not a hand-written table per architecture:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -46,6 +46,53 @@ class ModelReadError(Exception):
 
 class NotAChainError(ModelReadError):
     """The model is not one chain of stages, whichever way it is read."""
+
+
+class NoClassifierError(ModelReadError):
+    """The model is a feature encoder: it has no classifier for tasgen to distil through."""
+
+
+class ImageSizeError(ModelReadError):
+    """The image size is not a multiple of the model's patch (its stem's reduction).
+
+    Attributes:
+        multiple: the patch size every accepted image size is a multiple of.
+    """
+
+    def __init__(self, message: str, multiple: int) -> None:
+        super().__init__(message)
+        self.multiple = multiple
+
+
+def _head_outputs(model: nn.Module, features: object, *, name: str, source: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``forward_head``'s pooled feature and logits.
+
+    Raises:
+        NoClassifierError: a feature encoder (timm's ``*_enc`` models, the vision
+            towers of multimodal models) whose ``forward_head`` takes no ``pre_logits``
+            or raises NotImplementedError: both readers would fail alike, so say why.
+    """
+    try:
+        return model.forward_head(features, pre_logits=True), model.forward_head(features)
+    except (TypeError, NotImplementedError) as exc:
+        if isinstance(exc, TypeError) and "pre_logits" not in str(exc):
+            raise
+        why = "takes no pre_logits" if isinstance(exc, TypeError) else "raises NotImplementedError"
+        raise NoClassifierError(
+            f"{name} is a feature encoder without a classifier ({type(model).__name__}.forward_head {why}); "
+            f"tasgen distils through logits, so pick a model with a head{_with_head_hint(name, source)}"
+        ) from exc
+
+
+def _with_head_hint(name: str, source: str) -> str:
+    """A few timm models of the same family that have a head, as ``, such as a or b``."""
+    if source != "timm":
+        return ""
+    import timm
+
+    family = name.split("_")[0]
+    siblings = [n for n in timm.list_models(f"{family}*") if n != name and not n.endswith("_enc")][:3]
+    return f", such as {' or '.join(siblings)}" if siblings else ""
 
 
 # ----------------------------------------------------------------- utilities
@@ -227,7 +274,11 @@ def run_modules(model: nn.Module, modules: Sequence[str], x: torch.Tensor) -> to
 
 
 def _layout(
-    shape: Sequence[int], channels: int | None, reduction: int | None, size: tuple[int, int]
+    shape: Sequence[int],
+    channels: int | None,
+    reduction: int | None,
+    size: tuple[int, int],
+    grown: Sequence[int] | None = None,
 ) -> tuple[Layout, int, int, int]:
     """Return (layout, channels, reduction, prefix_tokens) of an output shape.
 
@@ -237,11 +288,18 @@ def _layout(
         reduction: the reduction feature_info gives; token outputs need it to tell
             grid tokens from prefix tokens.
         size: the input's (height, width).
+        grown: the same output's shape for a larger input, when the readers had to
+            ask (`_ambiguous`): the axes that grow with the input are the grid.
     """
     h = size[0]
     if len(shape) == 4:
         _, a, b, c = shape
-        if channels is not None and c == channels and a != channels:
+        told = _grid_axes_layout(shape, grown)
+        if told == "NCHW":
+            layout, ch, gh = "NCHW", a, b
+        elif told == "NHWC":
+            layout, ch, gh = "NHWC", c, a
+        elif channels is not None and c == channels and a != channels:
             layout, ch, gh = "NHWC", c, a
         elif channels is not None and a == channels:
             layout, ch, gh = "NCHW", a, b
@@ -260,6 +318,29 @@ def _layout(
             raise ModelReadError(f"{n} tokens cannot hold a {grid}-token grid at reduction {reduction}")
         return "NLC", ch, reduction, n - grid
     raise ModelReadError(f"unexpected output rank {len(shape)} (shape {tuple(shape)})")
+
+
+def _ambiguous(shape: Sequence[int], channels: int | None) -> bool:
+    """Whether a 4-d shape alone cannot tell NCHW from NHWC.
+
+    A width equal to the grid's side (32 channels on a 32x32 map), or a grid that is
+    not square, leaves shape equality guessing; the readers then run the model at a
+    second size (`_layout`'s ``grown``).
+    """
+    if len(shape) != 4:
+        return False
+    _, a, b, c = shape
+    if channels is not None:
+        return a == c == channels
+    return not ((b == c and a != b) or (a == b and c != a))
+
+
+def _grid_axes_layout(shape: Sequence[int], grown: Sequence[int] | None) -> Layout | None:
+    """NCHW or NHWC from the axes that change with the input size; None when they do not tell."""
+    if grown is None or len(grown) != 4 or len(shape) != 4:
+        return None
+    moved = tuple(i for i in (1, 2, 3) if shape[i] != grown[i])
+    return {(2, 3): "NCHW", (1, 2): "NHWC"}.get(moved)
 
 
 def _nchw(shape: Sequence[int], layout: Layout, grid: tuple[int, int]) -> tuple[int, ...]:
@@ -352,7 +433,7 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         chain = _read_chain(model, name=name, source=source, image_size=image_size)
         if chain.staged and graph.same_ops(model, _stage_ends(model), _chain_modules(chain)):
             return chain
-    except NotAChainError:
+    except (NotAChainError, NoClassifierError):
         raise
     except ModelReadError:
         pass
@@ -360,13 +441,30 @@ def read_stage_table(model: nn.Module, *, name: str, source: str, image_size: in
         pass
     try:
         return _read_graph(model, name=name, source=source, image_size=image_size)
+    except NoClassifierError:
+        raise
     except GraphReadError as exc:
         reason = f"cannot run {name} stage by stage: {exc}"
     except Exception as exc:  # noqa: BLE001 - a model the reader does not foresee; say so, not its traceback
         reason = f"cannot run {name} stage by stage: reading its traced forward_features fails ({type(exc).__name__})"
+    patch = _stem_reduction(model)
+    if image_size % patch:
+        # A patch embedding that does not tile the image drops its edge, so no value has the
+        # grid the stages' feature_info promises: the size, not the model, is what to change.
+        raise ImageSizeError(
+            f"{name} cuts images into {patch}x{patch} patches and {image_size} px is not a multiple of {patch}",
+            multiple=patch)
     if chain is not None:  # plannable, but no assistant can be emitted from it
         return chain.model_copy(update={"staged": False, "staged_error": reason})
     raise ModelReadError(reason)
+
+
+def _stem_reduction(model: nn.Module) -> int:
+    """The smallest reduction feature_info reports: a ViT's patch size, a CNN's first stage."""
+    try:
+        return max(1, min(int(e["reduction"]) for e in _info_entries(model)))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return 1
 
 
 def _chain_modules(table: StageTable) -> list[str]:
@@ -407,20 +505,22 @@ def _read_chain(model: nn.Module, *, name: str, source: str, image_size: int) ->
         except Exception as exc:  # noqa: BLE001
             staged_error = f"cannot run {name} stage by stage: {exc}"
             parts = None
-        pooled = model.forward_head(features, pre_logits=True)
-        logits = model.forward_head(features)
+        pooled, logits = _head_outputs(model, features, name=name, source=source)
 
     infos = _feature_info(model, ends, "num_chs")
     reductions = _feature_info(model, ends, "reduction")
     stages: list[Stage] = []
     if parts is not None:
         stem_shape, stage_shapes = parts
+        grown = _GrownShapes(lambda x2: _run_parts(model, x2, stem_m, stage_m, final_m)[0], x)
         # A token stem (ViT, Mixer) emits the grid its first stage keeps.
-        layout, ch, red, prefix = _layout(stem_shape, None, reductions[0], size)
+        layout, ch, red, prefix = _layout(stem_shape, None, reductions[0], size,
+                                          grown.stem() if _ambiguous(stem_shape, None) else None)
         stem = Part(modules=stem_m, channels=ch, reduction=red, layout=layout, prefix_tokens=prefix,
                     params=count_params(_mods(model, stem_m)))
         for i, (shape, mods, ref) in enumerate(zip(stage_shapes, stage_m, reference, strict=True)):
-            layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size)
+            layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size,
+                                              grown.stage(i) if _ambiguous(shape, infos[i]) else None)
             if _nchw(shape, layout, token_grid(size, red))[1:] != ref[1:]:
                 staged_error = (f"cannot run {name} stage by stage: stage {i + 1} gives {tuple(shape)} "
                                 f"({layout}), forward_intermediates {ref}")
@@ -532,6 +632,43 @@ def _run_parts(model, x, stem_m, stage_m, final_m):
     return (stem_shape, shapes), x
 
 
+class _GrownShapes:
+    """The stem's and stages' output shapes for an input twice as large, run once when first asked.
+
+    Only outputs whose layout their shape cannot tell (`_ambiguous`) ask, so most
+    models are run at one size. A model that refuses the larger input (a fixed
+    position embedding) answers None, and its layout is read from the shape alone.
+    """
+
+    def __init__(self, run: Callable[[torch.Tensor], tuple[tuple[int, ...], list[tuple[int, ...]]]],
+                 x: torch.Tensor) -> None:
+        self._run, self._x = run, x
+        self._shapes: tuple[tuple[int, ...], list[tuple[int, ...]]] | None = None
+        self._asked = False
+
+    def _all(self) -> tuple[tuple[int, ...], list[tuple[int, ...]]] | None:
+        if not self._asked:
+            self._asked = True
+            b, c, h, w = self._x.shape
+            try:
+                with torch.no_grad():
+                    stem, stages = self._run(self._x.new_empty(b, c, 2 * h, 2 * w))
+                self._shapes = tuple(stem), [tuple(s) for s in stages]
+            except Exception:  # noqa: BLE001 - any failure means "the shape alone decides"
+                self._shapes = None
+        return self._shapes
+
+    def stem(self) -> tuple[int, ...] | None:
+        """The stem's output shape at the larger input."""
+        shapes = self._all()
+        return None if shapes is None else shapes[0]
+
+    def stage(self, i: int) -> tuple[int, ...] | None:
+        """Stage ``i``'s (from 0) output shape at the larger input."""
+        shapes = self._all()
+        return None if shapes is None or i >= len(shapes[1]) else shapes[1][i]
+
+
 def _trace_reason(exc: GraphReadError) -> str:
     """One sentence naming the construct that stops tracing, for a user."""
     cause = exc.__cause__
@@ -570,8 +707,7 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
             raise GraphReadError(str(exc)) from exc
         features = model.forward_features(x)
         final_map, final_item = _final_map(model, features)
-        pooled = model.forward_head(features, pre_logits=True)
-        logits = model.forward_head(features)
+        pooled, logits = _head_outputs(model, features, name=name, source=source)
     infos = _feature_info(model, ends, "num_chs")
     reductions = _feature_info(model, ends, "reduction")
 
@@ -610,15 +746,24 @@ def _read_graph(model: nn.Module, *, name: str, source: str, image_size: int) ->
         return count_params([holder])
 
     shapes = [tuple(graph.value_of(values, c.carry[0]).shape) for c in cuts]
+
+    def cut_shapes(x2: torch.Tensor) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+        at = graph.shapes(gm, x2)
+        grown_shapes = [tuple(graph.value_of(at, c.carry[0]).shape) for c in cuts]
+        return grown_shapes[0], grown_shapes[1:]
+
+    grown = _GrownShapes(cut_shapes, x)
     stem_mods = graph.called_modules(parts[0])
     if hasattr(model, POS_EMBED_METHOD):
         stem_mods = [POS_EMBED_METHOD if a == "pos_drop" else a for a in stem_mods]
-    layout, ch, red, prefix = _layout(shapes[0], None, reductions[0], size)
+    layout, ch, red, prefix = _layout(shapes[0], None, reductions[0], size,
+                                      grown.stem() if _ambiguous(shapes[0], None) else None)
     stem = Part(modules=stem_mods, channels=ch, reduction=red, layout=layout, prefix_tokens=prefix,
                 params=params(parts[0]), cut=cuts[0].cut, carry=cuts[0].carry)
     stages = []
     for i, (shape, part, cut) in enumerate(zip(shapes[1:], parts[1:-1], cuts[1:], strict=True)):
-        layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size)
+        layout, ch, red, prefix = _layout(shape, infos[i], reductions[i], size,
+                                          grown.stage(i) if _ambiguous(shape, infos[i]) else None)
         mods = graph.called_modules(part)
         modules = _mods(model, mods)
         stages.append(Stage(index=i + 1, modules=mods, channels=ch, reduction=red, layout=layout,

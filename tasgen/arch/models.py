@@ -43,7 +43,47 @@ def create_model(
             return Backbone.from_spec(model, num_classes=num_classes, img_size=image_size)
         kwargs = dict(model.kwargs)
         kwargs.setdefault("num_classes", num_classes)
-        return create_timm_model(model.timm, image_size=image_size, **kwargs)
+        net = create_timm_model(model.timm, image_size=image_size, **kwargs)
+    cfg = getattr(net, "pretrained_cfg", None)
+    if isinstance(cfg, dict):
+        classes = int(getattr(net, "num_classes", num_classes))
+        # The cfg must describe this model: its input size and classes; built from scratch,
+        # nothing of timm's default weights (a pretrained start keeps their origin and licence).
+        net.pretrained_cfg = net.default_cfg = (
+            {**cfg, "input_size": (int(cfg.get("input_size", (3,))[0]), image_size, image_size), "num_classes": classes}
+            if model.pretrained else trained_cfg(cfg, image_size=image_size, num_classes=classes))
+    return net
+
+
+# What in a timm pretrained_cfg describes the architecture; the rest says where timm's
+# default weights came from (hub id, url, tag, licence, their eval crop).
+_ARCHITECTURE_KEYS = ("architecture", "first_conv", "classifier", "fixed_input_size", "interpolation", "mean", "std")
+
+
+def trained_cfg(cfg: dict, *, image_size: int, num_classes: int, mean: tuple[float, ...] | None = None,
+                std: tuple[float, ...] | None = None) -> dict:
+    """A timm ``pretrained_cfg`` true of a model tasgen builds and trains from scratch.
+
+    Keeps what describes the architecture (name, first conv, classifier,
+    interpolation, the normalisation tasgen feeds it), sets the input size and class
+    count it is trained at, and drops the origin of timm's default weights (hub id,
+    url, tag, licence, crop), which weights trained by tasgen do not have.
+
+    Args:
+        cfg: the model's current ``pretrained_cfg``.
+        image_size: the square side it is trained at.
+        num_classes: its classifier's width.
+        mean: the normalisation mean, when it is not the cfg's.
+        std: the normalisation std, when it is not the cfg's.
+    """
+    out = {k: cfg[k] for k in _ARCHITECTURE_KEYS if k in cfg}
+    in_chans = int(cfg.get("input_size", (3,))[0])
+    out.update(input_size=(in_chans, image_size, image_size), num_classes=num_classes)
+    if mean is not None:
+        out["mean"] = tuple(mean)
+    if std is not None:
+        out["std"] = tuple(std)
+    return out
 
 
 def create_timm_model(name: str, *, image_size: int, pretrained: bool = False, **kwargs: object) -> nn.Module:
@@ -54,6 +94,8 @@ def create_timm_model(name: str, *, image_size: int, pretrained: bool = False, *
     """
     import timm
 
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        _check_hub_reachable(name.split(":", 1)[1].split("@", 1)[0])
     if "img_size" not in kwargs:
         try:
             return timm.create_model(name, pretrained=pretrained, img_size=image_size, **kwargs)
@@ -61,6 +103,43 @@ def create_timm_model(name: str, *, image_size: int, pretrained: bool = False, *
             if "img_size" not in str(exc):
                 raise
     return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+"""How long a Hub model's first fetch waits to reach the Hub before saying it is offline."""
+
+
+def _check_hub_reachable(repo_id: str) -> None:
+    """Fail in seconds, not after the Hub client's retries (~30 s), when an uncached Hub model cannot be fetched.
+
+    Raises:
+        OSError: the model's config is not in the Hugging Face cache and the Hub's
+            host does not answer within `HUB_PROBE_TIMEOUT_S`.
+    """
+    import contextlib
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return  # offline mode fails fast by itself; a cached model needs no network
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    answered: list[bool] = []
+
+    def connect() -> None:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S):
+            answered.append(True)
+
+    # A daemon thread, because the name lookup before the connection ignores the socket's timeout.
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(HUB_PROBE_TIMEOUT_S)
+    if not answered:
+        raise OSError(f"{host}:{port} does not answer within {HUB_PROBE_TIMEOUT_S:g} s "
+                      f"and {repo_id} is not in the Hugging Face cache")
 
 
 def stage_table(

@@ -144,7 +144,7 @@ class StageTable(_Frozen):
             the nodes the parts' ``cut`` names).
     """
 
-    version: int = 4
+    version: int = 5
     model: str
     source: Literal["timm", "spec", "module"]
     family: str

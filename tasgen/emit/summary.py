@@ -95,11 +95,12 @@ def system_costs(spec: Spec, plan: Plan) -> list[PartSummary]:
         h = torch.no_grad()(a.forward_local)(x)
         local = a.local.stem_modules() + [m for i in range(1, plan.split + 1) for m in a.local.stage_modules(i)]
         total, trainable = _count(p for m in local for p in m.parameters())
-        rows.append(PartSummary(f"assistant: {plan.local_role} stem + stages 1-{plan.split} (shared)",
+        rows.append(PartSummary(f"assistant: {plan.local_role} stem + stages 1-{plan.split} "
+                                f"({plan.ownership(plan.local_role)})",
                                 total, trainable, _flops(a.forward_local, x)))
         total, trainable = _count(a.bridge.parameters())
         bridge = lambda t: a.bridge(t, a.bridge.stand_in_prefix(t))  # noqa: E731
-        rows.append(PartSummary("assistant: bridge (new)", total, trainable, _flops(bridge, h)))
+        rows.append(PartSummary(f"assistant: bridge ({plan.ownership('new')})", total, trainable, _flops(bridge, h)))
         g = a.glob
         hb = torch.no_grad()(bridge)(h)
         mods = [m for i in range(plan.global_start, g.num_stages + 1) for m in g.stage_modules(i)]
@@ -115,7 +116,8 @@ def system_costs(spec: Spec, plan: Plan) -> list[PartSummary]:
             return g.head(t)
 
         span = str(g.num_stages) if plan.global_start == g.num_stages else f"{plan.global_start}-{g.num_stages}"
-        rows.append(PartSummary(f"assistant: {plan.global_role} stages {span} + head",
+        rows.append(PartSummary(f"assistant: {plan.global_role} stages {span} + head "
+                                f"({plan.ownership(plan.global_role)})",
                                 total, trainable, _flops(rest, hb)))
     total, trainable = _count(system.parameters())
     rows.append(PartSummary("system (one step forward)", total, trainable, _flops(system, x)))

@@ -124,16 +124,17 @@ def reference_markdown() -> str:
 def _models_by_first_use() -> list[tuple[type[BaseModel], list[str]]]:
     """Each model of the schema with the dotted paths where it is used, breadth first."""
     found: dict[type[BaseModel], list[str]] = {Spec: []}
-    queue: list[tuple[type[BaseModel], str]] = [(Spec, "")]
+    # Every use is walked, not the first only: a stage-described backbone's stem is used
+    # at teacher.stem and at student.stem. The ancestors guard a model that contains itself.
+    queue: list[tuple[type[BaseModel], str, tuple[type[BaseModel], ...]]] = [(Spec, "", (Spec,))]
     while queue:
-        model, prefix = queue.pop(0)
+        model, prefix, ancestors = queue.pop(0)
         for key, info in model.model_fields.items():
             path = f"{prefix}{key}"
             for sub in _nested_models(info.annotation):
-                first = sub not in found
                 found.setdefault(sub, []).append(path)
-                if first:
-                    queue.append((sub, f"{path}[]." if _is_list(info.annotation) else f"{path}."))
+                if sub not in ancestors:
+                    queue.append((sub, f"{path}[]." if _is_list(info.annotation) else f"{path}.", (*ancestors, sub)))
     return list(found.items())
 
 

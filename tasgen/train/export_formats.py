@@ -103,6 +103,11 @@ def export_timm(
         )
     if info["timm"].startswith(("hf-hub:", "hf_hub:", "local-dir:")):
         raise TrainError(f"--format timm: {info['timm']} names no timm architecture of its own; export with --format safetensors")
+    from tasgen.arch.models import trained_cfg
+
+    model.pretrained_cfg = model.default_cfg = trained_cfg(
+        model.pretrained_cfg, image_size=info["image_size"], num_classes=info["num_classes"], mean=info["mean"],
+        std=info["std"])
     data_config = {"input_size": (3, info["image_size"], info["image_size"]), "mean": info["mean"], "std": info["std"]}
     out = prepare_output(out_dir, kind="folder", overwrite=overwrite)
     try:

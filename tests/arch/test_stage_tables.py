@@ -89,6 +89,22 @@ def test_stem_layout(name: str, layout: str) -> None:
     assert table.stem.layout == layout
 
 
+@pytest.mark.parametrize("size", [64, 96])
+def test_stem_layout_where_its_width_equals_its_side(size: int) -> None:
+    # efficientnet_b0's stem gives 32 channels at 32x32 from 64 px: shape equality cannot tell.
+    table = stage_table(TimmModelSpec(timm="efficientnet_b0"), role="s", num_classes=10, image_size=size,
+                        use_cache=False)
+    assert (table.stem.layout, table.stem.channels, table.stem.reduction) == ("NCHW", 32, 2)
+
+
+def test_layout_follows_the_axes_that_grow_with_the_input() -> None:
+    from tasgen.arch.introspect import _ambiguous, _layout
+
+    assert _layout((1, 32, 32, 32), None, None, (64, 64), grown=(1, 64, 64, 32))[:3] == ("NHWC", 32, 2)
+    assert _layout((1, 32, 32, 32), None, None, (64, 64), grown=(1, 32, 64, 64))[:3] == ("NCHW", 32, 2)
+    assert _ambiguous((1, 32, 32, 32), None) and not _ambiguous((1, 24, 16, 16), None)
+
+
 def test_isotropic_models_read_as_four_equal_groups() -> None:
     table = stage_table(TimmModelSpec(timm="deit_tiny_patch16_224"), role="s", num_classes=10, image_size=SIZE)
     assert [s.depth for s in table.stages] == [3, 3, 3, 3]
@@ -103,6 +119,13 @@ def test_prefix_tokens_are_counted() -> None:
                             num_classes=10, image_size=SIZE)
     assert distilled.stages[0].prefix_tokens == 2
     assert registers.stages[0].prefix_tokens == 5
+
+
+def test_feature_encoder_without_classifier_is_refused_with_its_cause_and_a_model_with_a_head() -> None:
+    # mobilenetv5_300m_enc (Gemma 3n's vision tower) reads fine as a graph; only its head is missing.
+    with pytest.raises(ModelReadError, match=r"feature encoder without a classifier .* such as mobilenetv5_300m"):
+        stage_table(TimmModelSpec(timm="mobilenetv5_300m_enc"), role="t", num_classes=10, image_size=SIZE,
+                    use_cache=False)
 
 
 def test_hybrid_is_read_stage_by_stage() -> None:

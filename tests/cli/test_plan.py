@@ -259,3 +259,85 @@ def test_plan_prints_a_baselines_pair_and_its_parameters(method: str, pair: list
     plan = Plan.from_json(runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml"), "--set",
                                               f"distill.method={method}", "-f", "json"]).stdout)
     assert plan.method == method and plan.params
+
+
+def test_image_size_the_patch_does_not_divide_names_the_size_and_sizes_both_models_accept() -> None:
+    result = runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml"), "--set", "data.image_size=30"])
+    assert result.exit_code == 2
+    assert "data.image_size: vit_tiny_patch16_224 cuts images into 16x16 patches and 30 px" in result.output
+    assert "a multiple of 16: 16 or 32" in result.output  # resnet18 takes any size
+
+
+def test_patch_14_and_patch_16_partners_are_offered_their_common_multiples(tmp_path: Path) -> None:
+    # DINOv2's 518 px with a patch-16 student, in small: a patch-14 teacher at 70 px.
+    spec = tmp_path / "patches.yaml"
+    spec.write_text("name: patches\n"
+                    "teacher: {timm: vit_tiny_patch16_224, kwargs: {patch_size: 14, depth: 4}}\n"
+                    "student: {timm: vit_tiny_patch16_224, kwargs: {depth: 4}}\n"
+                    "data: {dataset: digits, image_size: 70}\n")
+    result = runner.invoke(app, ["plan", str(spec), "--no-cache"])
+    assert result.exit_code == 2
+    assert f"{spec}:4:" in result.output and "70 px is not a multiple of 16" in result.output
+    assert "a multiple of 112: 112" in result.output
+
+
+@pytest.mark.parametrize("teacher_stages", ["frozen", "finetune"])
+def test_emit_summary_and_plan_say_the_same_word_for_each_part(teacher_stages: str) -> None:
+    args = [str(ROOT / "specs" / "quickstart.yaml"), "--set", f"assistant.teacher_stages={teacher_stages}"]
+    plan = Plan.from_json(runner.invoke(app, ["plan", *args, "--format", "json"]).stdout)
+    summary = runner.invoke(app, ["emit", *args, "--format", "summary"], env={"COLUMNS": "200"})
+    assert summary.exit_code == 0, summary.output
+    words = {part.source: part.ownership for part in plan.assistant if part.name != "head"}
+    assert words["teacher"] == teacher_stages and words["student"] == "shared"
+    assert f"teacher stem + stages 1-{plan.split} ({words['teacher']})" in summary.stdout
+    assert f"+ head ({words['student']})" in summary.stdout and "bridge (new)" in summary.stdout
+
+
+def test_plan_states_what_its_score_means_without_all() -> None:
+    result = runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml")], env={"COLUMNS": "400"})
+    assert result.exit_code == 0 and "score: lower is better, unitless" in result.stdout
+
+
+def test_a_bridge_larger_than_the_student_is_warned_about_with_the_numbers_and_the_options() -> None:
+    big = runner.invoke(app, ["plan", str(ROOT / "specs" / "resnet50-to-resnet18.yaml")], env={"COLUMNS": "400"})
+    assert big.exit_code == 0, big.output
+    assert "warning: the bridge has 12.86M parameters, more than the student resnet18 (11.23M)" in big.stdout
+    assert "assistant.bridge.mlp_ratio" in big.stdout
+    as_json = runner.invoke(app, ["plan", str(ROOT / "specs" / "resnet50-to-resnet18.yaml"), "--format", "json"])
+    assert Plan.from_json(as_json.stdout) and "warning: the bridge" in as_json.stderr  # stdout stays JSON
+    small = runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml")])
+    assert "warning" not in small.output
+
+
+@pytest.mark.parametrize("method", ["ofa", "kd", "none"])
+def test_plan_of_another_method_shows_what_it_builds_not_the_tas_assistant(method: str) -> None:
+    from tasgen.compiler import plan_spec
+    from tasgen.emit.ofa import ExitBranch
+    from tasgen.plan_views import exit_branches
+    from tasgen.spec import load_spec
+
+    spec = ROOT / "specs" / "quickstart.yaml"
+    result = runner.invoke(app, ["plan", str(spec), "--set", f"distill.method={method}"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert f"method {method}: no assistant" in result.stdout
+    assert "assistant" not in result.stdout.split("no assistant", 1)[1] and "bridge:" not in result.stdout
+    assert ("exit branches" in result.stdout) == (method == "ofa")
+    plan = plan_spec(load_spec(spec, [f"distill.method={method}"]))
+    for view, stage in zip(exit_branches(plan), plan.student.stages, strict=False):  # counted as built
+        branch = ExitBranch(stage.layout, stage.channels, plan.num_classes, stage.prefix_tokens)
+        assert view.params == sum(p.numel() for p in branch.parameters())
+    assert len(exit_branches(plan)) == (len(plan.student.stages) if method == "ofa" else 0)
+
+
+def test_every_base_fragment_is_extended_by_an_example_spec() -> None:
+    # README: specs/ are validated and planned by the tests; specs/base/ fragments through the specs extending them.
+    import yaml
+
+    extended = set()
+    for spec in SPECS:
+        base = yaml.safe_load(spec.read_text()).get("extends")
+        if base:
+            extended.add((spec.parent / base).resolve())
+    fragments = {p.resolve() for p in (ROOT / "specs" / "base").glob("*.yaml")}
+    assert fragments and fragments <= extended, sorted(str(p) for p in fragments - extended)
+    assert set((ROOT / "specs").rglob("*.yaml")) == {*SPECS, *(ROOT / "specs" / "base").glob("*.yaml")}

@@ -190,11 +190,14 @@ def test_console_script_yaml_error(write_spec: WriteSpec) -> None:
     "argv",
     [
         ["--help"],
+        ["-h"],
+        ["--version"],
+        ["validate", "-h"],
         ["validate", "spec.yaml"],
         ["validate", "spec.yaml", "--set", "seed=x"],
         ["schema"],
     ],
-    ids=["help", "validate", "validate-invalid", "schema"],
+    ids=["help", "h", "version", "validate-h", "validate", "validate-invalid", "schema"],
 )
 def test_light_commands_do_not_import_torch(
     write_spec: WriteSpec, minimal_spec: str, argv: list[str]
@@ -224,3 +227,12 @@ def test_a_missing_image_folder_is_located(write_spec: WriteSpec, minimal_spec: 
     assert runner.invoke(app, ["validate", "specs/x.yaml", "--no-data"]).exit_code == 0  # written for another machine
     (tmp_path / "specs" / "images" / "train" / "cat").mkdir(parents=True)
     assert runner.invoke(app, ["validate", "specs/x.yaml"]).exit_code == 0
+
+
+def test_version_and_short_help() -> None:
+    from tasgen import __version__
+
+    version = subprocess.run([*_tasgen(), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout == f"tasgen {__version__}\n"
+    short, long = (subprocess.run([*_tasgen(), "plan", flag], capture_output=True, text=True) for flag in ("-h", "--help"))
+    assert short.returncode == 0 and short.stdout == long.stdout and "--all" in short.stdout

@@ -40,3 +40,10 @@ def test_json_schema_header() -> None:
     assert set(schema["required"]) == {"teacher", "student"}  # name comes from the file name
     assert schema["additionalProperties"] is False
     json.dumps(schema)
+
+
+def test_a_model_used_in_several_places_lists_the_paths_of_its_parts_in_each() -> None:
+    # BackboneSpec is used at teacher and at student: its stem and stages are used under both.
+    text = reference_markdown()
+    assert "Used at: `teacher.stem`, `student.stem`." in text
+    assert "Used at: `teacher.stages`, `student.stages`." in text

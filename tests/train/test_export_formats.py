@@ -46,6 +46,9 @@ def test_timm_folder_loads_with_local_dir_and_gives_the_runs_logits(vit_run, tmp
     assert config["architecture"] == "vit_tiny_patch16_224" and config["num_classes"] == 10
     assert config["model_args"]["img_size"] in (32, [32, 32]) and config["model_args"]["embed_dim"] == 32
     assert config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+    # Trained from scratch on digits: nothing of timm's default ImageNet weights (tag, licence, hub id, crop).
+    assert not {"tag", "license", "hf_hub_id", "url", "crop_pct"} & set(config["pretrained_cfg"]), config
+    assert config["pretrained_cfg"]["num_classes"] == 10 and len(config["pretrained_cfg"]["mean"]) == 3
     model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -166,3 +169,22 @@ def test_hub_model_offline_is_one_clear_located_line(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match=r"spec.yaml:\d+:\d+: teacher.timm: cannot fetch hf-hub:timm/resnet18.a1_in1k "
                                         r"from the Hugging Face Hub .*local-dir:PATH"):
         plan_spec(loaded, use_cache=False)
+
+
+def test_hub_model_without_network_fails_after_one_short_probe_not_the_hubs_retries(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from tasgen.arch import models
+    from tasgen.compiler import plan_spec
+    from tasgen.spec.load import load_spec
+
+    # Not in offline mode, an empty cache, and a Hub whose name does not resolve (.invalid never does).
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-empty"))
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hub.invalid")
+    monkeypatch.setattr(models, "HUB_PROBE_TIMEOUT_S", 0.5)
+    data = spec_dict(tmp_path, teacher={"timm": "hf-hub:timm/resnet18.a1_in1k"})
+    with pytest.raises(SpecError, match=r"teacher.timm: cannot fetch hf-hub:timm/resnet18.a1_in1k from the Hugging "
+                                        r"Face Hub \(hub.invalid:443 does not answer within 0.5 s .*local-dir:PATH"):
+        plan_spec(load_spec(write_spec_file(tmp_path, data)), use_cache=False)
