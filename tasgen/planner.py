@@ -277,19 +277,39 @@ def plan_warnings(plan: Plan) -> list[str]:
 
     A bridge with more parameters than the student (a wide global stage after the
     split, the MLP at ``mlp_ratio``) makes the assistant's new part the biggest thing
-    the run trains.
+    the run trains. The rest are the assistant's measured failure modes
+    (docs/results.md, "Where TAS hurts"): shapes of plan under which TAS was measured
+    to fall behind the student trained alone, with the option that addresses each.
     """
     if plan.method != "tas":  # no assistant is built
         return []
     b, student = plan.bridge, plan.student
-    if b.params <= student.params:
-        return []
-    return [
-        f"the bridge has {b.params / 1e6:.2f}M parameters, more than the student {student.model} "
-        f"({student.params / 1e6:.2f}M): it maps {b.in_channels} to {b.out_channels} channels with an MLP of ratio "
-        f"{b.mlp_ratio:g}; lower assistant.bridge.mlp_ratio, or set assistant.split / assistant.global_start to "
-        "narrower stages (`tasgen plan --all` lists the candidates)"
-    ]
+    warnings = []
+    if b.params > student.params:
+        warnings.append(
+            f"the bridge has {b.params / 1e6:.2f}M parameters, more than the student {student.model} "
+            f"({student.params / 1e6:.2f}M): it maps {b.in_channels} to {b.out_channels} channels with an MLP of "
+            f"ratio {b.mlp_ratio:g}; lower assistant.bridge.mlp_ratio, or set assistant.split / assistant.global_start "
+            "to narrower stages (`tasgen plan --all` lists the candidates)"
+        )
+    frozen_global = plan.local_role == "student" and plan.global_role == "teacher" and plan.teacher_stages == "frozen"
+    if frozen_global and plan.feature.get("loss") == "infonce" and any(p.feature_weight > 0 for p in plan.loss_pairs):
+        warnings.append(
+            f"the student's stem and stages 1-{plan.split} feed the teacher's frozen stages: the direction in which "
+            "TAS was measured below the student alone (vit-to-cnn, docs/results.md). There the InfoNCE terms' "
+            "gradient on those student stages was 2.6-3.7x the label loss's, at a cosine near 0, and the student "
+            "trained without them (distill.feature.loss: none) learned faster; compare both on your data with "
+            "`tasgen study SPEC --methods none,tas --arm 'tas-logits:distill.method=tas;distill.feature.loss=none'`"
+        )
+    grid_in, grid_out = token_grid(plan.image_size, b.in_reduction)[0], token_grid(plan.image_size, b.out_reduction)[0]
+    if frozen_global and grid_out >= 4 * grid_in:
+        warnings.append(
+            f"the bridge hands the teacher's frozen stages a {grid_out}x{grid_out} grid interpolated from the student's "
+            f"{grid_in}x{grid_in} map: an assistant that reads so few positions was measured weaker than the student "
+            "it teaches (vit-to-cnn at 32 px: 2x2 into 8x8, 83.79 % against 90.86 %); an earlier split "
+            "(assistant.split, `tasgen plan --all`) or larger images give the bridge a finer map"
+        )
+    return warnings
 
 
 def _ownership(role: Role, spec: Spec) -> Ownership:

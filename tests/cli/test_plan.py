@@ -341,3 +341,24 @@ def test_every_base_fragment_is_extended_by_an_example_spec() -> None:
     fragments = {p.resolve() for p in (ROOT / "specs" / "base").glob("*.yaml")}
     assert fragments and fragments <= extended, sorted(str(p) for p in fragments - extended)
     assert set((ROOT / "specs").rglob("*.yaml")) == {*SPECS, *(ROOT / "specs" / "base").glob("*.yaml")}
+
+
+def test_plan_warns_of_the_measured_failure_modes_and_names_the_option() -> None:
+    """A student feeding the teacher's frozen stages (vit-to-cnn's shape) is warned about, with the option
+    that addresses it; the warning goes when the option is set, and never shows for the other direction."""
+    from tasgen.compiler import plan_spec
+    from tasgen.planner import plan_warnings
+    from tasgen.spec import load_spec
+
+    study = ROOT / "specs" / "study"
+
+    def warnings(spec: str, *sets: str) -> list[str]:
+        return plan_warnings(plan_spec(load_spec(study / spec, list(sets))))
+
+    vit_to_cnn = warnings("vit-to-cnn.yaml")
+    assert any("feed the teacher's frozen stages" in w and "distill.feature.loss=none" in w for w in vit_to_cnn)
+    assert any("8x8 grid interpolated from the student's 2x2 map" in w for w in vit_to_cnn)
+    assert not any("InfoNCE" in w for w in warnings("vit-to-cnn.yaml", "distill.feature.loss=none"))
+    assert not any("interpolated" in w for w in warnings("vit-to-cnn.yaml", "assistant.split=2"))  # 4x4 into 8x8
+    assert not any("frozen" in w for w in warnings("vit-to-cnn.yaml", "assistant.teacher_stages=finetune"))
+    assert warnings("cnn-to-mlp.yaml") == [] and warnings("cnn-to-vit.yaml") == []
