@@ -150,12 +150,15 @@ class TeacherStore:
     """The fitted teachers under ``root`` (default: ``<cache_dir>/teachers``).
 
     Args:
-        root: the store's folder; ``$TASGEN_CACHE_DIR/teachers`` or
-            ``~/.cache/tasgen/teachers`` by default.
+        root: the store's folder; by default ``$TASGEN_TEACHER_STORE`` when set (every
+            process of a run, study workers and torchrun ranks included, reads the same
+            variable), else ``$TASGEN_CACHE_DIR/teachers`` or ``~/.cache/tasgen/teachers``.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root) if root is not None else cache_dir() / "teachers"
+        if root is None:
+            root = os.environ.get("TASGEN_TEACHER_STORE") or cache_dir() / "teachers"
+        self.root = Path(root)
 
     def teacher(self, key: str) -> StoredTeacher:
         """The store's place for the teacher of ``key`` (it may not exist yet)."""

@@ -60,4 +60,5 @@ def teacher_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
     root = tmp_path_factory.mktemp("teachers")
     monkeypatch.setattr(tasgen.teacher_store, "cache_dir", lambda: root)
+    monkeypatch.setenv("TASGEN_TEACHER_STORE", str(root / "teachers"))  # study workers and CLI runs too
     return root / "teachers"

@@ -244,9 +244,12 @@ def check_reuse(study: Study) -> None:
         StudyError: naming each such run with the keys that differ, and the ways forward.
         SpecError: a run's spec.yaml does not load (located).
     """
-    places = [(study.folder / name / "teacher", path, _teacher_overrides(study, name))
+    places = [(study.folder / name / "teacher", path, _teacher_overrides(study, name), False)
               for name, path in study.specs.items() if not study.teacher_given[name]]
-    places += [(task.run_dir, task.spec_path, _student_overrides(study, task)) for task in study.tasks]
+    # A shared teacher's weights are named by the study (in the store, or not fitted yet): they follow from
+    # the spec's own keys, which are compared, so the path the run recorded is not.
+    places += [(task.run_dir, task.spec_path, task.overrides, not study.teacher_given[task.spec_name])
+               for task in study.tasks]
     conflicts = [c for c in (_reuse_conflict(*place) for place in places) if c is not None]
     if not conflicts:
         return
@@ -260,8 +263,11 @@ def check_reuse(study: Study) -> None:
     )
 
 
-def _reuse_conflict(run_dir: Path, spec_path: Path, overrides: tuple[str, ...]) -> str | None:
-    """What keeps the study from reusing ``run_dir`` (None when nothing does, or it holds no run yet)."""
+def _reuse_conflict(run_dir: Path, spec_path: Path, overrides: tuple[str, ...], shared_teacher: bool) -> str | None:
+    """What keeps the study from reusing ``run_dir`` (None when nothing does, or it holds no run yet).
+
+    With ``shared_teacher``, the study names the teacher's weights: ``teacher.checkpoint`` is not compared.
+    """
     from tasgen.train.run_folder import RunFolder, describe_changes
 
     folder = RunFolder(run_dir)
@@ -269,6 +275,8 @@ def _reuse_conflict(run_dir: Path, spec_path: Path, overrides: tuple[str, ...]) 
         held = folder.leftovers()
         return f"{run_dir} holds {', '.join(held)} but no spec.yaml to tell what they were trained with" if held else None
     changes = folder.spec_changes(load_spec(spec_path, overrides).spec)
+    if shared_teacher:
+        changes = [c for c in changes if c[0] != "teacher.checkpoint"]
     return f"{run_dir}: {describe_changes(changes)}" if changes else None
 
 
