@@ -45,7 +45,7 @@ def teachers_command(
 def _print_teachers(store: TeacherStore) -> None:
     from rich.table import Table
 
-    from tasgen_cli._render import console
+    from tasgen_cli._render import console, print_table
 
     found = store.teachers()
     if not found:
@@ -53,8 +53,8 @@ def _print_teachers(store: TeacherStore) -> None:
         return
     table = Table(title=f"teachers in {store.root}")
     for column in ("key", "model", "data", "top-1 %", "size", "path", "last used"):
-        table.add_column(column, justify="right" if column in ("top-1 %", "size") else "left",
-                         overflow="fold", no_wrap=column in ("key", "top-1 %", "size", "last used"))
+        # Whole cells (print_table): a key or a path folded by the width is not one to copy.
+        table.add_column(column, justify="right" if column in ("top-1 %", "size") else "left", no_wrap=True)
     for stored in found:
         entry = stored.entry()
         top1 = entry.get("teacher_top1")
@@ -66,4 +66,4 @@ def _print_teachers(store: TeacherStore) -> None:
             f"{stored.size() / 2**20:.1f} MiB", str(stored.weights),
             datetime.datetime.fromtimestamp(used).strftime("%Y-%m-%d %H:%M") if isinstance(used, int | float) else "?",
         )
-    console.print(table)
+    print_table(table)

@@ -45,10 +45,11 @@ def export_student(
     """
     from tasgen.spec.load import load_run_spec
 
-    check_output(out_path, overwrite=overwrite)  # before reading the checkpoint: a refusal costs nothing
+    # Before reading the checkpoint: a refusal costs nothing. A run folder's files first: they are
+    # refused even with --overwrite, and the message says why.
     folder = RunFolder(Path(run_dir))
-    out = Path(out_path)
-    check_outside_runs([out], folder.path)
+    check_outside_runs([Path(out_path)], folder.path)
+    check_output(out_path, overwrite=overwrite)
     found = folder.checkpoint(checkpoint)  # verified against its manifest
     parts = split_prefixes(read_weights(found / "model.safetensors"))
     prefix = "ema" if ema else "student" if "student" in parts else "teacher"
@@ -104,8 +105,8 @@ def export_assistant(
 
     from .setup import restore_run
 
+    check_outside_runs([Path(out_path)], Path(run_dir))  # refused even with --overwrite
     check_output(out_path, overwrite=overwrite)
-    check_outside_runs([Path(out_path)], Path(run_dir))
     setup, state = restore_run(run_dir, checkpoint, device=torch.device("cpu"))
     assistant = getattr(setup.system, "assistant", None)
     if setup.role == "teacher" or assistant is None:

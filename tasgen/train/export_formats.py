@@ -93,8 +93,9 @@ def export_timm(
     """
     import timm.models
 
-    check_output(out_dir, kind="folder", overwrite=overwrite)
+    # A run folder's files first: they are refused even with --overwrite, with the reason.
     check_outside_runs([Path(out_dir) / name for name in ("model.safetensors", "config.json")], Path(run_dir))
+    check_output(out_dir, kind="folder", overwrite=overwrite)
     model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
     if info["timm"] is None:
         raise TrainError(
@@ -112,6 +113,7 @@ def export_timm(
     out = prepare_output(out_dir, kind="folder", overwrite=overwrite)
     try:
         timm.models.save_for_hf(model, str(out), safe_serialization=True, data_config=data_config)
+        _drop_default_crop(out / "config.json")
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     if push_to_hub is not None:
@@ -144,8 +146,8 @@ def export_onnx(
         OutputError: ``out_path`` cannot be written (exists, is a folder, read-only).
         TrainError: the export failed, or onnxruntime disagrees with PyTorch.
     """
+    check_outside_runs([Path(out_path)], Path(run_dir))  # refused even with --overwrite
     check_output(out_path, overwrite=overwrite)
-    check_outside_runs([Path(out_path)], Path(run_dir))
     model, info = exported_model(run_dir, checkpoint=checkpoint, ema=ema)
     size = info["image_size"]
     sample = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -188,6 +190,23 @@ def check_onnx(model: nn.Module, path: Path, image_size: int) -> float | None:
     if not diff <= ONNX_ATOL:
         raise TrainError(f"{path}: onnxruntime's logits differ from PyTorch's by {diff:.2e} (> {ONNX_ATOL}); do not ship it")
     return diff
+
+
+def _drop_default_crop(config_file: Path) -> None:
+    """Remove the crop timm's ``save_for_hf`` fills in from its defaults (``crop_pct``, ``crop_mode``).
+
+    tasgen trains and evaluates on whole images, so an ImageNet-style centre crop is not
+    true of the exported model (see `tasgen.arch.models.trained_cfg`).
+    """
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    cfg = config.get("pretrained_cfg")
+    if isinstance(cfg, dict):
+        for key in _DEFAULT_CROP_KEYS:
+            cfg.pop(key, None)
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+_DEFAULT_CROP_KEYS = ("crop_pct", "crop_mode")
 
 
 def _exported_role(folder: Path, meta: dict[str, str]) -> str:

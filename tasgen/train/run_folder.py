@@ -54,6 +54,10 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".lock"
+STUDY_FILE = "study.json"
+"""The file that marks a study folder (``tasgen.study.table.STUDY_FILE``; named here so that
+training does not import the study layer above it)."""
+_RUN_FILES = ("spec.yaml", "plan.json", "last", "best", METRICS_FILE)
 _SPACE_MARGIN = 1.1  # the next checkpoint may be a little larger than the last (optimizer state, rows)
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 RESULT_NEUTRAL_KEYS = ("train.output_dir", "train.loggers", "train.log_interval", "data.num_workers")
@@ -397,11 +401,14 @@ def check_outside_runs(targets: list[Path], source: Path) -> None:
 
 
 def _is_run_folder(folder: Path) -> bool:
-    """A folder tasgen trained in or wrote a study to: its files belong to the run."""
-    from tasgen.study.table import STUDY_FILE
+    """A folder tasgen trained in or wrote a study to: its files belong to the run.
 
-    return ((folder / LOCK_FILE).is_file() or (folder / STUDY_FILE).is_file()
-            or ((folder / "spec.yaml").is_file() and (folder / "plan.json").is_file()))
+    ``.lock`` alone is not enough: other tools name their lock files so too (pytest's
+    numbered temporary folders hold one); a run's lock goes with one of its files.
+    """
+    if (folder / STUDY_FILE).is_file() or ((folder / "spec.yaml").is_file() and (folder / "plan.json").is_file()):
+        return True
+    return (folder / LOCK_FILE).is_file() and any((folder / name).exists() for name in _RUN_FILES)
 
 
 def spec_changes(before: Any, now: Any, path: str = "") -> list[tuple[str, Any, Any]]:

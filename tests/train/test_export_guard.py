@@ -41,6 +41,9 @@ def test_export_refuses_the_files_of_run_folders(two_runs, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output and "refusing to write" in result.output, result.output
         assert "outside the run folders" in result.output
+    for args in refused[:2]:  # --overwrite replaces other files, never a run's
+        result = CliRunner().invoke(app, ["export", str(run), *args, "--overwrite"])
+        assert result.exit_code == 2 and "refusing to write" in result.output, (args, result.output)
     assert {p: p.read_bytes() for p in files} == files
     assert CliRunner().invoke(app, ["eval", str(run)]).exit_code == 0  # its integrity check still holds
 
@@ -48,3 +51,16 @@ def test_export_refuses_the_files_of_run_folders(two_runs, tmp_path):
     result = CliRunner().invoke(app, ["export", str(run), "-o", str(beside)])
     assert result.exit_code == 0, result.output
     assert beside.is_file()
+
+
+def test_a_lock_file_alone_is_no_run_folder(tmp_path):
+    """Other tools name their locks `.lock` too (pytest's numbered folders): a run's goes with its files."""
+    from tasgen.study.table import STUDY_FILE
+    from tasgen.train.run_folder import STUDY_FILE as STUDY_MARKER
+    from tasgen.train.run_folder import _is_run_folder
+
+    assert STUDY_MARKER == STUDY_FILE  # run_folder names the study marker without importing the study layer
+    (tmp_path / ".lock").write_text("123\n")
+    assert not _is_run_folder(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert _is_run_folder(tmp_path)

@@ -65,8 +65,11 @@ def test_resume_of_a_stopped_run_with_another_lr_is_refused(make_spec):
 
 def test_a_teacher_fit_resumed_under_another_spec_names_its_own_record(make_spec):
     fit = train(make_spec(name="fit"), role="teacher", max_epochs=1, quiet=True)
+    # The fit lives in the teacher store, keyed by what changes its weights (another lr is another
+    # teacher): a change outside the key (EMA) finds this fit, and differs from its record.
     with pytest.raises(TrainError) as err:
-        train(make_spec(name="fit", train={"optimizer": {"lr": 0.01}}), role="teacher", resume=True, quiet=True)
+        train(make_spec(name="fit", train={"ema": {"enabled": True}}), role="teacher", resume=True, quiet=True)
+    assert "train.ema.enabled" in str(err.value)
     record = fit.run_dir / "spec.yaml"
     assert f"`tasgen train {record} --role teacher --resume`" in str(err.value)
     out = CliRunner().invoke(app, ["train", str(record), "--role", "teacher", "--resume"])
