@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--json", default=None, help="write the rows to this file")
+    parser.add_argument("--untrained-teacher", action="store_true",
+                        help="a randomly initialised teacher (a smoke test of the tool, not a measurement)")
     parser.add_argument("--summary", default=None, metavar="JSON",
                         help="print the mean over a written run's rows (first half, second half) and exit")
     args = parser.parse_args(argv)
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from tasgen.train.optim import build_optimizer, build_scheduler
 
     torch.manual_seed(0)
-    compiled = tasgen.compile(args.spec, overrides=["distill.method=tas", *args.overrides], device="cpu")
+    compiled = tasgen.compile(args.spec, overrides=["distill.method=tas", *args.overrides], device="cpu",
+                              untrained_teacher=args.untrained_teacher)
     plan, system, objective = compiled
     spec = compiled.spec
     train_loader, _ = compiled.loaders()
