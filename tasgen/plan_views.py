@@ -52,16 +52,36 @@ def exit_branches(plan: Plan) -> list[ExitBranchView]:
 
 
 def method_members(plan: Plan) -> str:
-    """One sentence: what the plan's method builds and trains (TAS alone adds the assistant)."""
-    student, teacher = plan.student.model, plan.teacher.model
-    return {
-        "tas": f"method tas: teacher {teacher} ({plan.ownership('teacher')}), student {student} and the assistant "
-               "below, distilled jointly",
-        "ofa": f"method ofa: no assistant; student {student} with an exit branch after each stage, every exit and "
-               f"the student's logits pulled toward teacher {teacher}'s (frozen) with the OFA loss",
-        "kd": f"method kd: no assistant; student {student} pulled toward teacher {teacher}'s (frozen) logits",
-        "none": f"method none: no assistant, no teacher; student {student} on the labels alone",
-    }[plan.method]
+    """One sentence: what the plan's method builds and trains (TAS alone adds the assistant).
+
+    The built-in methods are described here; a package's registered method by its registry summary.
+    """
+    student, teacher, method = plan.student.model, plan.teacher.model, plan.method
+    p = plan.params
+    known = {
+        "tas": lambda: f"method tas: teacher {teacher} ({plan.ownership('teacher')}), student {student} and the "
+                       "assistant below, distilled jointly",
+        "ofa": lambda: f"method ofa: no assistant; student {student} with an exit branch after each stage, every exit "
+                       f"and the student's logits pulled toward teacher {teacher}'s (frozen) with the OFA loss",
+        "kd": lambda: f"method kd: no assistant; student {student} pulled toward teacher {teacher}'s (frozen) logits",
+        "fitnet": lambda: f"method fitnet: no assistant; a new regressor on student {student}'s stage "
+                          f"{p.get('student_stage')} pulled toward teacher {teacher}'s (frozen) stage "
+                          f"{p.get('teacher_stage')} with a hint MSE",
+        "crd": lambda: f"method crd: no assistant; new embedding heads on student {student}'s and teacher {teacher}'s "
+                       "(frozen) pooled final features, contrasted against a memory of "
+                       f"{p.get('negatives')} negatives (CRD NCE)",
+        "dkd": lambda: f"method dkd: no assistant; student {student} pulled toward teacher {teacher}'s (frozen) "
+                       "logits with decoupled KD (target-class and non-target-class terms, weighted apart)",
+        "dist": lambda: f"method dist: no assistant; student {student}'s predictions matched to teacher {teacher}'s "
+                        "(frozen) by inter- and intra-class Pearson correlation",
+        "none": lambda: f"method none: no assistant, no teacher; student {student} on the labels alone",
+    }
+    if method in known:
+        return known[method]()
+    from tasgen.methods import get_method  # a package's method: what its registration says
+
+    entry = get_method(method)
+    return f"method {method} (from {entry.origin}): no assistant; student {student}, teacher {teacher}: {entry.summary}"
 
 
 def _node(part: AssistantPart) -> str:

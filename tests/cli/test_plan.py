@@ -17,6 +17,20 @@ SPECS = sorted([*(ROOT / "specs").glob("*.yaml"), *(ROOT / "specs" / "study").gl
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Print the commands' tables and warnings at a width nothing here wraps at.
+
+    The console is made once, at import, from the $COLUMNS of the process (a CI runner's 80 cuts
+    rows and warnings into lines); a CliRunner's env= comes too late for it. The tests read whole rows.
+    """
+    from rich.console import Console
+
+    import tasgen_cli._render
+
+    monkeypatch.setattr(tasgen_cli._render, "console", Console(width=400))
+
+
 def test_there_are_examples_of_every_pairing() -> None:
     names = {p.stem for p in SPECS}
     assert {"quickstart", "vit_s-to-resnet18", "convnext_t-to-deit_t", "mixer_b16-to-mobilenetv2",
@@ -309,7 +323,7 @@ def test_a_bridge_larger_than_the_student_is_warned_about_with_the_numbers_and_t
     assert "warning" not in small.output
 
 
-@pytest.mark.parametrize("method", ["ofa", "kd", "none"])
+@pytest.mark.parametrize("method", ["ofa", "kd", "none", "fitnet", "crd", "dkd", "dist"])
 def test_plan_of_another_method_shows_what_it_builds_not_the_tas_assistant(method: str) -> None:
     from tasgen.compiler import plan_spec
     from tasgen.emit.ofa import ExitBranch

@@ -225,8 +225,11 @@ def test_a_missing_image_folder_is_located(write_spec: WriteSpec, minimal_spec: 
     # Relative to the spec file, not to the working folder.
     assert result.stderr == f"specs/x.yaml:4:9: data.root: the image folder does not exist: {tmp_path / 'specs' / 'images'}\n"
     assert runner.invoke(app, ["validate", "specs/x.yaml", "--no-data"]).exit_code == 0  # written for another machine
-    (tmp_path / "specs" / "images" / "train" / "cat").mkdir(parents=True)
-    assert runner.invoke(app, ["validate", "specs/x.yaml"]).exit_code == 0
+    for split in ("train", "val"):  # validate reads the layout: both splits, each class folder with an image
+        (tmp_path / "specs" / "images" / split / "cat").mkdir(parents=True)
+        (tmp_path / "specs" / "images" / split / "cat" / "0.png").write_bytes(b"")
+    found = runner.invoke(app, ["validate", "specs/x.yaml"])
+    assert found.exit_code == 0, found.output
 
 
 def test_version_and_short_help() -> None:
