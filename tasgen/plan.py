@@ -135,6 +135,7 @@ class Plan(Losses):
     bridge: BridgeGeometry
     teacher_stages: Literal["frozen", "finetune"]
     shared_grad: float = 1.0
+    recompute: bool = False
     candidates: list[Candidate]
     reason: str
 
@@ -142,8 +143,9 @@ class Plan(Losses):
     @property
     def hash(self) -> str:
         """sha256 (first 16 hex digits) of the plan's canonical JSON, without the hash."""
-        # Methods without params of their own keep the hash they had before `params` existed.
-        exclude = {"hash"} | (set() if self.params else {"params"})
+        # Methods without params of their own keep the hash they had before `params` existed;
+        # `recompute` changes how memory is spent, not what is computed.
+        exclude = {"hash", "recompute"} | (set() if self.params else {"params"})
         blob = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

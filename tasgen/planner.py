@@ -268,6 +268,7 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         teacher=teacher, student=student, pair=pair, local_role=local_role, global_role=global_role,
         split=split, global_start=start, assistant=parts, bridge=bridge,
         teacher_stages=spec.assistant.teacher_stages, shared_grad=spec.assistant.shared_grad,
+        recompute=spec.assistant.recompute,
         candidates=candidates, reason=reason,
     )
 

@@ -78,6 +78,7 @@ def test_readme_shows_commands() -> None:
     assert len(_commands(README, "bash")) >= 10
 
 
+@pytest.mark.slow
 def test_readme_runs_top_to_bottom_in_one_fresh_folder(tmp_path: Path, monkeypatch) -> None:
     shutil.copytree(ROOT / "specs", tmp_path / "specs")  # a clean clone's specs/, read by relative paths
     monkeypatch.chdir(tmp_path)
@@ -93,6 +94,7 @@ def test_readme_runs_top_to_bottom_in_one_fresh_folder(tmp_path: Path, monkeypat
     assert ran >= 15 and len(skipped) == len(README_SKIPS), skipped  # a skip that matches nothing is stale
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("doc", list(RUN))
 def test_documented_commands_run(doc: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # runs/ and written files land here

@@ -69,6 +69,10 @@ class Assistant(nn.Module):
         self._scaled_path = (
             (_GlobalPath(self, student),) if plan.global_role == "student" and self.shared_grad != 1 else None
         )
+        # Recompute the stages after the bridge in backward instead of keeping their
+        # activations (plan.recompute): only where they are the frozen teacher's, which runs
+        # in eval mode (no batch-norm statistics to update twice, no dropout).
+        self.recompute = plan.recompute and plan.global_role == "teacher" and plan.teacher_stages == "frozen"
         # Prefix tokens of design `depth`, and the values a graph-read global stage
         # reads besides its main input (H and W, class tokens): the global member's
         # own, as they enter stage global_start in its forward pass of the same images.
@@ -155,8 +159,9 @@ class Assistant(nn.Module):
         x: State = self.bridge(main(h), prefix)
         if carry:
             x = (x, *carry)
+        recompute = self.recompute and torch.is_grad_enabled()
         for i in range(self.global_start, self.glob.num_stages + 1):
-            x = self.glob.stage(i, x)
+            x = self.glob.stage(i, x, recompute)
         return self.glob.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

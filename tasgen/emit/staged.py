@@ -6,11 +6,16 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from tasgen.arch.table import StageTable, is_method, resolve
 from tasgen.emit.feature import knowledge, one_pass_classifier, sample_final_map
 
 State = torch.Tensor | tuple  # a part's output: the main tensor, or (main, *carried values)
+
+
+def _call(fn: Callable[..., State], *args: object) -> State:
+    return fn(*args)
 
 
 def main(state: State) -> torch.Tensor:
@@ -68,9 +73,20 @@ class StagedModel:
     def stem(self, x: torch.Tensor) -> State:
         return self._run(self._stem, x)
 
-    def stage(self, index: int, x: State) -> State:
-        """Run stage `index` (1-based)."""
-        return self._run(self._stages[index - 1], x)
+    def stage(self, index: int, x: State, recompute: bool = False) -> State:
+        """Run stage `index` (1-based).
+
+        With ``recompute``, each of the stage's parts (a block, or the stage's one piece
+        when the table is graph-read) keeps only its input for backward and runs again
+        there (activation checkpointing, part by part, so backward holds one part's
+        activations at a time). Only for parts whose results do not change when run
+        twice: no batch-norm statistics to update, no dropout (a frozen model in eval mode).
+        """
+        if not recompute:
+            return self._run(self._stages[index - 1], x)
+        for fn in self._stages[index - 1]:
+            x = checkpoint(_call, fn, *(x if isinstance(x, tuple) else (x,)), use_reentrant=False)
+        return x
 
     def carries(self, index: int) -> bool:
         """Whether stage `index` (1-based) reads more than the previous part's main tensor."""

@@ -142,6 +142,12 @@ class AssistantSpec(_Strict):
         "is the global one): 1 trains them for the assistant as much as for the student (the paper), 0 "
         "leaves them to the student's own losses (the bridge still learns through them).",
     )
+    recompute: bool = Field(
+        False,
+        description="Keep no activations of the assistant's stages after the bridge for backward; run them "
+        "again in backward instead (activation checkpointing): less memory, one more forward of those "
+        "stages per step. The result is the same.",
+    )
     bridge: BridgeSpec = Field(default_factory=BridgeSpec)
 
     @model_validator(mode="after")

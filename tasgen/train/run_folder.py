@@ -60,9 +60,12 @@ training does not import the study layer above it)."""
 _RUN_FILES = ("spec.yaml", "plan.json", "last", "best", METRICS_FILE)
 _SPACE_MARGIN = 1.1  # the next checkpoint may be a little larger than the last (optimizer state, rows)
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-RESULT_NEUTRAL_KEYS = ("train.output_dir", "train.loggers", "train.log_interval", "data.num_workers")
+RESULT_NEUTRAL_KEYS = (
+    "train.output_dir", "train.loggers", "train.log_interval", "data.num_workers", "assistant.recompute",
+)
 """Spec keys a run's weights and metrics do not depend on: a resume or a study may change them.
-(``train.output_dir`` names the folder the run is found in, however it is spelled.)"""
+(``train.output_dir`` names the folder the run is found in, however it is spelled;
+``assistant.recompute`` recomputes frozen stages in eval mode, the same values.)"""
 _SHOWN_CHANGES = 6
 
 

@@ -50,6 +50,7 @@ def test_every_example_spec_validates_and_plans(spec: Path) -> None:
     assert table.exit_code == 0 and "chosen" in table.stdout and "bridge" in table.stdout
 
 
+@pytest.mark.slow
 def test_same_spec_same_hash_across_processes() -> None:
     spec = str(ROOT / "specs" / "quickstart.yaml")
     cmd = [sys.executable, "-m", "tasgen_cli", "plan", spec, "--format", "json", "--no-cache"]

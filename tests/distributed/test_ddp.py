@@ -112,6 +112,7 @@ def test_ranks_see_disjoint_samples_and_a_new_order_each_epoch() -> None:
     assert sorted(evals) == list(range(len(eval_ds)))  # each eval image counted once
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Path, teacher: Path) -> None:
     """2 processes x batch 16 (launched with `--nproc 2`, resumed under torchrun) == 1 process x batch 32.
 
@@ -158,6 +159,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Pa
         assert r2["loss"] == pytest.approx(r1["loss"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_user_error_under_nproc_exits_2_once_without_traceback(tmp_path: Path, teacher: Path) -> None:
     spec = _spec(tmp_path, teacher, "nothing", batch_size=16)
     result = _run(["-m", "tasgen_cli", "train", str(spec), "--nproc", "2", "--resume"])
@@ -188,5 +190,6 @@ def _nan_worker(rank: int, store_file: str) -> None:
         tdist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     torch.multiprocessing.spawn(_nan_worker, args=(str(tmp_path / "store"),), nprocs=2, join=True)

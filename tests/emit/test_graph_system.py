@@ -89,6 +89,7 @@ def test_graph_read_system_compiles_whole() -> None:
         torch.testing.assert_close(out[name][0], eager[name][0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", ["eva02->cnn", "xcit->cnn", "efficientvim->cnn"])
 def test_emitted_source_of_graph_parts_reproduces_the_assistant(pair: str, tmp_path) -> None:
     teacher, student, size = PAIRS[pair]

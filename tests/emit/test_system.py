@@ -500,3 +500,61 @@ def test_shared_grad_compiles_whole_without_graph_breaks() -> None:
     torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
     out.sum().backward()
     assert any(p.grad is not None for p in system.student.parameters())
+
+
+@pytest.mark.parametrize("pair", ["vit->cnn", "hybrid->cnn"])
+def test_recompute_gives_the_same_outputs_and_gradients_and_keeps_fewer_activations(pair: str) -> None:
+    """assistant.recompute: the frozen teacher stages after the bridge keep only their inputs for
+    backward and run again there. Outputs and every gradient are the values without it; fewer bytes
+    are saved for backward. The hybrid's global stage is a CoAtNet stage with batch norm, run in
+    eval mode: recomputing it changes no running statistic."""
+    x = torch.rand(2, 3, SIZE, SIZE)
+
+    def run(recompute: bool):
+        _, plan, system = make(*PAIRS[pair], assistant={"recompute": recompute})
+        system.train()
+        saved: list[int] = []
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved.append(t.untyped_storage().nbytes())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = system(x)
+        logits, feat = out["assistant"]
+        (logits.square().mean() + feat.square().mean() + out["student"][0].square().mean()).backward()
+        grads = {n: p.grad.clone() for n, p in system.named_parameters() if p.grad is not None}
+        stats = {n: b.clone() for n, b in system.teacher.named_buffers()}
+        return plan, out, grads, sum(saved), stats
+
+    plan, out, grads, saved, stats = run(False)
+    assert plan.global_role == "teacher" and not plan.recompute
+    rplan, rout, rgrads, rsaved, rstats = run(True)
+    assert rplan.recompute and rplan.hash == plan.hash  # how memory is spent, not what is computed
+    for name in out:
+        for a, b in zip(rout[name], out[name], strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert set(rgrads) == set(grads) and any("assistant.bridge" in n for n in grads)
+    for n, g in grads.items():
+        torch.testing.assert_close(rgrads[n], g, rtol=1e-6, atol=1e-7)
+    for n, b in stats.items():
+        torch.testing.assert_close(rstats[n], b, rtol=0, atol=0)
+    assert rsaved < saved
+
+
+def test_recompute_leaves_a_trained_global_member_alone_and_compiles_whole() -> None:
+    """Where the global stages are the student's (trained, in train mode), recompute does not apply;
+    where they are the frozen teacher's, the checkpointed system compiles as one graph."""
+    _, _, system = make(*PAIRS["cnn->vit"], assistant={"recompute": True})
+    assert not system.assistant.recompute
+    _, _, system = make(*PAIRS["vit->cnn"], assistant={"recompute": True})
+    assert system.assistant.recompute
+    system.train()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    eager = system(x)["assistant"][0]
+    torch._dynamo.reset()
+    compiled = torch.compile(system, backend="aot_eager", fullgraph=True)
+    out = compiled(x)["assistant"][0]
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
+    out.sum().backward()
+    assert all(p.grad is not None for p in system.assistant.bridge.parameters())

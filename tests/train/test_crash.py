@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.crashtest import main
 
 
+@pytest.mark.slow
 def test_a_kill_inside_a_save_resumes_to_identical_weights_and_rows(tmp_path):
     out = tmp_path / "figures.json"
     code = main(["--random", "0", "--saves", "1", "--epochs", "3", "--seed", "1",

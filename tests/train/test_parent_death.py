@@ -84,6 +84,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_a_killed_study_leaves_no_worker_and_the_next_one_proceeds(tmp_path: Path, teacher_weights: Path) -> None:
     spec = write_spec_file(tmp_path, spec_dict(tmp_path, name="orphans", teacher={"checkpoint": str(teacher_weights)},
                                                data={"num_samples": 480, "image_size": 16}, train={"epochs": 2}))
@@ -98,6 +99,7 @@ def test_a_killed_study_leaves_no_worker_and_the_next_one_proceeds(tmp_path: Pat
     assert "in use" not in again.stderr and "[2/2]" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_killed_train_nproc_leaves_no_torchrun_and_the_run_proceeds(tmp_path: Path, teacher_weights: Path) -> None:
     spec = write_spec_file(tmp_path, spec_dict(tmp_path, name="ddp", teacher={"checkpoint": str(teacher_weights)},
                                                distill={"method": "kd"},
