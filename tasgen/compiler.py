@@ -58,7 +58,7 @@ def stage_tables(
         raise loaded.error(("data", "root"), str(exc)) from None
     except ValueError as exc:
         raise loaded.error(("num_classes",), str(exc)) from None
-    from tasgen.arch.introspect import ImageSizeError
+    from tasgen.arch.errors import ImageSizeError
 
     tables: dict[str, StageTable] = {}
     failures: dict[str, Exception] = {}
@@ -100,7 +100,7 @@ def _image_size_message(
     """What is wrong with the image size, and the sizes near it that both models accept."""
     import math
 
-    from tasgen.arch.introspect import ImageSizeError
+    from tasgen.arch.errors import ImageSizeError
 
     # A model read as tokens needs its patch to divide the size; a convolutional stem takes any size.
     multiples = [t.stem.reduction for t in tables.values() if t.stem.layout == "NLC"]

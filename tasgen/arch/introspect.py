@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from tasgen.arch import graph
+from tasgen.arch.errors import ImageSizeError, ModelReadError, NoClassifierError, NotAChainError
 from tasgen.arch.graph import GraphReadError
 from tasgen.arch.table import (
     POS_EMBED_METHOD,
@@ -38,30 +39,6 @@ from tasgen.arch.table import (
 )
 
 ISOTROPIC_GROUPS = 4
-
-
-class ModelReadError(Exception):
-    """tasgen cannot read this model as stem + stages + head."""
-
-
-class NotAChainError(ModelReadError):
-    """The model is not one chain of stages, whichever way it is read."""
-
-
-class NoClassifierError(ModelReadError):
-    """The model is a feature encoder: it has no classifier for tasgen to distil through."""
-
-
-class ImageSizeError(ModelReadError):
-    """The image size is not a multiple of the model's patch (its stem's reduction).
-
-    Attributes:
-        multiple: the patch size every accepted image size is a multiple of.
-    """
-
-    def __init__(self, message: str, multiple: int) -> None:
-        super().__init__(message)
-        self.multiple = multiple
 
 
 def _head_outputs(model: nn.Module, features: object, *, name: str, source: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ from torch.nn.modules.module import (
     register_module_parameter_registration_hook,
 )
 
-from tasgen.arch.introspect import ModelReadError
+from tasgen.arch.errors import ModelReadError
 
 MAX_READ_MODULES = 10_000
 """The most modules tasgen reads in one model: five times the largest timm model's count."""

@@ -58,6 +58,23 @@ def test_same_spec_same_hash_across_processes() -> None:
     assert Plan.from_json(first.stdout).hash == Plan.from_json(second.stdout).hash
 
 
+@pytest.mark.slow
+def test_a_cached_plan_imports_neither_torch_nor_timm(tmp_path) -> None:
+    """Once both stage tables are cached, `tasgen plan` is a sub-second command: it must not
+    import torch (about 3 s here), not even for an exception class."""
+    code = (
+        "import os, sys; os.environ['TASGEN_CACHE_DIR'] = sys.argv[1]\n"
+        "from typer.testing import CliRunner\n"
+        "from tasgen_cli.app import app\n"
+        "result = CliRunner().invoke(app, ['plan', sys.argv[2]])\n"
+        "print(result.exit_code, 'torch' in sys.modules, 'timm' in sys.modules)\n"
+    )
+    cmd = [sys.executable, "-c", code, str(tmp_path / "cache"), str(ROOT / "specs" / "deit_t-to-resnet18.yaml")]
+    cold, cached = (subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split() for _ in range(2))
+    assert cold == ["0", "True", "True"]
+    assert cached == ["0", "False", "False"]
+
+
 def test_graph_formats() -> None:
     spec = str(ROOT / "specs" / "vit_s-to-resnet18.yaml")
     dot = runner.invoke(app, ["plan", spec, "-f", "dot"])
