@@ -56,6 +56,13 @@ def test_resume_under_another_spec_is_refused_then_accepted_explicitly(make_spec
     assert _rows(extended.run_dir)[1]["lr"] == pytest.approx(_rows(whole.run_dir)[1]["lr"])
 
 
+def test_a_stopped_run_resumes_with_recompute_switched_on(make_spec):
+    """assistant.recompute changes how memory is spent, not a value: no refusal, no --accept-changes."""
+    train(make_spec(name="rc"), max_epochs=1, quiet=True)
+    resumed = train(make_spec(name="rc", assistant={"recompute": True}), resume=True, quiet=True)
+    assert resumed.finished and [r["epoch"] for r in _rows(resumed.run_dir)] == [1, 2]
+
+
 def test_resume_of_a_stopped_run_with_another_lr_is_refused(make_spec):
     train(make_spec(name="lr"), max_epochs=1, quiet=True)
     with pytest.raises(TrainError, match=r"train\.optimizer\.lr \(0\.05 -> 0\.01\)"):
