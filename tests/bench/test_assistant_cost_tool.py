@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from tests.tools import load_tool
 from tests.train.conftest import spec_dict, write_spec_file
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "assistant_cost.py"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("assistant_cost", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("assistant_cost")
 
 
 def test_parts_run_what_they_name_and_are_timed(tmp_path: Path) -> None:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from tests.tools import load_tool
 from tests.train.conftest import spec_dict, write_spec_file
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "saved_activations.py"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("saved_activations", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("saved_activations")
 
 
 def test_the_assistant_adds_its_parts_and_leaves_the_students_share_alone(tmp_path: Path) -> None:
