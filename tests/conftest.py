@@ -26,14 +26,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the `slow` tests first (in their collected order), the rest after.
+    """Start every worker on its share of the `slow` tests.
 
-    Under `make test` the workers take tests in order and steal from each other when
-    idle: a minutes-long test started last would leave one core busy and the other idle
-    at the end, while one started first is overlapped by everything else. The order
-    among the slow tests and among the others is unchanged.
+    pytest-xdist's worksteal gives worker i the i-th contiguous slice of the collected
+    tests and lets an idle worker steal from the end of another's queue. A minutes-long
+    test met last would run alone on one core while the other idles; so each slice
+    begins with every W-th slow test (W workers, in collected order), and the other
+    tests fill the slices in their collected order. Without xdist: slow tests first.
     """
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    rest = [item for item in items if item.get_closest_marker("slow") is None]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        items[:] = slow + rest
+        return
+    n, fill, ordered = len(items), iter(rest), []
+    for w in range(workers):
+        share = slow[w::workers]
+        size = (w + 1) * n // workers - w * n // workers
+        ordered += share + [next(fill) for _ in range(max(0, size - len(share)))]
+    items[:] = ordered + list(fill)
 
 
 @pytest.fixture
