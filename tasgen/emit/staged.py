@@ -14,10 +14,6 @@ from tasgen.emit.feature import knowledge, one_pass_classifier, sample_final_map
 State = torch.Tensor | tuple  # a part's output: the main tensor, or (main, *carried values)
 
 
-def _call(fn: Callable[..., State], *args: object) -> State:
-    return fn(*args)
-
-
 def main(state: State) -> torch.Tensor:
     """The main tensor of a part's output (the stage output its table describes)."""
     return state[0] if isinstance(state, tuple) else state
@@ -85,7 +81,7 @@ class StagedModel:
         if not recompute:
             return self._run(self._stages[index - 1], x)
         for fn in self._stages[index - 1]:
-            x = checkpoint(_call, fn, *(x if isinstance(x, tuple) else (x,)), use_reentrant=False)
+            x = checkpoint(fn, *(x if isinstance(x, tuple) else (x,)), use_reentrant=False)
         return x
 
     def carries(self, index: int) -> bool:

@@ -144,9 +144,10 @@ class AssistantSpec(_Strict):
     )
     recompute: bool = Field(
         False,
-        description="Keep no activations of the assistant's stages after the bridge for backward; run them "
-        "again in backward instead (activation checkpointing): less memory, one more forward of those "
-        "stages per step. The result is the same.",
+        description="Where the assistant's stages after the bridge are the frozen teacher's, keep none of "
+        "their activations for backward and run them again there, block by block (activation "
+        "checkpointing): less memory, one more forward of those stages per step, the same result. No "
+        "effect where those stages are the student's.",
     )
     bridge: BridgeSpec = Field(default_factory=BridgeSpec)
 
