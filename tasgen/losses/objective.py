@@ -81,7 +81,7 @@ class TASObjective(nn.Module):
         self.ofa_eps = float(losses.logits.get("eps", 1.0))  # method kd has no eps (its loss is not OFA)
         self.logit_temperature = losses.logits["temperature"]
         self.global_negatives = losses.feature["negatives"] == "global"
-        self.ignore_same_class = losses.feature.get("same_class", "negative") == "ignore"
+        self.same_class = str(losses.feature.get("same_class", "negative"))
         self.pairs: tuple[LossPair, ...] = tuple(losses.loss_pairs)
         if self.ce_weight == 0 and not self.pairs:
             raise ValueError(
@@ -142,7 +142,7 @@ class TASObjective(nn.Module):
             terms["ce"] = self.ce_weight * cross_entropy(student_logits, target, smoothing)
 
         query_labels = key_labels = None
-        if self.ignore_same_class:
+        if self.same_class != "negative":
             query_labels = target if target.ndim == 1 else target.argmax(-1)
             key_labels = gather_batch(query_labels)[0] if self.global_negatives else query_labels
         for pair in self.pairs:
@@ -156,7 +156,7 @@ class TASObjective(nn.Module):
                     key, offset = gather_batch(key)
                 tau = self.temperatures[pair.name]()
                 terms[f"{pair.name}.feature"] = pair.feature_weight * info_nce(
-                    query, key, tau, offset, query_labels, key_labels
+                    query, key, tau, offset, query_labels, key_labels, self.same_class
                 )
             if pair.logit_weight > 0:
                 teacher = target_logits.detach().float()

@@ -194,11 +194,12 @@ class FeatureLossSpec(_Strict):
         "the whole global batch (the loss does not depend on the process count); local: only this "
         "process's batch. Gradients flow through the local queries only.",
     )
-    same_class: Literal["negative", "ignore"] = Field(
+    same_class: Literal["negative", "ignore", "positive"] = Field(
         "negative",
         description="The other images of a query's class in the batch: negative (every other image is a "
-        "negative, as the paper has it) or ignore (left out of the softmax, so same-class images are not "
-        "pushed apart; the class of a mixup target is its largest share).",
+        "negative, as the paper has it), ignore (left out of the softmax, so same-class images are not "
+        "pushed apart) or positive (positives beside the image's own key, the supervised contrastive "
+        "form). The class of a mixup target is its largest share.",
     )
 
 

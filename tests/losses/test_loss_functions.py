@@ -240,3 +240,34 @@ def test_info_nce_ignores_same_class_negatives() -> None:
     assert k3.grad[3].abs().max() == 0  # a class-0 key that is nobody's positive
     assert k3.grad[1].abs().max() > 0  # a class-0 key that is a positive still counts
     assert k3.grad[4].abs().max() > 0  # a class-2 key stays a negative
+
+
+def test_info_nce_same_class_positive_is_the_supervised_contrastive_form() -> None:
+    """``same_class='positive'``: each query's loss is the mean over its class keys (its own key
+    always among them) of -log softmax over every key; computed here by hand."""
+    torch.manual_seed(5)
+    q, k = torch.randn(4, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
+    q_labels, k_labels = torch.tensor([0, 1, 0, 2]), torch.tensor([7, 0, 1, 0, 2, 1])
+    offset = 1
+    qn, kn = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    expected = 0.0
+    for i in range(4):
+        row = torch.stack([qn[i] @ kn[j] for j in range(6)]) / 0.3
+        log_prob = row - torch.logsumexp(row, 0)
+        chosen = [j for j in range(6) if j == i + offset or k_labels[j] == q_labels[i]]
+        expected += -sum(log_prob[j].item() for j in chosen) / len(chosen)
+    got = info_nce(q, k, 0.3, offset, q_labels, k_labels, same_class="positive")
+    assert got.item() == pytest.approx(expected / 4, abs=1e-9)
+    # Labels that are all different leave only the own key: the paper's InfoNCE.
+    unique = torch.arange(6)
+    torch.testing.assert_close(info_nce(q, k, 0.3, offset, unique[offset:offset + 4], unique, same_class="positive"),
+                               info_nce(q, k, 0.3, offset))
+    # 'negative' with labels is the paper's form too; an unknown mode is refused.
+    torch.testing.assert_close(info_nce(q, k, 0.3, offset, q_labels, k_labels, same_class="negative"),
+                               info_nce(q, k, 0.3, offset))
+    with pytest.raises(ValueError, match="same_class"):
+        info_nce(q, k, 0.3, offset, q_labels, k_labels, same_class="pull")
+    # A same-class key that is not the query's own is a target of the loss (under 'ignore' it has no gradient).
+    k3 = k.clone().requires_grad_(True)
+    info_nce(q[[0, 2]], k3, 0.3, 0, q_labels[[0, 2]], k_labels, same_class="positive").backward()
+    assert k3.grad[3].abs().max() > 0  # a class-0 key that is nobody's own

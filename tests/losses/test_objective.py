@@ -70,6 +70,25 @@ def test_terms_are_the_weighted_pure_losses() -> None:
     torch.testing.assert_close(terms["teacher_student.feature"], expected)
 
 
+@pytest.mark.parametrize("same_class", ["ignore", "positive"])
+def test_same_class_reaches_every_infonce_term_with_the_batch_labels(same_class: str) -> None:
+    """`feature.same_class` hands the labels (a mixup target's largest share) to each InfoNCE term."""
+    objective = TASObjective(_spec(feature={"same_class": same_class}), DIMS, NUM_CLASSES)
+    outs = _outputs()
+    soft = torch.nn.functional.one_hot(TARGET, NUM_CLASSES).float() * 0.7 + 0.06  # mixup-like soft targets
+    for target in (TARGET, soft):
+        _, terms = objective(outs, target)
+        proj = objective.projector
+        for name, (t_role, s_role) in {"teacher_student": ("teacher", "student"),
+                                        "assistant_student": ("assistant", "student")}.items():
+            tau = objective.temperatures[name]()
+            expected = info_nce(proj(s_role, outs[s_role][1]), proj(t_role, outs[t_role][1]), tau, 0,
+                                TARGET, TARGET, same_class)
+            torch.testing.assert_close(terms[f"{name}.feature"], expected)
+            plain = info_nce(proj(s_role, outs[s_role][1]), proj(t_role, outs[t_role][1]), tau)
+            assert not torch.allclose(terms[f"{name}.feature"], plain)  # TARGET repeats class 0
+
+
 def test_disabled_pair_and_zero_weights_build_nothing() -> None:
     spec = _spec(
         pairs={
@@ -205,9 +224,10 @@ def test_unpooled_features_are_rejected() -> None:
         objective(outs, TARGET)
 
 
-def test_compiles_fullgraph() -> None:
+@pytest.mark.parametrize("same_class", ["negative", "positive"])
+def test_compiles_fullgraph(same_class: str) -> None:
     torch._dynamo.reset()
-    objective = TASObjective(_spec(), DIMS, NUM_CLASSES)
+    objective = TASObjective(_spec(feature={"same_class": same_class}), DIMS, NUM_CLASSES)
     compiled = torch.compile(objective, backend="aot_eager", fullgraph=True)
     outs = _outputs()
     total, terms = compiled(outs, TARGET)
