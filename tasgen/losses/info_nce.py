@@ -15,7 +15,7 @@ def info_nce(
     positive_offset: int = 0,
     query_labels: torch.Tensor | None = None,
     key_labels: torch.Tensor | None = None,
-    same_class: str = "ignore",
+    same_class: str = "negative",
 ) -> torch.Tensor:
     """One-directional InfoNCE: each query must pick its own image's key.
 

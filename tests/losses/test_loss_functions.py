@@ -228,15 +228,15 @@ def test_info_nce_ignores_same_class_negatives() -> None:
         kept = [j for j in range(6) if j == pos or k_labels[j] != q_labels[i]]
         row = torch.stack([qn[i] @ kn[j] for j in kept]) / 0.3
         expected += -(row[kept.index(pos)] - torch.logsumexp(row, 0)).item()
-    got = info_nce(q, k, 0.3, offset, q_labels, k_labels)
+    got = info_nce(q, k, 0.3, offset, q_labels, k_labels, same_class="ignore")
     assert got.item() == pytest.approx(expected / 4, abs=1e-9)
     # Labels that are all different change nothing.
     unique = torch.arange(6)
-    torch.testing.assert_close(info_nce(q, k, 0.3, offset, unique[offset:offset + 4], unique),
+    torch.testing.assert_close(info_nce(q, k, 0.3, offset, unique[offset:offset + 4], unique, same_class="ignore"),
                                info_nce(q, k, 0.3, offset))
     # A key of the queries' own class gets no gradient from them: it is not in their softmax.
     k3 = k.clone().requires_grad_(True)
-    info_nce(q[[0, 2]], k3, 0.3, 0, q_labels[[0, 2]], k_labels).backward()  # two class-0 queries: positives keys 0, 1
+    info_nce(q[[0, 2]], k3, 0.3, 0, q_labels[[0, 2]], k_labels, same_class="ignore").backward()  # two class-0 queries: positives keys 0, 1
     assert k3.grad[3].abs().max() == 0  # a class-0 key that is nobody's positive
     assert k3.grad[1].abs().max() > 0  # a class-0 key that is a positive still counts
     assert k3.grad[4].abs().max() > 0  # a class-2 key stays a negative
