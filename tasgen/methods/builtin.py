@@ -13,7 +13,7 @@ from .registry import Method, register_method
 _TAS_PAIRS = ("teacher_student", "teacher_assistant", "assistant_student")
 
 for _method in (
-    Method("tas", "TAS: a hybrid assistant between teacher and student; InfoNCE + OFA on three pairs (tas.md)",
+    Method("tas", "TAS: a hybrid assistant between teacher and student; InfoNCE + KD (the paper: OFA) on three pairs",
            "tasgen.losses.builtin_methods:build_tas", pairs=_TAS_PAIRS, origin="tasgen"),
     Method("ofa", "OFA-KD (Hao et al., 2023): the OFA logit loss on exit branches after every student stage",
            "tasgen.losses.builtin_methods:build_ofa", origin="tasgen"),

@@ -195,18 +195,45 @@ class FeatureLossSpec(_Strict):
         "process's batch. Gradients flow through the local queries only.",
     )
     same_class: Literal["negative", "ignore", "positive"] = Field(
-        "negative",
-        description="The other images of a query's class in the batch: negative (every other image is a "
-        "negative, as the paper has it), ignore (left out of the softmax, so same-class images are not "
-        "pushed apart) or positive (positives beside the image's own key, the supervised contrastive "
-        "form). The class of a mixup target is its largest share.",
+        "ignore",
+        description="The other images of a query's class in the batch: ignore (left out of the softmax, "
+        "so same-class images are not pushed apart; the default, docs/design.md), negative (every other "
+        "image is a negative, as the paper has it) or positive (positives beside the image's own key, the "
+        "supervised contrastive form). The class of a mixup target is its largest share.",
     )
 
 
 class LogitLossSpec(_Strict):
-    loss: Literal["ofa", "kd"] = "ofa"
-    eps: float = Field(1.0, ge=1.0, le=4.0, description="OFA exponent (1.0 CIFAR, 1.5 ImageNet).")
-    temperature: float = Field(1.0, gt=0, le=32, description="Softmax temperature of the logit loss.")
+    """The logit loss of TAS's three pairs (method ofa always uses OFA, with eps and temperature from here)."""
+
+    loss: Literal["ofa", "kd"] = Field(
+        "kd",
+        description="kd (Hinton's KL between softened predictions; the default, docs/design.md) or ofa (the "
+        "paper's OFA loss).",
+    )
+    eps: float = Field(1.0, ge=1.0, le=4.0, description="OFA exponent (1.0 CIFAR, 1.5 ImageNet); read by ofa only.")
+    temperature: float | Literal["auto"] = Field(
+        "auto",
+        description="Softmax temperature of the logit loss; auto: 4 for kd (Hinton's CIFAR recipe, as "
+        "distill.kd), 1 for ofa (OFA-KD's).",
+    )
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_range(cls, value: float | str) -> float | str:
+        if value != "auto" and not 0 < float(value) <= 32:
+            raise ValueError(f"temperature must be 'auto' or a number in (0, 32], got {value}")
+        return value
+
+    def resolved_temperature(self, loss: str) -> float:
+        """The temperature ``loss`` ('kd' or 'ofa') runs at: the number given, or auto's choice for it."""
+        if self.temperature != "auto":
+            return float(self.temperature)
+        return AUTO_LOGIT_TEMPERATURE[loss]
+
+
+AUTO_LOGIT_TEMPERATURE = {"kd": 4.0, "ofa": 1.0}
+"""``distill.logits.temperature: auto`` per logit loss: KD's CIFAR recipe (T 4), OFA-KD's (T 1)."""
 
 
 class CESpec(_Strict):

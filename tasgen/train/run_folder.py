@@ -205,24 +205,39 @@ class RunFolder:
             TrainError: the folder has no ``spec.yaml``.
             SpecError: it does not load (located).
         """
+        return self._recorded().model_dump(mode="json")
+
+    def _recorded(self) -> Spec:
         from tasgen.spec.load import load_run_spec
 
         if not self.spec_file.is_file():
             raise TrainError(f"{self.path} lacks spec.yaml, the record of what its checkpoints were trained with: "
                              "restore it, or start the run over with --overwrite")
-        return load_run_spec(self.spec_file).spec.model_dump(mode="json")
+        return load_run_spec(self.spec_file).spec
 
     def spec_changes(self, spec: Spec) -> list[tuple[str, Any, Any]]:
         """``(key, recorded, now)`` for every key whose value in ``spec`` differs from ``spec.yaml``.
 
-        Keys in `RESULT_NEUTRAL_KEYS` are left out.
+        Keys in `RESULT_NEUTRAL_KEYS` are left out, and so are the ``distill`` keys when
+        both specs train the same objective (`tasgen.planner.objective_record`): a run
+        recorded before a default of a method it does not use changed is the same run.
 
         Raises:
             TrainError, SpecError: see `recorded_spec`.
         """
+        from tasgen.planner import objective_record
+
+        recorded = self._recorded()
         now = spec.model_dump(mode="json")
         now.pop("extends", None)  # resolved already: spec.yaml holds the merged values
-        return [c for c in spec_changes(self.recorded_spec(), now) if c[0] not in RESULT_NEUTRAL_KEYS]
+        changes = [c for c in spec_changes(recorded.model_dump(mode="json"), now) if c[0] not in RESULT_NEUTRAL_KEYS]
+        if any(c[0].startswith("distill.") for c in changes):
+            before = objective_record(recorded.distill)
+            if before is not None and before == objective_record(spec.distill):
+                # The same objective: keys of distill its method does not read, or spelled otherwise
+                # (temperature auto against the number it resolves to), do not change the run.
+                changes = [c for c in changes if not c[0].startswith("distill.")]
+        return changes
 
     def start_fresh(self, spec_yaml: str, plan_json: str, *, overwrite: bool) -> list[str]:
         """Write the run's inputs; remove an earlier run only when ``overwrite``.

@@ -66,7 +66,8 @@ def test_terms_are_the_weighted_pure_losses() -> None:
         terms["teacher_student.logit"], 2.0 * ofa_loss(s_logits, t_logits, TARGET, 1.5, 2.0)
     )
     proj, tau = objective.projector, objective.temperatures["teacher_student"]()
-    expected = 3.0 * info_nce(proj("student", s_feats), proj("teacher", t_feats), tau)
+    # the default same_class: ignore (a query's other same-class keys leave its softmax)
+    expected = 3.0 * info_nce(proj("student", s_feats), proj("teacher", t_feats), tau, 0, TARGET, TARGET, "ignore")
     torch.testing.assert_close(terms["teacher_student.feature"], expected)
 
 
@@ -224,7 +225,7 @@ def test_unpooled_features_are_rejected() -> None:
         objective(outs, TARGET)
 
 
-@pytest.mark.parametrize("same_class", ["negative", "positive"])
+@pytest.mark.parametrize("same_class", ["ignore", "positive"])  # the default's masked path, and positives
 def test_compiles_fullgraph(same_class: str) -> None:
     torch._dynamo.reset()
     objective = TASObjective(_spec(feature={"same_class": same_class}), DIMS, NUM_CLASSES)
@@ -237,3 +238,13 @@ def test_compiles_fullgraph(same_class: str) -> None:
     total.backward()
     assert outs["student"][1].grad is not None
     assert objective.temperatures["teacher_student"].log_inv_temperature.grad is not None
+
+
+def test_logit_temperature_auto_follows_the_loss() -> None:
+    """TAS's default logit loss is KD at T 4; auto gives OFA T 1 (method ofa's, or TAS's when asked); a number wins."""
+    assert _spec().logits == {"loss": "kd", "temperature": 4.0}
+    assert _spec(method="ofa").logits == {"loss": "ofa", "temperature": 1.0, "eps": 1.0}
+    assert _spec(logits={"loss": "ofa", "eps": 1.5}).logits == {"loss": "ofa", "temperature": 1.0, "eps": 1.5}
+    assert _spec(logits={"temperature": 2.0}).logits == {"loss": "kd", "temperature": 2.0}
+    assert _spec(method="kd").logits == {"loss": "kd", "temperature": 4.0}  # distill.kd's recipe
+    assert _spec().feature["same_class"] == "ignore"

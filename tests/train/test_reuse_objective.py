@@ -1,0 +1,61 @@
+"""A run is the same run when its objective is: the distill keys its method does not read,
+or a temperature spelled `auto` against the number it resolves to, do not make it another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tasgen.spec.load import load_spec
+from tasgen.train.run_folder import RunFolder
+from tests.train.conftest import spec_dict, write_spec_file
+
+# The paper's objective, spelled out: what every run recorded before the defaults changed.
+PAPER = {"feature": {"same_class": "negative"}, "logits": {"loss": "ofa", "eps": 1.0, "temperature": 1.0}}
+
+
+def _spec(tmp_path: Path, method: str, distill: dict[str, Any] | None = None):
+    data = spec_dict(tmp_path, distill={"method": method, **(distill or {})})
+    return load_spec(write_spec_file(tmp_path, data, f"{method}.yaml")).spec
+
+
+def _recorded(tmp_path: Path, method: str, distill: dict[str, Any]) -> RunFolder:
+    """A run folder whose spec.yaml records ``method`` trained with ``distill`` (as a run writes it)."""
+    folder = RunFolder(tmp_path / f"run-{method}")
+    folder.path.mkdir()
+    folder.spec_file.write_text(yaml.safe_dump(_spec(tmp_path, method, distill).model_dump(mode="json")))
+    return folder
+
+
+@pytest.mark.parametrize("method", ["none", "kd", "dkd", "dist", "fitnet", "crd"])
+def test_methods_that_do_not_read_tas_losses_keep_their_runs(tmp_path: Path, method: str) -> None:
+    folder = _recorded(tmp_path, method, PAPER)
+    assert folder.spec_changes(_spec(tmp_path, method)) == []
+    # ...while a key the method does read still makes another run.
+    changed = {"none": {"ce": {"label_smoothing": 0.2}}, "kd": {"kd": {"temperature": 2.0}},
+               "dkd": {"dkd": {"beta": 2.0}}, "dist": {"dist": {"beta": 1.0}},
+               "fitnet": {"fitnet": {"weight": 10.0}}, "crd": {"crd": {"dim": 64}}}[method]
+    keys = [c[0] for c in folder.spec_changes(_spec(tmp_path, method, changed))]
+    assert keys and all(k.startswith("distill.") for k in keys)
+    assert any(k.endswith(("label_smoothing", "temperature", "beta", "weight", "dim")) for k in keys)
+
+
+def test_ofa_keeps_its_runs_because_auto_is_t1_for_ofa(tmp_path: Path) -> None:
+    folder = _recorded(tmp_path, "ofa", PAPER)
+    assert folder.spec_changes(_spec(tmp_path, "ofa")) == []
+    changes = folder.spec_changes(_spec(tmp_path, "ofa", {"logits": {"temperature": 4.0}}))
+    assert ("distill.logits.temperature", 1.0, 4.0) in changes
+
+
+def test_tas_under_the_paper_objective_is_another_run(tmp_path: Path) -> None:
+    folder = _recorded(tmp_path, "tas", PAPER)
+    changes = folder.spec_changes(_spec(tmp_path, "tas"))
+    assert ("distill.feature.same_class", "negative", "ignore") in changes
+    assert ("distill.logits.loss", "ofa", "kd") in changes
+    # the defaults spelled out are the same run as the defaults
+    explicit = {"feature": {"same_class": "ignore"}, "logits": {"loss": "kd", "temperature": 4.0}}
+    (tmp_path / "b").mkdir()
+    assert _recorded(tmp_path / "b", "tas", explicit).spec_changes(_spec(tmp_path, "tas")) == []
