@@ -111,10 +111,14 @@ def _loss_table(plan) -> None:
         losses.add_column(col)
     losses.add_row("ce", "labels -> student", "-", f"{plan.ce_weight} (smoothing {plan.label_smoothing})")
     logit = f"{plan.logits['loss']}, T {plan.logits['temperature']}" if plan.logits else ""
+    if "eps" in plan.logits:  # OFA's exponent
+        logit += f", eps {plan.logits['eps']}"
     if plan.method == "ofa":  # the trainer pulls every exit branch and the final logits
         logit += f", exits 1-{len(plan.student.stages)} + final"
     feature = {"infonce": "InfoNCE", "fitnet": "hint MSE", "crd": "CRD NCE"}.get(str(plan.feature.get("loss")),
                                                                                  str(plan.feature.get("loss")))
+    if plan.feature.get("loss") == "infonce" and plan.feature.get("same_class", "negative") != "negative":
+        feature += f", same class {plan.feature['same_class']}"  # how a query's own class is treated
     for pair in plan.loss_pairs:
         losses.add_row(pair.name, f"{pair.target} -> {pair.learner}",
                        f"{pair.feature_weight} ({feature})" if pair.feature_weight else "-",

@@ -293,6 +293,20 @@ def test_plan_prints_a_baselines_pair_and_its_parameters(method: str, pair: list
     assert plan.method == method and plan.params
 
 
+@pytest.mark.parametrize(("sets", "cells"), [
+    ([], ["1.0 (InfoNCE, same class ignore)", "1.0 (kd, T 4.0)"]),  # the defaults (docs/design.md)
+    (["distill.logits.loss=ofa", "distill.feature.same_class=negative"], ["1.0 (InfoNCE)", "1.0 (ofa, T 1.0, eps 1.0)"]),
+    (["distill.feature.same_class=positive", "distill.logits.temperature=2"],
+     ["1.0 (InfoNCE, same class positive)", "1.0 (kd, T 2.0)"]),
+], ids=["defaults", "paper", "positive-t2"])
+def test_plan_prints_tas_feature_and_logit_settings(sets: list[str], cells: list[str]) -> None:
+    args = ["plan", str(ROOT / "specs" / "quickstart.yaml"), *[a for s in sets for a in ("--set", s)]]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = _printed_losses(result.stdout)
+    assert [printed[p][1:] for p in ("teacher_student", "teacher_assistant", "assistant_student")] == [cells] * 3
+
+
 def test_image_size_the_patch_does_not_divide_names_the_size_and_sizes_both_models_accept() -> None:
     result = runner.invoke(app, ["plan", str(ROOT / "specs" / "quickstart.yaml"), "--set", "data.image_size=30"])
     assert result.exit_code == 2
