@@ -244,11 +244,11 @@ def check_reuse(study: Study) -> None:
         StudyError: naming each such run with the keys that differ, and the ways forward.
         SpecError: a run's spec.yaml does not load (located).
     """
-    places = [(study.folder / name / "teacher", path, _teacher_overrides(study, name), False)
+    places = [(study.folder / name / "teacher", path, _teacher_overrides(study, name), False, True)
               for name, path in study.specs.items() if not study.teacher_given[name]]
     # A shared teacher's weights are named by the study (in the store, or not fitted yet): they follow from
     # the spec's own keys, which are compared, so the path the run recorded is not.
-    places += [(task.run_dir, task.spec_path, task.overrides, not study.teacher_given[task.spec_name])
+    places += [(task.run_dir, task.spec_path, task.overrides, not study.teacher_given[task.spec_name], False)
                for task in study.tasks]
     conflicts = [c for c in (_reuse_conflict(*place) for place in places) if c is not None]
     if not conflicts:
@@ -263,10 +263,12 @@ def check_reuse(study: Study) -> None:
     )
 
 
-def _reuse_conflict(run_dir: Path, spec_path: Path, overrides: tuple[str, ...], shared_teacher: bool) -> str | None:
+def _reuse_conflict(run_dir: Path, spec_path: Path, overrides: tuple[str, ...], shared_teacher: bool,
+                    teacher_fit: bool) -> str | None:
     """What keeps the study from reusing ``run_dir`` (None when nothing does, or it holds no run yet).
 
     With ``shared_teacher``, the study names the teacher's weights: ``teacher.checkpoint`` is not compared.
+    A ``teacher_fit`` folder is compared on what a teacher fit reads (`RunFolder.spec_changes`).
     """
     from tasgen.train.run_folder import RunFolder, describe_changes
 
@@ -274,7 +276,7 @@ def _reuse_conflict(run_dir: Path, spec_path: Path, overrides: tuple[str, ...], 
     if not folder.spec_file.is_file():
         held = folder.leftovers()
         return f"{run_dir} holds {', '.join(held)} but no spec.yaml to tell what they were trained with" if held else None
-    changes = folder.spec_changes(load_spec(spec_path, overrides).spec)
+    changes = folder.spec_changes(load_spec(spec_path, overrides).spec, teacher_fit=teacher_fit)
     if shared_teacher:
         changes = [c for c in changes if c[0] != "teacher.checkpoint"]
     return f"{run_dir}: {describe_changes(changes)}" if changes else None

@@ -143,7 +143,7 @@ def train_loop(
             raise TrainError(_changed_plan(found, state, setup, folder))
         # The run's spec.yaml is the record of what it trained: a resume goes on with it, or says
         # what would change and needs accept_changes to change it.
-        changes = folder.spec_changes(spec)
+        changes = folder.spec_changes(spec, teacher_fit=setup.role == "teacher")
         if changes and not accept_changes:
             raise TrainError(_changed_spec(folder, changes, state["epoch"], setup.role))
         load_trainable(setup.optimised, parts, str(found))

@@ -215,12 +215,14 @@ class RunFolder:
                              "restore it, or start the run over with --overwrite")
         return load_run_spec(self.spec_file).spec
 
-    def spec_changes(self, spec: Spec) -> list[tuple[str, Any, Any]]:
+    def spec_changes(self, spec: Spec, *, teacher_fit: bool = False) -> list[tuple[str, Any, Any]]:
         """``(key, recorded, now)`` for every key whose value in ``spec`` differs from ``spec.yaml``.
 
         Keys in `RESULT_NEUTRAL_KEYS` are left out, and so are the ``distill`` keys when
         both specs train the same objective (`tasgen.planner.objective_record`): a run
         recorded before a default of a method it does not use changed is the same run.
+        A ``teacher_fit`` (CE on the labels alone) reads only ``distill.ce.label_smoothing``
+        of ``distill``, as the teacher store's key does.
 
         Raises:
             TrainError, SpecError: see `recorded_spec`.
@@ -231,6 +233,8 @@ class RunFolder:
         now = spec.model_dump(mode="json")
         now.pop("extends", None)  # resolved already: spec.yaml holds the merged values
         changes = [c for c in spec_changes(recorded.model_dump(mode="json"), now) if c[0] not in RESULT_NEUTRAL_KEYS]
+        if teacher_fit:
+            return [c for c in changes if not c[0].startswith("distill.") or c[0] == "distill.ce.label_smoothing"]
         if any(c[0].startswith("distill.") for c in changes):
             before = objective_record(recorded.distill)
             if before is not None and before == objective_record(spec.distill):

@@ -59,3 +59,15 @@ def test_tas_under_the_paper_objective_is_another_run(tmp_path: Path) -> None:
     explicit = {"feature": {"same_class": "ignore"}, "logits": {"loss": "kd", "temperature": 4.0}}
     (tmp_path / "b").mkdir()
     assert _recorded(tmp_path / "b", "tas", explicit).spec_changes(_spec(tmp_path, "tas")) == []
+
+
+def test_a_teacher_fit_is_compared_on_what_it_reads(tmp_path: Path) -> None:
+    """A teacher fit trains CE alone: of distill it reads the label smoothing only (as the teacher store's key)."""
+    folder = _recorded(tmp_path, "tas", PAPER)
+    assert folder.spec_changes(_spec(tmp_path, "tas"), teacher_fit=True) == []
+    assert folder.spec_changes(_spec(tmp_path, "kd"), teacher_fit=True) == []
+    changed = folder.spec_changes(_spec(tmp_path, "tas", {"ce": {"label_smoothing": 0.0}}), teacher_fit=True)
+    assert changed == [("distill.ce.label_smoothing", 0.1, 0.0)]
+    data = spec_dict(tmp_path, distill={"method": "tas"}, train={"teacher_epochs": 3})
+    other = load_spec(write_spec_file(tmp_path, data, "longer.yaml")).spec
+    assert [c[0] for c in folder.spec_changes(other, teacher_fit=True)] == ["train.teacher_epochs"]
