@@ -371,6 +371,10 @@ _BASELINE_WEIGHTS = {"fitnet": ("feature", "weight"), "crd": ("feature", "weight
                      "dist": ("logit", None)}
 
 
+_PAIR_METHODS = ("tas", "kd", "ofa", "none")
+"""tasgen's methods whose terms are `distill.pairs`' (a package's method reads both weights of each pair)."""
+
+
 def plan_losses(d: DistillSpec) -> Losses:
     """The objective of ``distill.method``: the one derivation of the loss pairs and their settings.
 
@@ -422,7 +426,7 @@ def plan_losses(d: DistillSpec) -> Losses:
                 continue
             target, learner = name.split("_")
             feature_weight = p.feature_weight if d.method == "tas" and d.feature.loss != "none" else 0.0
-            if d.method not in ("tas", "kd", "ofa", "none"):  # a package's method reads both weights
+            if d.method not in _PAIR_METHODS:  # a package's method reads both weights
                 feature_weight = p.feature_weight
             logit_weight = d.kd.kd_weight if d.method == "kd" else p.logit_weight
             if feature_weight > 0 or logit_weight > 0:
@@ -450,7 +454,7 @@ def objective_record(d: DistillSpec) -> dict | None:
     except MethodError:
         return None
     record = losses.model_dump(mode="json")
-    if not any(p.feature_weight > 0 for p in losses.loss_pairs) and d.method in ("tas", "kd", "ofa", "none"):
+    if not any(p.feature_weight > 0 for p in losses.loss_pairs) and d.method in _PAIR_METHODS:
         record["feature"] = {"pool": losses.feature.get("pool", "avg")}  # built in; no feature term reads the rest
     if not any(p.logit_weight > 0 for p in losses.loss_pairs):
         record["logits"] = {}
