@@ -28,8 +28,11 @@ def _spec(negatives: str) -> Losses:
 
 def _batch() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
+    # Labels with repeats, so the default same_class: ignore masks keys of the query's class, and a
+    # process must gather the other's labels with its keys to mask the right ones.
     return {"teacher": torch.randn(BATCH, DIMS["teacher"], generator=g),
-            "student": torch.randn(BATCH, DIMS["student"], generator=g)}
+            "student": torch.randn(BATCH, DIMS["student"], generator=g),
+            "labels": torch.arange(BATCH) % 3}
 
 
 def _loss(objective: TASObjective, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,7 +40,7 @@ def _loss(objective: TASObjective, feats: dict[str, torch.Tensor]) -> tuple[torc
     student = feats["student"].clone().requires_grad_()
     logits = torch.zeros(len(student), 3)
     outputs = {"teacher": (logits, feats["teacher"]), "student": (logits, student)}
-    total, _ = objective(outputs, torch.zeros(len(student), dtype=torch.long))
+    total, _ = objective(outputs, feats["labels"])
     total.backward()
     return total.detach(), student.grad
 
@@ -72,6 +75,7 @@ def test_global_negatives_make_two_processes_equal_one_with_the_global_batch(tmp
     loss, grad = _loss(objective, _batch())
     head = objective.projector.heads["student"].weight.grad
     # DDP averages the ranks' gradients; each rank's loss is the mean over its half of the queries.
+    assert loss > 0.1  # the default masks same-class keys, yet every query keeps negatives
     torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, loss)
     torch.testing.assert_close(torch.cat([r["grad"] for r in ranks]) / 2, grad)
     torch.testing.assert_close((ranks[0]["head"] + ranks[1]["head"]) / 2, head)
@@ -86,4 +90,5 @@ def test_local_negatives_see_only_their_process_batch(tmp_path: Path) -> None:
         half = {k: v[rank * BATCH // 2 : (rank + 1) * BATCH // 2] for k, v in batch.items()}
         torch.testing.assert_close(got["loss"], _loss(objective, half)[0])
     global_loss = _loss(objective, batch)[0]
+    assert global_loss > 0.1  # not the trivial loss of a softmax over the positive alone
     assert (ranks[0]["loss"] + ranks[1]["loss"]) / 2 != pytest.approx(global_loss.item(), abs=1e-4)

@@ -94,7 +94,7 @@ def test_finetuned_teacher_stages_are_labelled(tables) -> None:
 def test_same_spec_gives_the_same_hash(tables) -> None:
     a = _plan(tables, "swin_tiny_patch4_window7_224", "mobilenetv2_100")
     b = _plan(tables, "swin_tiny_patch4_window7_224", "mobilenetv2_100")
-    c = _plan(tables, "swin_tiny_patch4_window7_224", "mobilenetv2_100", distill={"logits": {"eps": 1.5}})
+    c = _plan(tables, "swin_tiny_patch4_window7_224", "mobilenetv2_100", distill={"logits": {"temperature": 2.0}})
     assert a.hash == b.hash != c.hash
 
 
