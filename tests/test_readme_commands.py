@@ -104,8 +104,33 @@ def test_documented_commands_run(doc: str, tmp_path: Path, monkeypatch) -> None:
         assert result.exit_code == 0, f"{doc}: tasgen {' '.join(args)}\n{result.output}"
 
 
+def _idx_tool_outputs(doc: Path) -> list[str]:
+    """The OUT folders a doc's console blocks write with ``python tools/idx_to_folder.py SRC OUT``."""
+    lines = (line.strip() for block in re.findall(r"```console\n(.*?)```", doc.read_text(), flags=re.S)
+             for line in block.splitlines())
+    return [line.split()[3] for line in lines if line.startswith("python tools/idx_to_folder.py")]
+
+
+def _write_idx_tree(out: Path) -> None:
+    """What tools/idx_to_folder.py writes at ``out``, made by the tool from tiny IDX files (the doc's source,
+    a dataset's files, is not on a test machine)."""
+    import numpy as np
+
+    from tests.test_idx_to_folder_tool import _dataset, _write_set
+    from tests.tools import load_tool
+
+    source = out.parent / f"{out.name}-idx"
+    for prefix in ("train", "t10k"):
+        _write_set(source, prefix, *_dataset(np.random.default_rng(0), 20, 2), gz=False)
+    assert load_tool("idx_to_folder").main([str(source), str(out), "--train-per-class", "5",
+                                            "--test-per-class", "2"]) == 0
+
+
 @pytest.mark.parametrize("doc", list(CHECK))
-def test_shown_commands_name_valid_specs_and_options(doc: str) -> None:
+def test_shown_commands_name_valid_specs_and_options(doc: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative data roots resolve here; trees a doc's tool line writes are made here
+    for out in _idx_tool_outputs(next(d for d in DOCS if d.name == doc)):
+        _write_idx_tree(tmp_path / out)
     runner = CliRunner()
     for args in CHECK[doc]:
         spec = next((a for a in args[1:] if a.endswith(".yaml")), None)
