@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.tools import load_tool
-
-
-def _idx(array: np.ndarray) -> bytes:
-    """An IDX file of uint8 ``array``, written from the format's definition."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _write_set(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-        data = _idx(array)
-        name = f"{prefix}-{kind}-ubyte"
-        (folder / (name + ".gz")).write_bytes(gzip.compress(data)) if gz else (folder / name).write_bytes(data)
-
-
-def _dataset(rng: np.random.Generator, n: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
-    return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n, dtype=np.uint8) % classes
+from tests.tools import idx_dataset, load_tool, write_idx_set
 
 
 def test_first_images_of_each_class_land_in_train_and_val(tmp_path: Path, capsys) -> None:
     tool = load_tool("idx_to_folder")
     rng = np.random.default_rng(0)
-    train_images, train_labels = _dataset(rng, 40, 4)
-    test_images, test_labels = _dataset(rng, 12, 4)
+    train_images, train_labels = idx_dataset(rng, 40, 4)
+    test_images, test_labels = idx_dataset(rng, 12, 4)
     raw = tmp_path / "src" / "FashionMNIST" / "raw"  # torchvision's layout, gzipped training and plain test files
-    _write_set(raw, "train", train_images, train_labels, gz=True)
-    _write_set(raw, "t10k", test_images, test_labels, gz=False)
+    write_idx_set(raw, "train", train_images, train_labels, gz=True)
+    write_idx_set(raw, "t10k", test_images, test_labels, gz=False)
     out = tmp_path / "tree"
     assert tool.main([str(tmp_path / "src"), str(out), "--train-per-class", "3", "--test-per-class", "2"]) == 0
     assert "train: 12 images, 4 classes" in capsys.readouterr().out
@@ -69,9 +50,9 @@ def test_first_images_of_each_class_land_in_train_and_val(tmp_path: Path, capsys
 ])
 def test_damaged_files_are_named_and_nothing_is_written(tmp_path: Path, capsys, damage, words: str) -> None:
     tool = load_tool("idx_to_folder")
-    images, labels = _dataset(np.random.default_rng(1), 8, 2)
-    _write_set(tmp_path / "src", "train", images, labels, gz=False)
-    _write_set(tmp_path / "src", "t10k", images, labels, gz=False)
+    images, labels = idx_dataset(np.random.default_rng(1), 8, 2)
+    write_idx_set(tmp_path / "src", "train", images, labels, gz=False)
+    write_idx_set(tmp_path / "src", "t10k", images, labels, gz=False)
     path = tmp_path / "src" / "train-images-idx3-ubyte"
     path.write_bytes(damage(path.read_bytes()))
     assert tool.main([str(tmp_path / "src"), str(tmp_path / "out")]) == 2

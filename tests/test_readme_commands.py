@@ -116,12 +116,11 @@ def _write_idx_tree(out: Path) -> None:
     a dataset's files, is not on a test machine)."""
     import numpy as np
 
-    from tests.test_idx_to_folder_tool import _dataset, _write_set
-    from tests.tools import load_tool
+    from tests.tools import idx_dataset, load_tool, write_idx_set
 
     source = out.parent / f"{out.name}-idx"
     for prefix in ("train", "t10k"):
-        _write_set(source, prefix, *_dataset(np.random.default_rng(0), 20, 2), gz=False)
+        write_idx_set(source, prefix, *idx_dataset(np.random.default_rng(0), 20, 2), gz=False)
     assert load_tool("idx_to_folder").main([str(source), str(out), "--train-per-class", "5",
                                             "--test-per-class", "2"]) == 0
 
