@@ -419,6 +419,8 @@ def plan_losses(d: DistillSpec) -> Losses:
     else:
         if method.params is not None and method.section is None:
             params = method.params.model_validate(d.options.get(d.method, {})).model_dump(mode="json")
+        if d.method == "tas" and d.warmup_epochs > 0:  # recorded only when set: runs without one keep their hash
+            params = {"warmup_epochs": d.warmup_epochs}
         pairs = []
         for name in method.pairs:
             p = getattr(d.pairs, name)

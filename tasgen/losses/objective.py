@@ -83,6 +83,10 @@ class TASObjective(nn.Module):
         self.global_negatives = losses.feature["negatives"] == "global"
         self.same_class = str(losses.feature.get("same_class", "negative"))
         self.pairs: tuple[LossPair, ...] = tuple(losses.loss_pairs)
+        # The pairs' warm-up (method tas's distill.warmup_epochs): their terms are scaled by min(epoch / w, 1).
+        self.warmup_epochs = int(losses.params.get("warmup_epochs", 0)) if losses.method == "tas" else 0
+        # The epoch under way, as a tensor, so that a compiled step does not recompile each epoch.
+        self.register_buffer("epoch", torch.ones(()), persistent=False)
         if self.ce_weight == 0 and not self.pairs:
             raise ValueError(
                 "the objective has no terms: distill.ce.weight is 0 and no pair is active"
@@ -109,6 +113,16 @@ class TASObjective(nn.Module):
         roles = {"student"} | {m for p in self.pairs for m in (p.target, p.learner)}
         self.models: tuple[str, ...] = tuple(m for m in MODEL_ROLES if m in roles)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Record the (1-based) epoch about to run; the trainer calls it before each epoch."""
+        self.epoch.fill_(float(epoch))
+
+    def warmup_factor(self) -> torch.Tensor:
+        """The pairs' weight this epoch: min(epoch / warmup_epochs, 1); 1 without a warm-up."""
+        if self.warmup_epochs == 0:
+            return torch.ones_like(self.epoch)
+        return (self.epoch / self.warmup_epochs).clamp(max=1.0)
+
     def forward(
         self, outputs: ModelOutputs, target: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -122,7 +136,7 @@ class TASObjective(nn.Module):
 
         Returns:
             `(total, terms)`: terms maps 'ce', '<pair>.feature', '<pair>.logit' to
-            weighted scalar losses; total is their sum.
+            weighted scalar losses (the pairs' times the warm-up factor); total is their sum.
         """
         for role in self.models:
             logits, feats = outputs[role]
@@ -145,6 +159,7 @@ class TASObjective(nn.Module):
         if self.same_class != "negative":
             query_labels = target if target.ndim == 1 else target.argmax(-1)
             key_labels = gather_batch(query_labels)[0] if self.global_negatives else query_labels
+        ramp = self.warmup_factor() if self.warmup_epochs else None
         for pair in self.pairs:
             target_logits, target_feats = outputs[pair.target]
             learner_logits, learner_feats = outputs[pair.learner]
@@ -166,6 +181,8 @@ class TASObjective(nn.Module):
                 else:
                     loss = kd_loss(student, teacher, self.logit_temperature)
                 terms[f"{pair.name}.logit"] = pair.logit_weight * loss
+        if ramp is not None:
+            terms = {name: term if name == "ce" else ramp * term for name, term in terms.items()}
 
         total = functools.reduce(operator.add, terms.values())
         return total, terms

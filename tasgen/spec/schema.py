@@ -317,6 +317,12 @@ class DistillSpec(_Strict):
         json_schema_extra={"examples": ["tas", "ofa", "kd", "fitnet", "crd", "dkd", "dist", "none"]},
     )
     pairs: PairsSpec = Field(default_factory=PairsSpec)
+    warmup_epochs: int = Field(
+        0, ge=0,
+        description="Method tas: the three pairs' terms (InfoNCE and logits) grow linearly to full weight over "
+        "this many epochs, min(epoch / w, 1), while CE is whole from the first step; 0 (the default, as the "
+        "paper): no warm-up. DKD's own warm-up is distill.dkd.warmup_epochs.",
+    )
     feature: FeatureLossSpec = Field(default_factory=FeatureLossSpec)
     logits: LogitLossSpec = Field(default_factory=LogitLossSpec)
     ce: CESpec = Field(default_factory=CESpec)

@@ -248,3 +248,44 @@ def test_logit_temperature_auto_follows_the_loss() -> None:
     assert _spec(logits={"temperature": 2.0}).logits == {"loss": "kd", "temperature": 2.0}
     assert _spec(method="kd").logits == {"loss": "kd", "temperature": 4.0}  # distill.kd's recipe
     assert _spec().feature["same_class"] == "ignore"
+
+
+def test_warmup_ramps_the_pair_terms_and_leaves_ce_whole() -> None:
+    """distill.warmup_epochs w: each pair term is min(epoch / w, 1) times its value without warm-up; CE is not."""
+    plain = TASObjective(_spec(), DIMS, NUM_CLASSES)
+    warm = TASObjective(_spec(warmup_epochs=4), DIMS, NUM_CLASSES)
+    warm.load_state_dict(plain.state_dict())  # the same projection heads and temperatures
+    outs = _outputs()
+    _, reference = plain(outs, TARGET)
+    for epoch, factor in [(1, 0.25), (3, 0.75), (4, 1.0), (9, 1.0)]:
+        warm.set_epoch(epoch)
+        total, terms = warm(outs, TARGET)
+        assert list(terms) == list(reference)
+        torch.testing.assert_close(terms["ce"], reference["ce"])
+        for name in ALL_TERMS[1:]:
+            torch.testing.assert_close(terms[name], factor * reference[name])
+        torch.testing.assert_close(total, sum(terms.values()))
+    assert "epoch" not in warm.state_dict()  # not a checkpointed value: the trainer sets it each epoch
+
+
+def test_warmup_is_tas_only_and_recorded_only_when_set() -> None:
+    assert _spec().params == {} and _spec(warmup_epochs=0).params == {}  # runs without one keep their plan hash
+    assert _spec(warmup_epochs=5).params == {"warmup_epochs": 5}
+    for method in ("kd", "none", "dkd"):  # not read by another method (DKD has its own in distill.dkd)
+        assert _spec(method=method, warmup_epochs=5) == _spec(method=method)
+    kd = TASObjective(_spec(method="kd", warmup_epochs=5), DIMS, NUM_CLASSES)
+    assert kd.warmup_epochs == 0
+
+
+def test_warmup_compiles_once_across_epochs() -> None:
+    """The epoch is a buffer, so a compiled objective does not recompile as the ramp moves."""
+    torch._dynamo.reset()
+    objective = TASObjective(_spec(warmup_epochs=3), DIMS, NUM_CLASSES)
+    counter = torch._dynamo.testing.CompileCounter()
+    compiled = torch.compile(objective, backend=counter, fullgraph=True)
+    outs = _outputs()
+    for epoch in (1, 2, 5):
+        objective.set_epoch(epoch)
+        total, _ = compiled(outs, TARGET)
+        torch.testing.assert_close(total, objective(outs, TARGET)[0])
+    assert counter.frame_count == 1

@@ -138,14 +138,17 @@ def test_a_teacher_barely_above_chance_is_warned_about(make_spec, monkeypatch):
 
 
 
-def test_the_loop_tells_a_method_its_epoch(make_spec, teacher_weights, monkeypatch):
-    """DKD's warm-up reads the 1-based epoch the loop sets before each epoch."""
+@pytest.mark.parametrize("distill", [{"method": "dkd"}, {"method": "tas", "warmup_epochs": 3}])
+def test_the_loop_tells_a_method_its_epoch(distill, make_spec, teacher_weights, monkeypatch):
+    """DKD's warm-up and TAS's (distill.warmup_epochs) read the 1-based epoch the loop sets before each epoch."""
+    from tasgen.losses import TASObjective
     from tasgen.losses.baselines import DKDObjective
 
+    objective_class = DKDObjective if distill["method"] == "dkd" else TASObjective
     seen: list[int] = []
-    original = DKDObjective.set_epoch
-    monkeypatch.setattr(DKDObjective, "set_epoch", lambda self, epoch: (seen.append(epoch), original(self, epoch)))
-    train(make_spec(distill={"method": "dkd"}), quiet=True)
+    original = objective_class.set_epoch
+    monkeypatch.setattr(objective_class, "set_epoch", lambda self, epoch: (seen.append(epoch), original(self, epoch)))
+    train(make_spec(distill=distill), quiet=True)
     assert seen == [1, 2]
 
 
