@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS_FILE", "MetricsError", "MetricsWarning", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsError", "MetricsWarning", "evaluated_rows", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -28,6 +28,15 @@ class MetricsError(Exception):
 
 class MetricsWarning(UserWarning):
     """A torn last row was dropped from a metrics file."""
+
+
+def evaluated_rows(rows: list[dict[str, Any]], model: str = "student") -> list[dict[str, Any]]:
+    """The rows of the epochs on which ``model`` was evaluated (``<model>_top1`` present).
+
+    Every row without ``train.eval_every``; with it, the epochs it names and the run's
+    last (the rows of the others carry losses and timings only).
+    """
+    return [row for row in rows if f"{model}_top1" in row]
 
 
 def read_metrics(file: str | Path, *, strict: bool = False) -> list[dict[str, Any]]:

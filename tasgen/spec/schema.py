@@ -524,6 +524,13 @@ class TrainSpec(_Strict):
     )
     ema: EmaSpec = Field(default_factory=EmaSpec)
     teacher_epochs: int | None = Field(None, ge=1, description="Epochs of `--role teacher` (default: epochs).")
+    eval_every: int = Field(
+        1, ge=1,
+        description="Evaluate on the validation and test splits every this many epochs and after the last one "
+        "of the run (also a run stopped by --epochs). Training does not depend on it (the same weights whatever "
+        "the value); best/ is chosen among the evaluated epochs, and the metrics rows of the others carry no "
+        "accuracy. Raise it where evaluation costs more than an epoch of training.",
+    )
     log_interval: int = Field(
         20, ge=1,
         description="Updates between progress readouts: the bar on a terminal (terms by short name, e.g. ts.f "

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tasgen.run_metrics import METRICS_FILE, read_metrics
+from tasgen.run_metrics import METRICS_FILE, evaluated_rows, read_metrics
 
 __all__ = ["plot_run", "plot_study"]
 
@@ -75,13 +75,16 @@ def plot_study(folder: Path, runs: Sequence[dict[str, Any]], teachers: dict[str,
 
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for x, variant in enumerate(variants):
-            curves = [r["curve"] for r in members if r["variant"] == variant and r.get("curve")]
-            if not curves:
+            measured = [r for r in members if r["variant"] == variant and r.get("curve")]
+            if not measured:
                 continue
-            length = min(len(c) for c in curves)
-            epochs = list(range(1, length + 1))
-            means = [statistics.fmean(c[e] for c in curves) for e in range(length)]
-            stds = [statistics.stdev(c[e] for c in curves) if len(curves) > 1 else 0.0 for e in range(length)]
+            # Per run, top-1 by epoch: the epochs train.eval_every evaluated (a study written before
+            # they were recorded has every epoch); the mean is over the epochs every seed measured.
+            curves = [dict(zip(r.get("curve_epochs") or range(1, len(r["curve"]) + 1), r["curve"], strict=True))
+                      for r in measured]
+            epochs = sorted(set.intersection(*(set(c) for c in curves)))
+            means = [statistics.fmean(c[e] for c in curves) for e in epochs]
+            stds = [statistics.stdev(c[e] for c in curves) if len(curves) > 1 else 0.0 for e in epochs]
             ax.plot(epochs, means, color=f"C{x}", label=variant)
             ax.fill_between(epochs, [m - s for m, s in zip(means, stds, strict=True)],
                             [m + s for m, s in zip(means, stds, strict=True)], color=f"C{x}", alpha=0.2)
@@ -112,11 +115,14 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 3.6))
-    models = [m for m in ("student", "assistant", "teacher") if f"{m}_top1" in rows[-1]]
+    models = [m for m in ("student", "assistant", "teacher") if evaluated_rows(rows, m)]
     for i, model in enumerate(models):
-        acc.plot(epochs, [r[f"{model}_top1"] for r in rows], color=f"C{i}", label=f"{model} (test)")
-        if f"val_{model}_top1" in rows[-1]:
-            acc.plot(epochs, [r[f"val_{model}_top1"] for r in rows], color=f"C{i}", linestyle=":",
+        measured = evaluated_rows(rows, model)  # every epoch, or those train.eval_every evaluated
+        at = [r["epoch"] for r in measured]
+        acc.plot(at, [r[f"{model}_top1"] for r in measured], color=f"C{i}", label=f"{model} (test)",
+                 marker="." if len(measured) < len(rows) else None)
+        if f"val_{model}_top1" in measured[-1]:
+            acc.plot(at, [r[f"val_{model}_top1"] for r in measured], color=f"C{i}", linestyle=":",
                      label=f"{model} (validation)")
     teacher = rows[0].get("teacher_top1")
     if teacher is not None and "teacher" not in models:

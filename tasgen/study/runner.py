@@ -400,7 +400,7 @@ def run_study(study: Study, jobs: int = 1, progress: Progress | None = None) -> 
             if name not in needed and name in earlier:
                 teachers[name] = earlier[name]
                 continue
-            fit = read_run(fits[name]) if name in fits else None
+            fit = read_run(fits[name], role="teacher") if name in fits else None
             if name in pending:
                 report("teacher", {"spec": name, "weights": weights[name], "warning": _weak_teacher(fits[name], fit)})
             teachers[name] = {

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasgen.run_metrics import METRICS_FILE, read_metrics
+from tasgen.run_metrics import METRICS_FILE, evaluated_rows, read_metrics
 
 __all__ = [
     "RUN_COLUMNS",
@@ -41,20 +41,22 @@ class StudyError(Exception):
     """A study cannot start or be read; the message says what to change."""
 
 
-def read_run(run_dir: Path) -> dict[str, Any] | None:
-    """The metrics of one run folder, or None when it has no finished epoch.
+def read_run(run_dir: Path, role: str = "student") -> dict[str, Any] | None:
+    """The metrics of one run folder (a distillation run's student, or a teacher fit's teacher with
+    ``role="teacher"``), or None when it has no finished, evaluated epoch.
 
     A torn last row is left out with a warning (see `read_metrics`).
 
     Returns:
         ``{"epochs", "test_top1", "test_top1_at_best_val", "best_val_top1", "best_epoch",
-        "assistant_test_top1", "teacher_test_top1", "seconds", "curve", "val_curve"}``;
-        ``curve`` is the test top-1 per epoch, ``val_curve`` the validation top-1.
+        "assistant_test_top1", "teacher_test_top1", "seconds", "curve", "curve_epochs", "val_curve"}``;
+        ``curve`` is the test top-1 per evaluated epoch (``curve_epochs``: every epoch
+        unless ``train.eval_every`` was raised), ``val_curve`` the validation top-1.
     """
-    rows = read_metrics(run_dir / METRICS_FILE)
+    every = read_metrics(run_dir / METRICS_FILE)
+    rows = evaluated_rows(every, role)  # the epochs train.eval_every evaluated, the last among them
     if not rows:
         return None
-    role = "teacher" if "teacher_top1" in rows[-1] and "student_top1" not in rows[-1] else "student"
     final = rows[-1]
     val_key = f"val_{role}_top1"
     has_val = val_key in final
@@ -68,8 +70,9 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
         "best_epoch": int(best["epoch"]),
         "assistant_test_top1": float(final["assistant_top1"]) if "assistant_top1" in final else math.nan,
         "teacher_test_top1": float(rows[0]["teacher_top1"]) if role == "student" and "teacher_top1" in rows[0] else math.nan,
-        "seconds": float(sum(r.get("seconds", 0.0) for r in rows)),
+        "seconds": float(sum(r.get("seconds", 0.0) for r in every if r["epoch"] <= final["epoch"])),
         "curve": [float(r[f"{role}_top1"]) for r in rows],
+        "curve_epochs": [int(r["epoch"]) for r in rows],
         "val_curve": [float(r[val_key]) for r in rows] if has_val else [],
     }
 

@@ -226,20 +226,26 @@ def train_loop(
             seconds = time.perf_counter() - started
             average_buffers(setup.optimised)  # BN statistics: one model on every rank before eval and save
 
-            # Evaluate, then checkpoint: last/ always, best/ when the trained model improved.
-            names = {"student": setup.role, "assistant": "assistant"}
-            results = _evaluate(setup.system, eval_loader, val_loader, device, precision, names)
-            if ema_system is not None:
-                results |= _evaluate(ema_system, eval_loader, val_loader, device, precision, {"student": f"{setup.role}_ema"})
+            # Evaluate (every train.eval_every epochs and after the run's last), then checkpoint:
+            # last/ always, best/ when the trained model improved.
+            results: dict[str, float] = {}
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == stop:
+                names = {"student": setup.role, "assistant": "assistant"}
+                results = _evaluate(setup.system, eval_loader, val_loader, device, precision, names)
+                if ema_system is not None:
+                    results |= _evaluate(ema_system, eval_loader, val_loader, device, precision,
+                                         {"student": f"{setup.role}_ema"})
             losses = {("loss" if k == "loss" else f"loss.{k}"): v for k, v in tracker.epoch_means().items()}
             row = {"epoch": epoch + 1, "step": step, "lr": lr, **losses, **results, **teacher_metrics,
                    "images_per_s": seen * world_size() / seconds, "seconds": seconds}
             if mfu_per_image_per_s is not None:
                 row["mfu"] = row["images_per_s"] * mfu_per_image_per_s
-            # Best on validation only; without a validation split, best/ follows the last epoch.
-            top1 = results[f"val_{setup.role}_top1"] if val_loader is not None else results[f"{setup.role}_top1"]
-            improved = top1 > best or val_loader is None
-            best = top1 if val_loader is None else max(best, top1)
+            # Best on validation only, among the evaluated epochs; without a validation split, best/
+            # follows the last epoch (and best is its test top-1, once one is measured).
+            top1 = results.get(f"val_{setup.role}_top1" if val_loader is not None else f"{setup.role}_top1")
+            improved = val_loader is None or (top1 is not None and top1 > best)
+            if top1 is not None:
+                best = top1 if val_loader is None else max(best, top1)
 
             # One commit per epoch: last/ with every row so far, best/ when improved, then the metrics view.
             best_epoch = epoch + 1 if improved else best_epoch
@@ -419,7 +425,8 @@ def _epoch_line(row: dict[str, Any], role: str, epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}"]
     # Every term under its full name: the bar, fitted to the terminal, may show them short or not at all.
     parts += [f"{key.removeprefix('loss.')} {value:.4g}" for key, value in row.items() if key.startswith("loss.")]
-    parts.append(f"{role} top-1 {row[f'{role}_top1']:.2f}%")
+    if f"{role}_top1" in row:  # not on the epochs train.eval_every skips
+        parts.append(f"{role} top-1 {row[f'{role}_top1']:.2f}%")
     if "assistant_top1" in row:
         parts.append(f"assistant top-1 {row['assistant_top1']:.2f}%")
     parts += [f"lr {row['lr']:.2e}", f"{row['images_per_s']:.0f} img/s"]

@@ -62,10 +62,12 @@ _SPACE_MARGIN = 1.1  # the next checkpoint may be a little larger than the last 
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 RESULT_NEUTRAL_KEYS = (
     "train.output_dir", "train.loggers", "train.log_interval", "data.num_workers", "assistant.recompute",
+    "train.eval_every",
 )
 """Spec keys a run's weights and metrics do not depend on: a resume or a study may change them.
 (``train.output_dir`` names the folder the run is found in, however it is spelled;
-``assistant.recompute`` recomputes frozen stages in eval mode, the same values.)"""
+``assistant.recompute`` recomputes frozen stages in eval mode, the same values;
+``train.eval_every`` only says after which epochs the same weights are evaluated.)"""
 _SHOWN_CHANGES = 6
 
 
