@@ -104,6 +104,7 @@ def _assistant_tables(plan, exact: dict[str, tuple[int, int]] | None) -> None:
 def _loss_table(plan) -> None:
     from rich.table import Table
 
+    from tasgen.planner import feature_loss_note
     from tasgen_cli._render import console
 
     losses = Table(title=f"losses ({plan.method})", title_justify="left")
@@ -126,6 +127,9 @@ def _loss_table(plan) -> None:
     console.print(losses)
     if plan.params:  # the method's own hyper-parameters (its distill.<method> section, resolved)
         console.print(f"{plan.method} parameters: " + ", ".join(f"{k} {v}" for k, v in plan.params.items()))
+    note = feature_loss_note(plan)
+    if note:
+        console.print(f"[bold]note:[/] {note}")
 
 
 def register(app: typer.Typer) -> None:

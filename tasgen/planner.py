@@ -69,6 +69,27 @@ def pair_roles(teacher: StageTable, student: StageTable) -> tuple[str, Role, Rol
     return "heterogeneous", "student", "teacher"
 
 
+def local_student(pair: str, local_role: Role) -> bool:
+    """Whether the student is the local member of a heterogeneous pair (a CNN student of a ViT or MLP
+    teacher): its stem and first stages feed the teacher's global stages in the assistant.
+
+    The direction in which TAS's InfoNCE terms were measured to do harm (docs/design.md,
+    ``distill.feature.loss``): the rule ``auto`` reads, and `plan_warnings` names.
+    """
+    return pair == "heterogeneous" and local_role == "student"
+
+
+def resolve_feature_loss(loss: str, roles: tuple[str, Role] | None) -> str:
+    """``distill.feature.loss`` for a pair of kind and local role ``roles`` (`pair_roles`' first two).
+
+    ``auto`` is none for a `local_student` and infonce otherwise; without ``roles`` it is the
+    paper's infonce (an objective built outside a plan). Other values are kept.
+    """
+    if loss != "auto":
+        return loss
+    return "none" if roles is not None and local_student(*roles) else "infonce"
+
+
 # --------------------------------------------------------------------- graph
 def stage_graph(teacher: StageTable, student: StageTable, local: Role) -> nx.DiGraph:
     """Both models' parts as a DiGraph, plus every candidate bridge edge."""
@@ -259,7 +280,7 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         f"stages (the paper keeps 3 of 4), resumes at {global_role} stage {start} of {len(glob.stages)}; "
         f"lowest score {score} of {sum(c.valid for c in candidates)} valid candidates ({SCORE_MEANING})"
     )
-    losses = plan_losses(spec.distill)
+    losses = plan_losses(spec.distill, (pair, local_role))
     if losses.method == "fitnet":
         losses = losses.model_copy(update={"params": {**losses.params, **_hint_stages(spec, teacher, student)}})
     return Plan(
@@ -271,6 +292,24 @@ def build_plan(spec: Spec, teacher: StageTable, student: StageTable, *, num_clas
         recompute=spec.assistant.recompute,
         candidates=candidates, reason=reason,
     )
+
+
+LOCAL_STUDENT_EVIDENCE = (
+    "Measured on vit-to-cnn (docs/results.md, mean validation over 5 seeds): at 128 px with matched 8x8 grids, "
+    "86.1 % for the student alone, 73.6 % with the InfoNCE terms (2 seeds), 87.6 % without them; "
+    "with them the student underfits its labels (training CE 1.55 against 0.66) while their gradient on it "
+    "is 2.6-3.7x the label loss's at a cosine near 0."
+)
+"""What `feature_loss_note` and `plan_warnings` say of a `local_student`, with the figures behind the rule."""
+
+
+def feature_loss_note(plan: Plan) -> str | None:
+    """Why a TAS plan has no InfoNCE terms when the pair's shape turned them off (None otherwise)."""
+    if plan.method != "tas" or plan.feature.get("loss") != "none" or not local_student(plan.pair, plan.local_role):
+        return None
+    return (f"no InfoNCE terms: the student {plan.student.model} is the local member of the pair "
+            f"(a CNN student of a global teacher), where distill.feature.loss auto takes none. {LOCAL_STUDENT_EVIDENCE} "
+            "Set distill.feature.loss: infonce to keep the paper's terms.")
 
 
 def plan_warnings(plan: Plan) -> list[str]:
@@ -294,16 +333,13 @@ def plan_warnings(plan: Plan) -> list[str]:
             "to narrower stages (`tasgen plan --all` lists the candidates)"
         )
     frozen_global = plan.local_role == "student" and plan.global_role == "teacher" and plan.teacher_stages == "frozen"
-    if frozen_global and plan.feature.get("loss") == "infonce" and any(p.feature_weight > 0 for p in plan.loss_pairs):
+    if local_student(plan.pair, plan.local_role) and any(p.feature_weight > 0 for p in plan.loss_pairs):
         warnings.append(
-            f"the student's stem and stages 1-{plan.split} feed the teacher's frozen stages: the direction in which "
-            "TAS was measured below, or barely above, the student alone (vit-to-cnn, docs/results.md, validation: "
-            "at 32 px, 5 seeds, 85.8 % with the defaults at 120 epochs and 88.3 % at 240, against 87.8 %, DKD 89.7 %; "
-            "at 128 px with matched 8x8 grids, 2 seeds, 73.6 % against 86.5 %). The InfoNCE terms do the harm: "
-            "without them (distill.feature.loss: none) TAS reached 88.5 % at 128 px, ahead of the student alone and "
-            "of KD (87.9 %); their gradient on the student was 2.6-3.7x the label loss's, at a cosine near 0, and "
-            "the student underfits its labels. Compare on your data with `tasgen study SPEC --methods "
-            "none,kd,dkd,tas --arm 'tas-logits:distill.method=tas;distill.feature.loss=none'`"
+            f"distill.feature.loss is {plan.feature.get('loss')} where the student {student.model} is the local "
+            f"member (its stem and stages 1-{plan.split} feed the teacher's global stages): the direction in which "
+            f"the InfoNCE terms were measured to do harm, so auto turns them off here. {LOCAL_STUDENT_EVIDENCE} "
+            "Set distill.feature.loss: auto, or compare on your data with `tasgen study SPEC --methods none,kd,tas "
+            "--arm 'tas-infonce:distill.method=tas;distill.feature.loss=infonce'`"
         )
     grid_in, grid_out = token_grid(plan.image_size, b.in_reduction)[0], token_grid(plan.image_size, b.out_reduction)[0]
     if frozen_global and grid_out >= 4 * grid_in:
@@ -375,7 +411,7 @@ _PAIR_METHODS = ("tas", "kd", "ofa", "none")
 """tasgen's methods whose terms are `distill.pairs`' (a package's method reads both weights of each pair)."""
 
 
-def plan_losses(d: DistillSpec) -> Losses:
+def plan_losses(d: DistillSpec, roles: tuple[str, Role] | None = None) -> Losses:
     """The objective of ``distill.method``: the one derivation of the loss pairs and their settings.
 
     `build_plan` records it in the Plan, `tasgen plan` prints it, and the trainer's
@@ -384,7 +420,9 @@ def plan_losses(d: DistillSpec) -> Losses:
     ofa's logit loss is always OFA; the baselines carry their recipe in ``params``
     (their ``distill.<method>`` section); a registered method of a package gets its
     ``distill.options`` entry and the weights of ``distill.pairs`` for its pairs. A
-    pair with no non-zero term is left out.
+    pair with no non-zero term is left out. ``roles`` (the pair's kind and local role,
+    as `pair_roles` gives them) resolve ``distill.feature.loss: auto``
+    (`resolve_feature_loss`); the Losses record the resolved value.
     """
     from tasgen.methods import get_method
 
@@ -398,7 +436,8 @@ def plan_losses(d: DistillSpec) -> Losses:
         logits = {"loss": loss, "temperature": d.logits.resolved_temperature(loss)}
         if loss == "ofa":
             logits["eps"] = d.logits.eps
-    feature = {"loss": d.feature.loss, "pool": d.feature.pool, "dim": d.feature.dim,
+    feature_loss = resolve_feature_loss(d.feature.loss, roles)
+    feature = {"loss": feature_loss, "pool": d.feature.pool, "dim": d.feature.dim,
                "temperature": d.feature.temperature, "learnable_temperature": d.feature.learnable_temperature,
                "negatives": d.feature.negatives, "same_class": d.feature.same_class}
     params: dict = {}
@@ -427,7 +466,7 @@ def plan_losses(d: DistillSpec) -> Losses:
             if not p.enabled:
                 continue
             target, learner = name.split("_")
-            feature_weight = p.feature_weight if d.method == "tas" and d.feature.loss != "none" else 0.0
+            feature_weight = p.feature_weight if d.method == "tas" and feature_loss != "none" else 0.0
             if d.method not in _PAIR_METHODS:  # a package's method reads both weights
                 feature_weight = p.feature_weight
             logit_weight = d.kd.kd_weight if d.method == "kd" else p.logit_weight
@@ -440,22 +479,26 @@ def plan_losses(d: DistillSpec) -> Losses:
     )
 
 
-def objective_record(d: DistillSpec) -> dict | None:
+def objective_record(d: DistillSpec, roles: tuple[str, Role] | None = None) -> dict | None:
     """What of ``distill`` a run's result depends on: `plan_losses` without the settings its method never reads.
 
     Two specs with equal records train the same objective, whatever else their
     ``distill`` sections say (method kd does not read ``distill.logits``, the student
     alone reads no loss pair's settings), so a run recorded under other defaults of
-    a method it does not use is still the same run. None when the method is not
-    registered here (its plugin is missing): such a record decides nothing.
+    a method it does not use is still the same run. ``roles`` resolve
+    ``distill.feature.loss: auto`` as `plan_losses` does; without them an auto that
+    a feature term reads stays "auto", equal to neither value. None when the method
+    is not registered here (its plugin is missing): such a record decides nothing.
     """
     from tasgen.methods import MethodError
 
     try:
-        losses = plan_losses(d)
+        losses = plan_losses(d, roles)
     except MethodError:
         return None
     record = losses.model_dump(mode="json")
+    if roles is None and d.feature.loss == "auto" and "dim" in record["feature"]:
+        record["feature"]["loss"] = "auto"  # its value depends on the pair, which is not known here
     if not any(p.feature_weight > 0 for p in losses.loss_pairs) and d.method in _PAIR_METHODS:
         record["feature"] = {"pool": losses.feature.get("pool", "avg")}  # built in; no feature term reads the rest
     if not any(p.logit_weight > 0 for p in losses.loss_pairs):

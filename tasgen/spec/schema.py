@@ -178,7 +178,13 @@ class PairsSpec(_Strict):
 class FeatureLossSpec(_Strict):
     """InfoNCE on each model's pooled final features (method tas)."""
 
-    loss: Literal["infonce", "none"] = "infonce"
+    loss: Literal["auto", "infonce", "none"] = Field(
+        "auto",
+        description="auto: infonce, except where the student is the local member of a heterogeneous pair "
+        "(a convolutional student of a ViT or MLP teacher), where the InfoNCE terms were measured to make the "
+        "student underfit its labels and none is taken (docs/design.md; `tasgen plan` says which); infonce: "
+        "the paper's terms on every pair; none: the logit terms alone.",
+    )
     pool: Literal["avg", "head"] = Field(
         "avg",
         description="The feature f of each model. avg: its final feature map averaged over spatial "

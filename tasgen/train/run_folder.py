@@ -238,12 +238,26 @@ class RunFolder:
         if teacher_fit:
             return [c for c in changes if not c[0].startswith("distill.") or c[0] == "distill.ce.label_smoothing"]
         if any(c[0].startswith("distill.") for c in changes):
-            before = objective_record(recorded.distill)
-            if before is not None and before == objective_record(spec.distill):
+            roles = self._pair_roles()  # ``distill.feature.loss: auto`` is read through them
+            before = objective_record(recorded.distill, roles)
+            if before is not None and before == objective_record(spec.distill, roles):
                 # The same objective: keys of distill its method does not read, or spelled otherwise
                 # (temperature auto against the number it resolves to), do not change the run.
                 changes = [c for c in changes if not c[0].startswith("distill.")]
         return changes
+
+    def _pair_roles(self) -> tuple[str, str] | None:
+        """The recorded plan's pair kind and local role, or None when plan.json does not say.
+
+        A change of teacher or student is a change of the run in itself, so the recorded
+        roles are the ones both specs are compared under.
+        """
+        try:
+            plan = json.loads(self.plan_file.read_text(encoding="utf-8"))
+            roles = (plan["pair"], plan["local_role"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return roles if all(isinstance(r, str) for r in roles) else None
 
     def start_fresh(self, spec_yaml: str, plan_json: str, *, overwrite: bool) -> list[str]:
         """Write the run's inputs; remove an earlier run only when ``overwrite``.

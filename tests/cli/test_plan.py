@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tasgen.plan import Plan
+from tasgen.planner import local_student
 from tasgen_cli.app import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,9 @@ def test_every_example_spec_validates_and_plans(spec: Path) -> None:
     assert plan.name == spec.stem
     table = runner.invoke(app, ["plan", str(spec), "--all"])
     assert table.exit_code == 0 and "chosen" in table.stdout and "bridge" in table.stdout
+    # A CNN student of a global teacher (vit_s-to-resnet18) is told why its plan has no InfoNCE terms.
+    no_infonce = plan.method == "tas" and local_student(plan.pair, plan.local_role) and plan.feature["loss"] == "none"
+    assert ("note: no InfoNCE terms" in table.stdout) == no_infonce
 
 
 @pytest.mark.slow
@@ -390,21 +394,29 @@ def test_every_base_fragment_is_extended_by_an_example_spec() -> None:
 
 
 def test_plan_warns_of_the_measured_failure_modes_and_names_the_option() -> None:
-    """A student feeding the teacher's frozen stages (vit-to-cnn's shape) is warned about, with the option
-    that addresses it; the warning goes when the option is set, and never shows for the other direction."""
+    """A CNN student of a global teacher (vit-to-cnn's shape) gets no InfoNCE terms by default and the plan
+    says why; set back to infonce, they are warned about with the option that removes them. The other
+    direction gets neither."""
     from tasgen.compiler import plan_spec
-    from tasgen.planner import plan_warnings
+    from tasgen.planner import feature_loss_note, plan_warnings
     from tasgen.spec import load_spec
 
     study = ROOT / "specs" / "study"
 
-    def warnings(spec: str, *sets: str) -> list[str]:
-        return plan_warnings(plan_spec(load_spec(study / spec, list(sets))))
+    def plan(spec: str, *sets: str):
+        return plan_spec(load_spec(study / spec, list(sets)))
 
-    vit_to_cnn = warnings("vit-to-cnn.yaml")
-    assert any("feed the teacher's frozen stages" in w and "distill.feature.loss=none" in w for w in vit_to_cnn)
-    assert any("8x8 grid interpolated from the student's 2x2 map" in w for w in vit_to_cnn)
-    assert not any("InfoNCE" in w for w in warnings("vit-to-cnn.yaml", "distill.feature.loss=none"))
+    def warnings(spec: str, *sets: str) -> list[str]:
+        return plan_warnings(plan(spec, *sets))
+
+    default = warnings("vit-to-cnn.yaml")
+    assert not any("InfoNCE" in w for w in default)
+    assert "local member" in (feature_loss_note(plan("vit-to-cnn.yaml")) or "")
+    assert any("8x8 grid interpolated from the student's 2x2 map" in w for w in default)
+    kept = warnings("vit-to-cnn.yaml", "distill.feature.loss=infonce")
+    assert any("InfoNCE terms were measured to do harm" in w and "feature.loss: auto" in w for w in kept)
+    assert feature_loss_note(plan("vit-to-cnn.yaml", "distill.feature.loss=infonce")) is None
     assert not any("interpolated" in w for w in warnings("vit-to-cnn.yaml", "assistant.split=2"))  # 4x4 into 8x8
     assert not any("frozen" in w for w in warnings("vit-to-cnn.yaml", "assistant.teacher_stages=finetune"))
+    assert all(feature_loss_note(plan(s)) is None for s in ("cnn-to-mlp.yaml", "cnn-to-vit.yaml"))
     assert warnings("cnn-to-mlp.yaml") == [] and warnings("cnn-to-vit.yaml") == []

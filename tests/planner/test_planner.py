@@ -9,7 +9,15 @@ import pytest
 from tasgen.arch.models import stage_table
 from tasgen.arch.table import GLOBAL_MIXERS
 from tasgen.plan import Plan
-from tasgen.planner import PlanError, build_plan, candidate_paths, pair_roles, stage_graph
+from tasgen.planner import (
+    PlanError,
+    build_plan,
+    candidate_paths,
+    local_student,
+    pair_roles,
+    resolve_feature_loss,
+    stage_graph,
+)
 from tasgen.spec.schema import BackboneSpec, Spec, TimmModelSpec
 from tests.models import PAIR_MODELS
 
@@ -105,6 +113,33 @@ def test_loss_pairs_follow_the_spec(tables) -> None:
     assert all(p.feature_weight == 0 for p in plan.loss_pairs)
     kd = _plan(tables, "deit_tiny_patch16_224", "resnet18", distill={"method": "kd"})
     assert [(p.target, p.learner) for p in kd.loss_pairs] == [("teacher", "student")]
+
+
+@pytest.mark.parametrize(("teacher", "student", "expected"), [
+    ("deit_tiny_patch16_224", "resnet18", "none"),  # a CNN student of a ViT teacher: the local member
+    ("resmlp_12_224", "mobilenetv2_100", "none"),  # ... of an MLP teacher
+    ("convnext_atto", "deit_tiny_patch16_224", "infonce"),  # the teacher gives the local stages
+    ("convnext_atto", "resnet18", "infonce"),  # homogeneous: not the measured direction
+    ("deit_tiny_patch16_224", "resmlp_12_224", "infonce"),
+])
+def test_auto_feature_loss_follows_the_pairs_shape(tables, teacher: str, student: str, expected: str) -> None:
+    """``distill.feature.loss: auto`` is the plan with that value spelled out: same terms, same hash."""
+    auto = _plan(tables, teacher, student)
+    spelled = _plan(tables, teacher, student, distill={"feature": {"loss": expected}})
+    other = _plan(tables, teacher, student, distill={"feature": {"loss": "infonce" if expected == "none" else "none"}})
+    assert auto.feature["loss"] == expected
+    assert auto.hash == spelled.hash != other.hash
+    assert any(p.feature_weight > 0 for p in auto.loss_pairs) == (expected == "infonce")
+    assert local_student(auto.pair, auto.local_role) == (expected == "none")
+
+
+def test_resolve_feature_loss_keeps_what_is_set_and_reads_roles_only_for_auto() -> None:
+    assert resolve_feature_loss("auto", ("heterogeneous", "student")) == "none"
+    assert resolve_feature_loss("auto", ("heterogeneous", "teacher")) == "infonce"
+    assert resolve_feature_loss("auto", ("homogeneous", "student")) == "infonce"
+    assert resolve_feature_loss("auto", None) == "infonce"  # an objective built without a plan: the paper's
+    for loss in ("infonce", "none"):
+        assert {resolve_feature_loss(loss, r) for r in (None, ("heterogeneous", "student"))} == {loss}
 
 
 def test_pair_without_valid_path_names_the_stages() -> None:

@@ -3,6 +3,7 @@ or a temperature spelled `auto` against the number it resolves to, do not make i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,21 @@ def test_tas_under_the_paper_objective_is_another_run(tmp_path: Path) -> None:
     explicit = {"feature": {"same_class": "ignore"}, "logits": {"loss": "kd", "temperature": 4.0}}
     (tmp_path / "b").mkdir()
     assert _recorded(tmp_path / "b", "tas", explicit).spec_changes(_spec(tmp_path, "tas")) == []
+
+
+@pytest.mark.parametrize(("local_role", "same_as"), [("teacher", "infonce"), ("student", "none")])
+def test_auto_feature_loss_is_compared_under_the_recorded_plans_roles(tmp_path: Path, local_role: str,
+                                                                       same_as: str) -> None:
+    """A run recorded with the value ``auto`` takes for its pair is the same run as auto; the other value is not."""
+    auto = _spec(tmp_path, "tas")
+    for loss in ("infonce", "none"):
+        (tmp_path / loss).mkdir()
+        folder = _recorded(tmp_path / loss, "tas", {"feature": {"loss": loss}})
+        changes = folder.spec_changes(auto)  # no plan.json: auto's value is not known, so it is neither
+        assert ("distill.feature.loss", loss, "auto") in changes
+        folder.plan_file.write_text(json.dumps({"pair": "heterogeneous", "local_role": local_role}))
+        changes = folder.spec_changes(auto)
+        assert (changes == []) == (loss == same_as), (loss, changes)
 
 
 def test_a_teacher_fit_is_compared_on_what_it_reads(tmp_path: Path) -> None:
