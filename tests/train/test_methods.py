@@ -28,6 +28,22 @@ BASELINE_TERMS = {"fitnet": {"loss.fitnet.hint"}, "crd": {"loss.crd"}, "dkd": {"
                   "dist": {"loss.dist.inter", "loss.dist.intra"}}
 
 
+def test_auto_feature_loss_trains_a_local_student_with_the_logit_terms_alone(make_spec, teacher_weights):
+    """The tests' CNN student of a teacher with an attention stage is the pair's local member: under
+    ``distill.feature.loss: auto`` its run has the three logit terms, no InfoNCE term and no projector."""
+    from tasgen.planner import local_student
+
+    result = train(make_spec(distill={"method": "tas", "feature": {"loss": "auto"}}), quiet=True)
+    plan = Plan.from_json((result.run_dir / "plan.json").read_text())
+    assert local_student(plan.pair, plan.local_role) and plan.feature["loss"] == "none"
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    terms = {k for k in rows[-1] if k.startswith("loss.")}
+    assert {f"loss.{p}.logit" for p in ("teacher_student", "teacher_assistant", "assistant_student")} <= terms
+    assert not any(k.endswith(".feature") for k in terms)
+    weights = load_file(result.run_dir / "last" / "model.safetensors")
+    assert {k.split(".")[0] for k in weights} == {"student", "assistant"}  # no projector, no temperature to train
+
+
 @pytest.mark.parametrize("method", ["tas", "ofa", "kd", "none", "fitnet", "crd", "dkd", "dist"])
 def test_two_epochs_write_metrics_and_checkpoints(make_spec, teacher_weights, method):
     result = train(make_spec(distill={"method": method}), quiet=True)

@@ -66,7 +66,7 @@ def test_tas_under_the_paper_objective_is_another_run(tmp_path: Path) -> None:
 def test_auto_feature_loss_is_compared_under_the_recorded_plans_roles(tmp_path: Path, local_role: str,
                                                                        same_as: str) -> None:
     """A run recorded with the value ``auto`` takes for its pair is the same run as auto; the other value is not."""
-    auto = _spec(tmp_path, "tas")
+    auto = _spec(tmp_path, "tas", {"feature": {"loss": "auto"}})
     for loss in ("infonce", "none"):
         (tmp_path / loss).mkdir()
         folder = _recorded(tmp_path / loss, "tas", {"feature": {"loss": loss}})
