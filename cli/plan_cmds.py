@@ -112,6 +112,8 @@ def _loss_table(plan) -> None:
         losses.add_column(col)
     losses.add_row("ce", "labels -> student", "-", f"{plan.ce_weight} (smoothing {plan.label_smoothing})")
     logit = f"{plan.logits['loss']}, T {plan.logits['temperature']}" if plan.logits else ""
+    if plan.logits.get("temperature") == "auto":  # chosen from the teacher when training starts
+        logit += f": 4 if the teacher's confidence >= {plan.logits['threshold']:g}, else 1"
     if "eps" in plan.logits:  # OFA's exponent
         logit += f", eps {plan.logits['eps']}"
     if plan.method == "ofa":  # the trainer pulls every exit branch and the final logits

@@ -111,6 +111,10 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
         untrained_teacher: build even when no teacher weights exist (the teacher keeps
             its random initialisation; useful for smoke tests, useless for distilling).
 
+    With a trained teacher, ``distill.logits.temperature: auto`` of the kd logit loss is
+    chosen here as the trainer chooses it (from the teacher's confidence on up to 1,024
+    training images); with an untrained one it stays at T 4.
+
     Returns:
         A `Compiled` (unpacks as ``plan, system, objective``).
 
@@ -151,6 +155,7 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
             f"`tasgen train {loaded.path} --role teacher` (into the teacher store, `tasgen teachers`), "
             "pass a trained model as compile(..., teacher=model), or untrained_teacher=True for a smoke test"
         )
+    trained_teacher = plan.method != "none" and (source is not None or teacher is not None)  # not a random one
     if teacher is None and student is None and (source is not None or plan.method == "none"):
         setup = build_student_setup(resolved, plan, run_dir, dev, source)
     else:
@@ -167,5 +172,12 @@ def compile(  # noqa: A001 - the name says what it does, as torch.compile does
             load_initial_weights(student, resolved.student, role="student", **sizes)
         setup = assemble_student_setup(resolved, plan, run_dir, dev, teacher.to(dev),
                                        sync_batchnorm(student.to(dev), resolved, dev))
+    if trained_teacher and getattr(setup.objective, "needs_teacher_confidence", False):
+        # kd's temperature auto, chosen as `tasgen train` chooses it: from the teacher on the training images.
+        from tasgen.data import build_datasets
+        from tasgen.losses.logit_temperature import teacher_confidence
+
+        confidence, _ = teacher_confidence(setup.system, build_datasets(resolved.data).train, dev)
+        setup.objective.set_teacher_confidence(confidence)
     return Compiled(plan=plan, system=setup.system, objective=setup.objective, spec=resolved,
                     trainable=setup.optimised, device=dev)

@@ -436,6 +436,8 @@ def plan_losses(d: DistillSpec, roles: tuple[str, Role] | None = None) -> Losses
         ce_weight = d.ce.weight
         loss = "ofa" if d.method == "ofa" else d.logits.loss
         logits = {"loss": loss, "temperature": d.logits.resolved_temperature(loss)}
+        if logits["temperature"] == "auto":  # chosen from the teacher when training starts
+            logits["threshold"] = d.logits.auto_threshold
         if loss == "ofa":
             logits["eps"] = d.logits.eps
     feature_loss = resolve_feature_loss(d.feature.loss, roles)

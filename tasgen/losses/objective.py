@@ -27,6 +27,7 @@ from tasgen.plan import Losses, LossPair
 from .classification import cross_entropy
 from .info_nce import info_nce
 from .kd import kd_loss
+from .logit_temperature import CONFIDENT_TEMPERATURE, choose_logit_temperature
 from .ofa import ofa_loss
 from .projector import FeatureProjector
 from .temperature import LearnableTemperature
@@ -79,7 +80,12 @@ class TASObjective(nn.Module):
         self.label_smoothing = losses.label_smoothing
         self.logit_loss = losses.logits["loss"]
         self.ofa_eps = float(losses.logits.get("eps", 1.0))  # method kd has no eps (its loss is not OFA)
-        self.logit_temperature = losses.logits["temperature"]
+        # kd's temperature auto is chosen from the teacher when training starts (`set_teacher_confidence`);
+        # until then it is the confident teacher's T 4.
+        temperature = losses.logits["temperature"]
+        auto = temperature == "auto"
+        self.logit_temperature_threshold: float | None = float(losses.logits["threshold"]) if auto else None
+        self.logit_temperature = CONFIDENT_TEMPERATURE if auto else float(temperature)
         self.global_negatives = losses.feature["negatives"] == "global"
         self.same_class = str(losses.feature.get("same_class", "negative"))
         self.pairs: tuple[LossPair, ...] = tuple(losses.loss_pairs)
@@ -112,6 +118,21 @@ class TASObjective(nn.Module):
         )
         roles = {"student"} | {m for p in self.pairs for m in (p.target, p.learner)}
         self.models: tuple[str, ...] = tuple(m for m in MODEL_ROLES if m in roles)
+
+    @property
+    def needs_teacher_confidence(self) -> bool:
+        """Whether the logit temperature waits for `set_teacher_confidence` (kd with temperature auto)."""
+        return self.logit_temperature_threshold is not None and any(p.logit_weight > 0 for p in self.pairs)
+
+    def set_teacher_confidence(self, confidence: float) -> float:
+        """Choose the logit temperature from the teacher's confidence (`choose_logit_temperature`); returns it.
+
+        Call it before the first step: a compiled step reads the temperature as a constant.
+        """
+        if self.logit_temperature_threshold is None:
+            raise ValueError("the logit temperature was set in the spec: it is not chosen from the teacher")
+        self.logit_temperature = choose_logit_temperature(confidence, self.logit_temperature_threshold)
+        return self.logit_temperature
 
     def set_epoch(self, epoch: int) -> None:
         """Record the (1-based) epoch about to run; the trainer calls it before each epoch."""

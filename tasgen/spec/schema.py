@@ -220,8 +220,14 @@ class LogitLossSpec(_Strict):
     eps: float = Field(1.0, ge=1.0, le=4.0, description="OFA exponent (1.0 CIFAR, 1.5 ImageNet); read by ofa only.")
     temperature: float | Literal["auto"] = Field(
         "auto",
-        description="Softmax temperature of the logit loss; auto: 4 for kd (Hinton's CIFAR recipe, as "
-        "distill.kd), 1 for ofa (OFA-KD's).",
+        description="Softmax temperature of the logit loss; auto: for kd, chosen when training starts from the "
+        "teacher's mean top probability on the training images (4, Hinton's CIFAR recipe, at or above "
+        "auto_threshold; 1, the ImageNet recipe, below it); 1 for ofa (OFA-KD's).",
+    )
+    auto_threshold: float = Field(
+        0.8, gt=0, lt=1,
+        description="The teacher confidence (mean top probability at T 1 on the training images) at or above "
+        "which temperature auto gives kd T 4, and below which T 1; read by kd with temperature auto only.",
     )
 
     @field_validator("temperature")
@@ -231,15 +237,20 @@ class LogitLossSpec(_Strict):
             raise ValueError(f"temperature must be 'auto' or a number in (0, 32], got {value}")
         return value
 
-    def resolved_temperature(self, loss: str) -> float:
-        """The temperature ``loss`` ('kd' or 'ofa') runs at: the number given, or auto's choice for it."""
+    def resolved_temperature(self, loss: str) -> float | Literal["auto"]:
+        """The temperature ``loss`` ('kd' or 'ofa') runs at: the number given, or auto's choice for it.
+
+        kd's auto stays "auto": the trainer chooses it from the teacher
+        (`tasgen.losses.logit_temperature`).
+        """
         if self.temperature != "auto":
             return float(self.temperature)
         return AUTO_LOGIT_TEMPERATURE[loss]
 
 
-AUTO_LOGIT_TEMPERATURE = {"kd": 4.0, "ofa": 1.0}
-"""``distill.logits.temperature: auto`` per logit loss: KD's CIFAR recipe (T 4), OFA-KD's (T 1)."""
+AUTO_LOGIT_TEMPERATURE: dict[str, float | Literal["auto"]] = {"kd": "auto", "ofa": 1.0}
+"""``distill.logits.temperature: auto`` per logit loss: kd's is chosen from the teacher when training
+starts (T 4 or 1, `tasgen.losses.logit_temperature`); OFA-KD's is T 1."""
 
 
 class CESpec(_Strict):

@@ -18,6 +18,7 @@ from tasgen.checkpoint import find_checkpoint, load_checkpoint, read_manifest
 from tasgen.data import DataSplits, build_datasets, build_eval_loader, build_loaders
 from tasgen.data.indexed import WithIndex
 from tasgen.emit.system import Solo
+from tasgen.losses.logit_temperature import CONFIDENT_TEMPERATURE, teacher_confidence
 from tasgen.teacher_store import weak_teacher_message
 
 from .dist import average_buffers, barrier, is_main, rank, world_size
@@ -186,13 +187,14 @@ def train_loop(
     # The teacher's own accuracy, once, so a weak teacher is seen before hours of distilling.
     # (A teacher fit has no separate teacher: its own accuracy is the epoch's result, not a constant.)
     first = rows[0] if rows and setup.uses_teacher else {}
-    teacher_metrics = {k: v for k, v in first.items() if k.startswith(("teacher_", "val_teacher_"))}
-    if setup.uses_teacher and not teacher_metrics:
+    teacher_metrics = {k: v for k, v in first.items() if k.startswith(("teacher_", "val_teacher_", "logit_"))}
+    if setup.uses_teacher and "teacher_top1" not in teacher_metrics:
         teacher_metrics = _evaluate(setup.system, eval_loader, val_loader, device, precision, {"teacher": "teacher"})
         report.log(f"teacher top-1 on the test split: {teacher_metrics['teacher_top1']:.2f}%")
         weak = weak_teacher_message(teacher_metrics["teacher_top1"], setup.plan.num_classes)
         if weak is not None:
             report.warn(weak)
+    teacher_metrics |= _logit_temperature(setup, splits.train, first, report)
 
     stop = setup.epochs if max_epochs is None else min(setup.epochs, max_epochs)
     tracker = engine.tracker
@@ -269,6 +271,29 @@ def train_loop(
         loggers.close()
     done = rows[-1]["epoch"] if rows else start
     return TrainResult(folder.path, done, setup.epochs, best, rows[-1] if rows else {})
+
+
+def _logit_temperature(setup: Setup, train: Any, recorded: dict[str, Any], report: RunProgress) -> dict[str, float]:
+    """Choose kd's ``temperature: auto`` from the teacher, before the first step; what the metrics record of it.
+
+    A resumed run takes the confidence its first epoch recorded, so it goes on at the
+    temperature it started with.
+    """
+    objective = setup.objective
+    if not getattr(objective, "needs_teacher_confidence", False):
+        return {}
+    if "teacher_confidence" in recorded:
+        confidence = float(recorded["teacher_confidence"])
+        temperature = objective.set_teacher_confidence(confidence)
+    else:
+        confidence, images = teacher_confidence(setup.system, train, setup.device, rank=rank(),
+                                                world_size=world_size())
+        temperature = objective.set_teacher_confidence(confidence)
+        threshold = objective.logit_temperature_threshold
+        report.log(f"logit temperature (auto): the teacher's mean top probability on {images} training images is "
+                   f"{confidence:.3f}, {'at or above' if temperature == CONFIDENT_TEMPERATURE else 'below'} "
+                   f"distill.logits.auto_threshold {threshold:g}: T {temperature:g}")
+    return {"teacher_confidence": confidence, "logit_temperature": temperature}
 
 
 def _train_set(train: Any, setup: Setup) -> Any:

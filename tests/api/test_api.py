@@ -65,12 +65,28 @@ def test_compile_gives_the_trainers_objects(make_spec) -> None:
     assert len(eval_loader.dataset) > 0
 
 
+def test_compile_chooses_kd_temperature_auto_as_the_trainer_does(make_spec) -> None:
+    """The trainer's choice, from the same teacher and images (an untrained teacher: below)."""
+    from tasgen.data import build_datasets
+    from tasgen.losses.logit_temperature import choose_logit_temperature, teacher_confidence
+
+    for threshold in (0.99, 0.01):
+        loaded = make_spec(distill={"logits": {"auto_threshold": threshold}})
+        compiled = tasgen.compile(loaded, device="cpu")
+        confidence, _ = teacher_confidence(compiled.system, build_datasets(loaded.spec.data).train,
+                                           torch.device("cpu"))
+        assert compiled.objective.logit_temperature == choose_logit_temperature(confidence, threshold)
+        assert compiled.objective.logit_temperature == (1.0 if threshold == 0.99 else 4.0)  # the teacher is unsure
+
+
 def test_compile_without_teacher_weights_says_how_to_get_them(tmp_path: Path) -> None:
     path = write_spec_file(tmp_path, spec_dict(tmp_path))
     with pytest.raises(TrainError, match="--role teacher"):
         tasgen.compile(path, device="cpu")
     compiled = tasgen.compile(path, ["distill.method=kd"], device="cpu", untrained_teacher=True)
     assert compiled.plan.method == "kd" and compiled.system.uses_teacher
+    untrained = tasgen.compile(path, ["distill.logits.auto_threshold=0.99"], device="cpu", untrained_teacher=True)
+    assert untrained.objective.needs_teacher_confidence and untrained.objective.logit_temperature == 4.0
 
 
 def test_compile_reports_spec_errors_located(tmp_path: Path) -> None:

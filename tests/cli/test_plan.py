@@ -241,7 +241,12 @@ def test_plan_prints_the_objective_the_trainer_computes(overrides: list[str], tm
             continue
         logit_weight, recipe = logit.split(" ", 1)
         loss, temperature = recipe.strip("()").split(", ")[:2]
-        temperature = float(temperature.removeprefix("T "))
+        if temperature.startswith("T auto"):  # kd's auto: the printed rule is the objective's
+            assert temperature == f"T auto: 4 if the teacher's confidence >= {objective.logit_temperature_threshold:g}"
+            assert recipe.endswith(", else 1)")
+            temperature = objective.logit_temperature  # T 4 until the trainer measures the teacher
+        else:
+            temperature = float(temperature.removeprefix("T "))
         assert (f"{name}.feature" in terms) == (float(feature) > 0)
         teacher_logits = outputs[target_role][0]
         pulled = [learner] if plan.method != "ofa" else [f"exit{i}" for i in range(1, len(plan.student.stages) + 1)]
@@ -298,11 +303,14 @@ def test_plan_prints_a_baselines_pair_and_its_parameters(method: str, pair: list
 
 
 @pytest.mark.parametrize(("sets", "cells"), [
-    ([], ["1.0 (InfoNCE, same class ignore)", "1.0 (kd, T 4.0)"]),  # the defaults (docs/design.md)
+    ([], ["1.0 (InfoNCE, same class ignore)",  # the defaults (docs/design.md)
+          "1.0 (kd, T auto: 4 if the teacher's confidence >= 0.8, else 1)"]),
+    (["distill.logits.auto_threshold=0.65"], ["1.0 (InfoNCE, same class ignore)",
+                                             "1.0 (kd, T auto: 4 if the teacher's confidence >= 0.65, else 1)"]),
     (["distill.logits.loss=ofa", "distill.feature.same_class=negative"], ["1.0 (InfoNCE)", "1.0 (ofa, T 1.0, eps 1.0)"]),
     (["distill.feature.same_class=positive", "distill.logits.temperature=2"],
      ["1.0 (InfoNCE, same class positive)", "1.0 (kd, T 2.0)"]),
-], ids=["defaults", "paper", "positive-t2"])
+], ids=["defaults", "threshold", "paper", "positive-t2"])
 def test_plan_prints_tas_feature_and_logit_settings(sets: list[str], cells: list[str]) -> None:
     args = ["plan", str(ROOT / "specs" / "quickstart.yaml"), *[a for s in sets for a in ("--set", s)]]
     result = runner.invoke(app, args)

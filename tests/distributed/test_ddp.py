@@ -193,3 +193,35 @@ def _nan_worker(rank: int, store_file: str) -> None:
 @pytest.mark.slow
 def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     torch.multiprocessing.spawn(_nan_worker, args=(str(tmp_path / "store"),), nprocs=2, join=True)
+
+
+def _confidence_worker(rank: int, store_file: str, out_dir: str) -> None:
+    import torch.distributed as tdist
+
+    from tasgen.losses.logit_temperature import teacher_confidence
+    from tests.losses.test_logit_temperature import Augmented, Teacher
+
+    tdist.init_process_group("gloo", store=tdist.FileStore(store_file, 2), rank=rank, world_size=2)
+    try:
+        data = Augmented()
+        confidence, count = teacher_confidence(Teacher(), data, torch.device("cpu"), max_images=30, rank=rank,
+                                               world_size=2)
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps([confidence, count, data.reads]))
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_two_processes_measure_the_teachers_confidence_of_one(tmp_path: Path) -> None:
+    """kd's temperature auto under DDP: each rank reads half the sample, and every rank gets the one-process value."""
+    from tasgen.losses.logit_temperature import teacher_confidence
+    from tests.losses.test_logit_temperature import Augmented, Teacher
+
+    torch.multiprocessing.spawn(_confidence_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2,
+                                join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    data = Augmented()
+    confidence, count = teacher_confidence(Teacher(), data, torch.device("cpu"), max_images=30)
+    assert [r[1] for r in ranks] == [30, 30] and count == 30
+    assert sorted(ranks[0][2] + ranks[1][2]) == sorted(data.reads) and not set(ranks[0][2]) & set(ranks[1][2])
+    for rank_confidence, _, _ in ranks:
+        assert rank_confidence == pytest.approx(confidence, rel=1e-12)

@@ -341,7 +341,10 @@ def test_plan_loss_pairs_are_what_the_trainer_computes() -> None:
         spec, plan, _ = make({"timm": "resnet18"}, TINY_VIT, distill={"method": method})
         objective = TASObjective(plan, {r: plan.feature_width(r) for r in ("teacher", "student", "assistant")}, 10)
         assert plan.ce_weight == objective.ce_weight
-        assert plan.logits["temperature"] == objective.logit_temperature
+        if plan.logits["temperature"] == "auto":  # tas's kd: chosen from the teacher when training starts
+            assert (method, objective.logit_temperature_threshold) == ("tas", plan.logits["threshold"])
+        else:
+            assert plan.logits["temperature"] == objective.logit_temperature
         by_name = {p.name: p for p in objective.pairs}
         assert [p.name for p in plan.loss_pairs] == list(by_name)
         for p in plan.loss_pairs:

@@ -241,8 +241,9 @@ def test_compiles_fullgraph(same_class: str) -> None:
 
 
 def test_logit_temperature_auto_follows_the_loss() -> None:
-    """TAS's default logit loss is KD at T 4; auto gives OFA T 1 (method ofa's, or TAS's when asked); a number wins."""
-    assert _spec().logits == {"loss": "kd", "temperature": 4.0}
+    """TAS's default logit loss is KD at a T chosen from the teacher; auto gives OFA T 1; a number wins."""
+    assert _spec().logits == {"loss": "kd", "temperature": "auto", "threshold": 0.8}
+    assert _spec(logits={"auto_threshold": 0.6}).logits == {"loss": "kd", "temperature": "auto", "threshold": 0.6}
     assert _spec(method="ofa").logits == {"loss": "ofa", "temperature": 1.0, "eps": 1.0}
     assert _spec(logits={"loss": "ofa", "eps": 1.5}).logits == {"loss": "ofa", "temperature": 1.0, "eps": 1.5}
     assert _spec(logits={"temperature": 2.0}).logits == {"loss": "kd", "temperature": 2.0}
@@ -289,3 +290,31 @@ def test_warmup_compiles_once_across_epochs() -> None:
         total, _ = compiled(outs, TARGET)
         torch.testing.assert_close(total, objective(outs, TARGET)[0])
     assert counter.frame_count == 1
+
+
+def test_kd_auto_temperature_is_chosen_from_the_teacher_confidence() -> None:
+    """kd's auto runs at T 4 until told the teacher's confidence, then 4 at or above the threshold and 1 below.
+
+    The chosen T is the loss's T to the last bit: the objective with auto, told 0.5, equals one built with T 1.
+    """
+    auto = TASObjective(_spec(), DIMS, NUM_CLASSES)
+    assert auto.needs_teacher_confidence and auto.logit_temperature == 4.0
+    fixed = {t: TASObjective(_spec(logits={"temperature": t}), DIMS, NUM_CLASSES) for t in (1.0, 4.0)}
+    for objective in fixed.values():
+        objective.load_state_dict(auto.state_dict())
+        assert not objective.needs_teacher_confidence
+    outs = _outputs()
+    for confidence, expected in [(0.95, 4.0), (0.8, 4.0), (0.79, 1.0), (0.3, 1.0)]:
+        assert auto.set_teacher_confidence(confidence) == expected
+        total, terms = auto(outs, TARGET)
+        ref_total, ref_terms = fixed[expected](outs, TARGET)
+        assert torch.equal(total, ref_total) and terms.keys() == ref_terms.keys()
+    assert not torch.equal(fixed[1.0](outs, TARGET)[0], fixed[4.0](outs, TARGET)[0])  # the choice matters
+    with pytest.raises(ValueError, match="set in the spec"):
+        fixed[1.0].set_teacher_confidence(0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        auto.set_teacher_confidence(1.5)
+    no_logits = TASObjective(_spec(pairs={name: {"logit_weight": 0.0} for name in
+                                          ("teacher_student", "teacher_assistant", "assistant_student")}),
+                             DIMS, NUM_CLASSES)
+    assert not no_logits.needs_teacher_confidence  # no logit term reads it

@@ -175,3 +175,34 @@ def test_a_crd_run_restores_its_memory_at_the_size_it_was_trained_with(make_spec
     setup, _ = restore_run(result.run_dir, "last")
     memory = setup.objective.crd.memory
     assert memory.num_data == 46 and memory.negatives == 45  # the synthetic training split, clamped
+
+
+def test_kd_temperature_auto_is_chosen_from_the_teacher_recorded_and_kept_on_resume(make_spec, monkeypatch):
+    """kd's ``temperature: auto`` trains exactly as the number it chose (losses equal to the last bit); the
+    metrics record the teacher's confidence and the temperature; a resumed run keeps them without measuring."""
+    import tasgen.train.loop as loop
+
+    def rows_of(name: str, logits: dict, **kw) -> list[dict]:
+        spec = make_spec(name=name, distill={"method": "tas", "feature": {"loss": "auto"}, "logits": logits})
+        result = train(spec, quiet=True, **kw)
+        return [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    def same_training(a: list[dict], b: list[dict]) -> bool:
+        keys = [k for k in a[-1] if k.startswith("loss") or k.endswith("top1")]
+        return all(x[k] == y[k] for x, y in zip(a, b, strict=True) for k in keys)
+
+    # the random teacher is unsure: its mean top probability is far under 0.99 and above 0.01
+    unsure = rows_of("unsure", {"auto_threshold": 0.99})
+    confidence = unsure[0]["teacher_confidence"]
+    assert 0.1 <= confidence < 0.99 and [r["logit_temperature"] for r in unsure] == [1.0, 1.0]
+    assert all(r["teacher_confidence"] == confidence for r in unsure)
+    sure = rows_of("sure", {"auto_threshold": 0.01})
+    assert sure[0]["teacher_confidence"] == confidence and sure[-1]["logit_temperature"] == 4.0
+    at_one, at_four = rows_of("t1", {"temperature": 1.0}), rows_of("t4", {"temperature": 4.0})
+    assert "logit_temperature" not in at_one[0]  # a number given: nothing measured
+    assert same_training(unsure, at_one) and same_training(sure, at_four) and not same_training(at_one, at_four)
+
+    rows_of("resumed", {"auto_threshold": 0.99}, max_epochs=1)
+    monkeypatch.setattr(loop, "teacher_confidence", lambda *a, **k: pytest.fail("a resume measures again"))
+    resumed = rows_of("resumed", {"auto_threshold": 0.99}, resume=True)
+    assert same_training(resumed, unsure) and resumed[-1]["logit_temperature"] == 1.0

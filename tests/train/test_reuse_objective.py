@@ -57,9 +57,14 @@ def test_tas_under_the_paper_objective_is_another_run(tmp_path: Path) -> None:
     assert ("distill.feature.same_class", "negative", "ignore") in changes
     assert ("distill.logits.loss", "ofa", "kd") in changes
     # the defaults spelled out are the same run as the defaults
-    explicit = {"feature": {"same_class": "ignore"}, "logits": {"loss": "kd", "temperature": 4.0}}
+    explicit = {"feature": {"same_class": "ignore"}, "logits": {"loss": "kd", "temperature": "auto",
+                                                                "auto_threshold": 0.8}}
     (tmp_path / "b").mkdir()
     assert _recorded(tmp_path / "b", "tas", explicit).spec_changes(_spec(tmp_path, "tas")) == []
+    # kd's auto is chosen from the teacher: a run recorded at T 4 (the old default) is another run
+    (tmp_path / "c").mkdir()
+    at_four = _recorded(tmp_path / "c", "tas", {"logits": {"temperature": 4.0}})
+    assert at_four.spec_changes(_spec(tmp_path, "tas")) == [("distill.logits.temperature", 4.0, "auto")]
 
 
 @pytest.mark.parametrize(("local_role", "same_as"), [("teacher", "infonce"), ("student", "none")])
