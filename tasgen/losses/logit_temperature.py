@@ -89,7 +89,6 @@ def teacher_confidence(
     was_training = system.training
     system.eval()
     with _random_state_kept(), torch.no_grad():
-        torch.manual_seed(seed)
         for images in _batches(_images(dataset, max_images, seed, rank, world_size), batch_size):
             logits = system(images.to(device), members={"teacher"})["teacher"][0].float()
             total[0] += logits.softmax(-1).amax(-1).double().sum()
@@ -108,12 +107,20 @@ def _images(dataset: Any, max_images: int, seed: int, rank: int, world_size: int
         size = len(dataset)
         order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:max_images].tolist()
         for index in order[rank::world_size]:
-            torch.manual_seed(seed + index)  # its augmentation, whichever rank reads it
+            _seed_all(seed + index)  # its augmentation, whichever rank reads it and whatever the run's seed
             yield dataset[index][0]
     else:  # a stream: its first images
+        _seed_all(seed)
         for position, item in enumerate(itertools.islice(iter(dataset), max_images)):
             if position % world_size == rank:
                 yield item[0]
+
+
+def _seed_all(seed: int) -> None:
+    """Seed the generators training transforms draw from (torchvision's torch, timm's Python ``random``)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def _batches(images: Iterator[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
