@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A name is a subpackage or top-level module of tasgen; "cli" is tasgen_cli.
 LAYERS: list[tuple[str, set[str]]] = [
     ("the spec front end and the method registry (no torch), checkpoint files, output paths, run metrics, "
-     "the teacher store, parent-death signals",
-     {"spec", "methods", "checkpoint", "output", "run_metrics", "teacher_store", "parent_death"}),
+     "the teacher store, parent-death signals, the global random generators",
+     {"spec", "methods", "checkpoint", "output", "run_metrics", "teacher_store", "parent_death", "generators"}),
     ("tasgen's own layers and stage-described backbones", {"blocks", "backbone"}),
     ("reading a model: stage tables", {"arch"}),
     ("the plan, the planner and the plan's text views", {"plan", "planner", "plan_views", "plan_draw"}),

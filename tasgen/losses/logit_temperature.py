@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import random
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as tdist
 from torch import nn
+
+from tasgen.generators import rng_state, seed_everything, set_rng_state
 
 __all__ = [
     "CONFIDENT_TEMPERATURE",
@@ -46,14 +46,11 @@ def choose_logit_temperature(confidence: float, threshold: float) -> float:
 @contextlib.contextmanager
 def _random_state_kept() -> Iterator[None]:
     """Run a block (random training transforms) without moving Python's, NumPy's or torch's generators."""
-    py, np_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        try:
-            yield
-        finally:
-            random.setstate(py)
-            np.random.set_state(np_state)
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
 
 
 def teacher_confidence(
@@ -107,20 +104,13 @@ def _images(dataset: Any, max_images: int, seed: int, rank: int, world_size: int
         size = len(dataset)
         order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:max_images].tolist()
         for index in order[rank::world_size]:
-            _seed_all(seed + index)  # its augmentation, whichever rank reads it and whatever the run's seed
+            seed_everything(seed + index)  # its augmentation, whichever rank reads it and whatever the run's seed
             yield dataset[index][0]
     else:  # a stream: its first images
-        _seed_all(seed)
+        seed_everything(seed)
         for position, item in enumerate(itertools.islice(iter(dataset), max_images)):
             if position % world_size == rank:
                 yield item[0]
-
-
-def _seed_all(seed: int) -> None:
-    """Seed the generators training transforms draw from (torchvision's torch, timm's Python ``random``)."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
 
 
 def _batches(images: Iterator[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
