@@ -282,13 +282,14 @@ def _logit_temperature(setup: Setup, train: Any, recorded: dict[str, Any], repor
     objective = setup.objective
     if not getattr(objective, "needs_teacher_confidence", False):
         return {}
-    if "teacher_confidence" in recorded:
+    resumed = "teacher_confidence" in recorded
+    if resumed:
         confidence = float(recorded["teacher_confidence"])
-        temperature = objective.set_teacher_confidence(confidence)
     else:
         confidence, images = teacher_confidence(setup.system, train, setup.device, rank=rank(),
                                                 world_size=world_size())
-        temperature = objective.set_teacher_confidence(confidence)
+    temperature = objective.set_teacher_confidence(confidence)
+    if not resumed:
         threshold = objective.logit_temperature_threshold
         report.log(f"logit temperature (auto): the teacher's mean top probability on {images} training images is "
                    f"{confidence:.3f}, {'at or above' if temperature == CONFIDENT_TEMPERATURE else 'below'} "
