@@ -12,6 +12,8 @@ scored, and the best one becomes the Plan.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import networkx as nx
 
@@ -503,8 +505,32 @@ def objective_record(d: DistillSpec, roles: tuple[str, Role] | None = None) -> d
     record = losses.model_dump(mode="json")
     if roles is None and d.feature.loss == "auto" and "dim" in record["feature"]:
         record["feature"]["loss"] = "auto"  # its value depends on the pair, which is not known here
-    if not any(p.feature_weight > 0 for p in losses.loss_pairs) and d.method in _PAIR_METHODS:
-        record["feature"] = {"pool": losses.feature.get("pool", "avg")}  # built in; no feature term reads the rest
-    if not any(p.logit_weight > 0 for p in losses.loss_pairs):
+    return _read_settings(record)
+
+
+def planned_objective(plan: Mapping[str, Any]) -> dict | None:
+    """`objective_record` of the objective a run's ``plan.json`` says it trained (None when it does not say).
+
+    The plan records the objective as its version of tasgen resolved it, so a run
+    whose spec still reads the same is another run when a default it relies on now
+    resolves otherwise (``distill.logits.temperature: auto`` was T 4 for kd before it
+    was chosen from the teacher).
+    """
+    fields = tuple(Losses.model_fields)
+    if not all(f in plan for f in fields):
+        return None
+    try:
+        losses = Losses.model_validate({f: plan[f] for f in fields})
+    except ValueError:
+        return None
+    return _read_settings(losses.model_dump(mode="json"))
+
+
+def _read_settings(record: dict) -> dict:
+    """``record`` (a `Losses` dump) without the feature and logit settings no term of it reads."""
+    pairs = record["loss_pairs"]
+    if not any(p["feature_weight"] > 0 for p in pairs) and record["method"] in _PAIR_METHODS:
+        record["feature"] = {"pool": record["feature"].get("pool", "avg")}  # built in; no feature term reads the rest
+    if not any(p["logit_weight"] > 0 for p in pairs):
         record["logits"] = {}
     return record

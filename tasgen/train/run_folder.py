@@ -223,13 +223,17 @@ class RunFolder:
         Keys in `RESULT_NEUTRAL_KEYS` are left out, and so are the ``distill`` keys when
         both specs train the same objective (`tasgen.planner.objective_record`): a run
         recorded before a default of a method it does not use changed is the same run.
+        What the run trained is read from its ``plan.json`` where that records it: a spec
+        that reads the same but whose defaults now resolve to another objective (kd's
+        ``temperature: auto`` was T 4 before it was chosen from the teacher) changes the
+        run, as ``objective.<key>`` entries.
         A ``teacher_fit`` (CE on the labels alone) reads only ``distill.ce.label_smoothing``
         of ``distill``, as the teacher store's key does.
 
         Raises:
             TrainError, SpecError: see `recorded_spec`.
         """
-        from tasgen.planner import objective_record
+        from tasgen.planner import objective_record, planned_objective
 
         recorded = self._recorded()
         now = spec.model_dump(mode="json")
@@ -237,27 +241,28 @@ class RunFolder:
         changes = [c for c in spec_changes(recorded.model_dump(mode="json"), now) if c[0] not in RESULT_NEUTRAL_KEYS]
         if teacher_fit:
             return [c for c in changes if not c[0].startswith("distill.") or c[0] == "distill.ce.label_smoothing"]
-        if any(c[0].startswith("distill.") for c in changes):
-            roles = self._pair_roles()  # ``distill.feature.loss: auto`` is read through them
-            before = objective_record(recorded.distill, roles)
-            if before is not None and before == objective_record(spec.distill, roles):
-                # The same objective: keys of distill its method does not read, or spelled otherwise
-                # (temperature auto against the number it resolves to), do not change the run.
-                changes = [c for c in changes if not c[0].startswith("distill.")]
+        plan = self._plan()
+        roles = _roles(plan)  # ``distill.feature.loss: auto`` is read through them
+        trained = planned_objective(plan) if roles is not None else None
+        before = trained if trained is not None else objective_record(recorded.distill, roles)
+        after = objective_record(spec.distill, roles)
+        if before is None or after is None:  # a method whose plugin is missing: the spec keys decide
+            return changes
+        if before == after:
+            # The same objective: keys of distill its method does not read, or spelled otherwise
+            # (temperature auto against the number it resolves to), do not change the run.
+            return [c for c in changes if not c[0].startswith("distill.")]
+        if not any(c[0].startswith("distill.") for c in changes):  # the same spec, another objective now
+            changes += spec_changes(before, after, "objective.")
         return changes
 
-    def _pair_roles(self) -> tuple[str, str] | None:
-        """The recorded plan's pair kind and local role, or None when plan.json does not say.
-
-        A change of teacher or student is a change of the run in itself, so the recorded
-        roles are the ones both specs are compared under.
-        """
+    def _plan(self) -> dict[str, Any]:
+        """The recorded ``plan.json``, or an empty dict when there is none or it does not read."""
         try:
             plan = json.loads(self.plan_file.read_text(encoding="utf-8"))
-            roles = (plan["pair"], plan["local_role"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return roles if all(isinstance(r, str) for r in roles) else None
+        except (OSError, ValueError):
+            return {}
+        return plan if isinstance(plan, dict) else {}
 
     def start_fresh(self, spec_yaml: str, plan_json: str, *, overwrite: bool) -> list[str]:
         """Write the run's inputs; remove an earlier run only when ``overwrite``.
@@ -484,3 +489,13 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+def _roles(plan: dict[str, Any]) -> tuple[str, str] | None:
+    """The recorded plan's pair kind and local role, or None when it does not say.
+
+    A change of teacher or student is a change of the run in itself, so the recorded
+    roles are the ones both specs are compared under.
+    """
+    roles = (plan.get("pair"), plan.get("local_role"))
+    return roles if all(isinstance(r, str) for r in roles) else None  # type: ignore[return-value]
