@@ -94,7 +94,7 @@ def test_a_teacher_fit_is_compared_on_what_it_reads(tmp_path: Path) -> None:
     assert [c[0] for c in folder.spec_changes(other, teacher_fit=True)] == ["train.teacher_epochs"]
 
 
-def _plan_json(folder: RunFolder, method: str, logits: dict[str, Any] | None, tmp_path: Path) -> None:
+def _plan_json(folder: RunFolder, logits: dict[str, Any] | None) -> None:
     """Write the run's plan.json as the planner does, its logits as ``logits`` say (an older version's record)."""
     from tasgen.planner import plan_losses
 
@@ -111,17 +111,17 @@ def test_a_run_whose_default_now_resolves_otherwise_is_another_run(tmp_path: Pat
     teacher now): the study must not reuse it as a run under today's rule; spelled at 4, it is the same run."""
     old = {"loss": "kd", "temperature": 4.0}
     folder = _recorded(tmp_path, "tas", {})
-    _plan_json(folder, "tas", old, tmp_path)
+    _plan_json(folder, old)
     assert folder.spec_changes(_spec(tmp_path, "tas")) == [
         ("objective.logits.temperature", 4.0, "auto"), ("objective.logits.threshold", None, 0.8)]
     assert folder.spec_changes(_spec(tmp_path, "tas", {"logits": {"temperature": 4.0}})) == []
     # the plan today's version writes for the same spec: the same run
-    _plan_json(folder, "tas", None, tmp_path)
+    _plan_json(folder, None)
     assert folder.spec_changes(_spec(tmp_path, "tas")) == []
     # a method that reads no logit loss keeps its run whatever the old plan said of the logits
     (tmp_path / "n").mkdir()
     alone = _recorded(tmp_path / "n", "none", {})
-    _plan_json(alone, "none", old, tmp_path)
+    _plan_json(alone, old)
     assert alone.spec_changes(_spec(tmp_path, "none")) == []
     # a plan.json that does not record the objective leaves the spec to decide
     alone.plan_file.write_text(json.dumps({"pair": "heterogeneous", "local_role": "teacher"}))
