@@ -260,7 +260,7 @@ class RunFolder:
         """The recorded ``plan.json``, or an empty dict when there is none or it does not read."""
         try:
             plan = json.loads(self.plan_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # altered beyond reading: compared on the spec
             return {}
         return plan if isinstance(plan, dict) else {}
 
