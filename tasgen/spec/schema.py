@@ -180,9 +180,10 @@ class FeatureLossSpec(_Strict):
 
     loss: Literal["auto", "infonce", "none"] = Field(
         "auto",
-        description="auto: infonce, except where the student is the local member of a heterogeneous pair "
-        "(a convolutional student of a ViT or MLP teacher), where the InfoNCE terms were measured to make the "
-        "student underfit its labels and none is taken (docs/design.md; `tasgen plan` says which); infonce: "
+        description="auto: infonce where the teacher gives the assistant its first stages (a ViT or MLP "
+        "student of a convolutional teacher), none where the student does (a convolutional student of a ViT "
+        "or MLP teacher, or a homogeneous pair), where the InfoNCE terms were measured to make the student "
+        "underfit its labels (docs/design.md; `tasgen plan` says which); infonce: "
         "the paper's terms on every pair; none: the logit terms alone.",
     )
     pool: Literal["avg", "head"] = Field(

@@ -402,8 +402,8 @@ def test_every_base_fragment_is_extended_by_an_example_spec() -> None:
 
 
 def test_plan_warns_of_the_measured_failure_modes_and_names_the_option() -> None:
-    """A CNN student of a global teacher (vit-to-cnn's shape) gets no InfoNCE terms by default and the plan
-    says why; set back to infonce, they are warned about with the option that removes them. The other
+    """A CNN student of a global teacher (vit-to-cnn's shape), and a homogeneous pair, get no InfoNCE terms
+    by default and the plan says why; set back to infonce, they are warned about with the option that removes them. The other
     direction gets neither."""
     from tasgen.compiler import plan_spec
     from tasgen.planner import feature_loss_note, plan_warnings
@@ -428,3 +428,10 @@ def test_plan_warns_of_the_measured_failure_modes_and_names_the_option() -> None
     assert not any("frozen" in w for w in warnings("vit-to-cnn.yaml", "assistant.teacher_stages=finetune"))
     assert all(feature_loss_note(plan(s)) is None for s in ("cnn-to-mlp.yaml", "cnn-to-vit.yaml"))
     assert warnings("cnn-to-mlp.yaml") == [] and warnings("cnn-to-vit.yaml") == []
+    # A homogeneous pair: the student's stages lead its assistant too, and the note names the pair's kind.
+    for spec in ("cnn-to-cnn.yaml", "vit-to-vit.yaml"):
+        note = feature_loss_note(plan(spec)) or ""
+        assert "a homogeneous pair" in note and "at most 1.0 validation point" in note, spec
+        assert plan(spec).feature["loss"] == "none"
+        assert any("InfoNCE terms were measured to do harm" in w
+                   for w in warnings(spec, "distill.feature.loss=infonce")), spec

@@ -119,8 +119,10 @@ def test_loss_pairs_follow_the_spec(tables) -> None:
     ("deit_tiny_patch16_224", "resnet18", "none"),  # a CNN student of a ViT teacher: the local member
     ("resmlp_12_224", "mobilenetv2_100", "none"),  # ... of an MLP teacher
     ("convnext_atto", "deit_tiny_patch16_224", "infonce"),  # the teacher gives the local stages
-    ("convnext_atto", "resnet18", "infonce"),  # homogeneous: not the measured direction
-    ("deit_tiny_patch16_224", "resmlp_12_224", "infonce"),
+    ("convnext_atto", "resnet18", "none"),  # homogeneous: the student's stages lead the assistant
+    ("swin_tiny_patch4_window7_224", "deit_tiny_patch16_224", "none"),  # ... of two ViTs too
+    ("deit_tiny_patch16_224", "resmlp_12_224", "none"),  # ViT and MLP: both global, a homogeneous pair
+    ("resnet18", "resmlp_12_224", "infonce"),  # an MLP student of a CNN teacher: the teacher's stages lead
 ])
 def test_auto_feature_loss_follows_the_pairs_shape(tables, teacher: str, student: str, expected: str) -> None:
     """``distill.feature.loss: auto`` is the plan with that value spelled out: same terms, same hash."""
@@ -136,7 +138,7 @@ def test_auto_feature_loss_follows_the_pairs_shape(tables, teacher: str, student
 def test_resolve_feature_loss_keeps_what_is_set_and_reads_roles_only_for_auto() -> None:
     assert resolve_feature_loss("auto", ("heterogeneous", "student")) == "none"
     assert resolve_feature_loss("auto", ("heterogeneous", "teacher")) == "infonce"
-    assert resolve_feature_loss("auto", ("homogeneous", "student")) == "infonce"
+    assert resolve_feature_loss("auto", ("homogeneous", "student")) == "none"
     assert resolve_feature_loss("auto", None) == "infonce"  # an objective built without a plan: the paper's
     for loss in ("infonce", "none"):
         assert {resolve_feature_loss(loss, r) for r in (None, ("heterogeneous", "student"))} == {loss}
