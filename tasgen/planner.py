@@ -315,8 +315,9 @@ LOCAL_STUDENT_EVIDENCE = (
 LOCAL_STUDENT_CAP = (
     "What is left in this direction (docs/results.md, \"The goal, dataset by dataset and pair by pair\", five "
     "seeds): the assistant, built on the student's stages, ended below the student alone on test in five of the "
-    "seven settings measured and at most 2.1 points above it in the other two, and TAS was at most 1.0 validation point over the better of KD and OFA in five settings "
-    "(behind KD in two); on the homogeneous pairs it was below the student alone. Compare on your data with "
+    "seven settings measured and at most 2.1 points above it in the other two, and TAS was at most 1.0 "
+    "validation point over the better of KD and OFA in five settings (behind KD in two); on the homogeneous "
+    "pairs it was below the student alone. Compare on your data with "
     "`tasgen study SPEC --methods none,kd,ofa,tas`."
 )
 """The measured cap of TAS where the student leads the assistant, and what to run about it."""

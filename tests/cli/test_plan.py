@@ -402,9 +402,9 @@ def test_every_base_fragment_is_extended_by_an_example_spec() -> None:
 
 
 def test_plan_warns_of_the_measured_failure_modes_and_names_the_option() -> None:
-    """A CNN student of a global teacher (vit-to-cnn's shape), and a homogeneous pair, get no InfoNCE terms
-    by default and the plan says why; set back to infonce, they are warned about with the option that removes them. The other
-    direction gets neither."""
+    """A CNN student of a global teacher (vit-to-cnn's shape), and a homogeneous pair, get no InfoNCE
+    terms by default and the plan says why; set back to infonce, they are warned about with the option
+    that removes them. The other direction gets neither."""
     from tasgen.compiler import plan_spec
     from tasgen.planner import feature_loss_note, plan_warnings
     from tasgen.spec import load_spec
