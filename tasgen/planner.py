@@ -71,18 +71,17 @@ def pair_roles(teacher: StageTable, student: StageTable) -> tuple[str, Role, Rol
     return "heterogeneous", "student", "teacher"
 
 
-def local_student(pair: str, local_role: Role) -> bool:
+def local_student(local_role: Role) -> bool:
     """Whether the student gives the assistant its stem and first stages, which then feed the
     teacher's late stages: the student is the local member of a heterogeneous pair (a CNN student of
     a ViT or MLP teacher), or the pair is homogeneous (the planner takes the student's early stages).
 
     The direction in which TAS's InfoNCE terms were measured to do harm (docs/design.md,
     ``distill.feature.loss``): the rule ``auto`` reads, and `plan_warnings` names. Only a global
-    student of a local teacher (the teacher's stages first) keeps them. Both kinds of ``pair`` give
-    the same answer: the roles decide (the homogeneous pairs were measured after the heterogeneous
-    ones, docs/results.md, "The homogeneous pairs").
+    student of a local teacher (the teacher's stages first) keeps them. The pair's kind does not
+    enter: the homogeneous pairs were measured after the heterogeneous ones (docs/results.md, "The
+    homogeneous pairs") and gave the same answer.
     """
-    del pair  # the roles decide, whichever kind of pair gave them
     return local_role == "student"
 
 
@@ -94,7 +93,7 @@ def resolve_feature_loss(loss: str, roles: tuple[str, Role] | None) -> str:
     """
     if loss != "auto":
         return loss
-    return "none" if roles is not None and local_student(*roles) else "infonce"
+    return "none" if roles is not None and local_student(roles[1]) else "infonce"
 
 
 # --------------------------------------------------------------------- graph
@@ -332,7 +331,7 @@ def _leading_kind(plan: Plan) -> str:
 
 def feature_loss_note(plan: Plan) -> str | None:
     """Why a TAS plan has no InfoNCE terms when the pair's shape turned them off (None otherwise)."""
-    if plan.method != "tas" or plan.feature.get("loss") != "none" or not local_student(plan.pair, plan.local_role):
+    if plan.method != "tas" or plan.feature.get("loss") != "none" or not local_student(plan.local_role):
         return None
     return (f"no InfoNCE terms: the student {plan.student.model} gives the assistant its stem and first stages "
             f"({_leading_kind(plan)}), where distill.feature.loss auto takes none. {LOCAL_STUDENT_EVIDENCE} "
@@ -360,7 +359,7 @@ def plan_warnings(plan: Plan) -> list[str]:
             "to narrower stages (`tasgen plan --all` lists the candidates)"
         )
     frozen_global = plan.local_role == "student" and plan.global_role == "teacher" and plan.teacher_stages == "frozen"
-    if local_student(plan.pair, plan.local_role) and any(p.feature_weight > 0 for p in plan.loss_pairs):
+    if local_student(plan.local_role) and any(p.feature_weight > 0 for p in plan.loss_pairs):
         warnings.append(
             f"distill.feature.loss is {plan.feature.get('loss')} where the student {student.model} gives the "
             f"assistant its stem and stages 1-{plan.split}, which feed the teacher's stages ({_leading_kind(plan)}): "

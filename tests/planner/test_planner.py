@@ -132,7 +132,7 @@ def test_auto_feature_loss_follows_the_pairs_shape(tables, teacher: str, student
     assert auto.feature["loss"] == expected
     assert auto.hash == spelled.hash != other.hash
     assert any(p.feature_weight > 0 for p in auto.loss_pairs) == (expected == "infonce")
-    assert local_student(auto.pair, auto.local_role) == (expected == "none")
+    assert local_student(auto.local_role) == (expected == "none")
 
 
 def test_resolve_feature_loss_keeps_what_is_set_and_reads_roles_only_for_auto() -> None:

@@ -35,7 +35,7 @@ def test_auto_feature_loss_trains_a_local_student_with_the_logit_terms_alone(mak
 
     result = train(make_spec(distill={"method": "tas", "feature": {"loss": "auto"}}), quiet=True)
     plan = Plan.from_json((result.run_dir / "plan.json").read_text())
-    assert local_student(plan.pair, plan.local_role) and plan.feature["loss"] == "none"
+    assert local_student(plan.local_role) and plan.feature["loss"] == "none"
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     terms = {k for k in rows[-1] if k.startswith("loss.")}
     assert {f"loss.{p}.logit" for p in ("teacher_student", "teacher_assistant", "assistant_student")} <= terms
